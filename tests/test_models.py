@@ -1,0 +1,149 @@
+"""Every registered model: shapes, gradients, determinism, faithfulness to torchvision."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+import zoo
+from zoo.models import GoogLeNetOutputs
+
+ALL = zoo.list_models()
+GOOGLENETS = zoo.list_models("googlenet*")
+
+
+def config_kwargs(name: str, config: str) -> dict:
+    """kwargs of a name's 'paper' config (torchvision stem/head) or its 'cifar' one."""
+    if config == "paper":
+        return {}
+    return {"head": "cifar"} if name.startswith("vgg") else {"stem": "cifar"}
+
+
+def outputs_of(out):
+    return list(out) if isinstance(out, tuple) else [out]
+
+
+@pytest.mark.parametrize("config", ["paper", "cifar"])
+@pytest.mark.parametrize("name", ALL)
+def test_forward_backward_mnist_and_cifar(name, config):
+    torch.manual_seed(0)
+    for in_chans in (1, 3):
+        model = zoo.create_model(name, num_classes=10, in_chans=in_chans, **config_kwargs(name, config))
+        x = torch.randn(2, in_chans, 32, 32)
+
+        model.train()
+        outs = outputs_of(model(x))
+        expected_outs = 3 if name.startswith("googlenet") else 1
+        assert len(outs) == expected_outs
+        assert all(o.shape == (2, 10) for o in outs)
+        sum(o.sum() for o in outs).backward()
+        missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+        assert not missing, f"parameters without gradient: {missing[:5]}"
+
+        model.eval()
+        with torch.no_grad():
+            y1, y2 = model(x), model(x)
+        assert isinstance(y1, torch.Tensor) and y1.shape == (2, 10)
+        assert torch.equal(y1, y2)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "vgg11_bn", "googlenet_res5x5", "googlenet_resall3x3"])
+def test_forward_imagenet_shape(name):
+    model = zoo.create_model(name).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 224, 224)).shape == (1, 1000)
+
+
+@pytest.mark.parametrize("name", GOOGLENETS)
+def test_googlenet_aux_off_returns_tensor_in_train(name):
+    model = zoo.create_model(name, num_classes=10, aux_logits=False).train()
+    out = model(torch.randn(2, 3, 32, 32))
+    assert isinstance(out, torch.Tensor) and not isinstance(out, GoogLeNetOutputs)
+    assert model.aux1 is None and model.aux2 is None
+
+
+TORCHVISION_PEERS = ["resnet18", "resnet34", "resnet50", "googlenet"] + [
+    f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")
+]
+
+
+@pytest.mark.parametrize("name", TORCHVISION_PEERS)
+def test_torchvision_state_dict_loads_and_matches(name):
+    torch.manual_seed(0)
+    kwargs = {"init_weights": True} if name == "googlenet" else {}
+    ref = getattr(torchvision.models, name)(weights=None, num_classes=10, **kwargs).eval()
+    with torch.device("meta"):  # skip our init: every tensor comes from the state_dict
+        ours = zoo.create_model(name, num_classes=10).eval()
+    # real batch-norm statistics, so a misplaced BN would show
+    for m in ref.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    ours.load_state_dict(ref.state_dict(), strict=True, assign=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [("vgg19", 143_667_240), ("resnet18", 11_689_512), ("resnet50", 25_557_032), ("googlenet", 13_004_888)],
+)
+def test_param_counts_match_torchvision(name, params):
+    assert zoo.model_info(name)["params"] == params
+
+
+def test_googlenet_without_aux_param_count():
+    assert zoo.model_info("googlenet", aux_logits=False)["params"] == 6_624_904
+
+
+def test_googlenet_5x5_differs_only_in_branch3_kernel():
+    plain = zoo.create_model("googlenet").state_dict()
+    five = zoo.create_model("googlenet_5x5").state_dict()
+    assert plain.keys() == five.keys()
+    differing = {k for k in plain if plain[k].shape != five[k].shape}
+    assert differing == {f"inception{m}.branch3.1.conv.weight" for m in ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")}
+    for k in differing:
+        assert plain[k].shape[2:] == (3, 3) and five[k].shape[2:] == (5, 5)
+
+
+@pytest.mark.parametrize(("res", "plain"), [("googlenet_res3x3", "googlenet"), ("googlenet_res5x5", "googlenet_5x5")])
+def test_residual_variant_has_plain_twin_param_count(res, plain):
+    assert zoo.model_info(res)["params"] == zoo.model_info(plain)["params"]
+    model = zoo.create_model(res)
+    residual = [n for n in ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b") if getattr(model, f"inception{n}").residual]
+    assert residual == ["4b", "4c", "5a"]
+
+
+def test_residual_module_adds_its_input():
+    from zoo.models.googlenet import INCEPTION_CFGS, Inception
+
+    torch.manual_seed(0)
+    plain = Inception(*INCEPTION_CFGS["inception4b"]).eval()
+    res = Inception(*INCEPTION_CFGS["inception4b"], residual=True).eval()
+    res.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 512, 4, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(res(x) - plain(x), x)
+
+
+def test_resall_projects_where_channels_differ():
+    model = zoo.create_model("googlenet_resall5x5")
+    projected = sorted(n for n, m in model.named_modules() if n.endswith("shortcut") and len(list(m.parameters())))
+    assert projected == [f"inception{n}.shortcut" for n in ("3a", "3b", "4a", "4d", "4e", "5b")]
+
+
+def test_model_info_macs():
+    # torchvision's published figures: ResNet-18 1.81 GMACs, VGG-19 19.63 GMACs at 224x224
+    assert zoo.model_info("resnet18")["macs"] == 1_814_073_344
+    assert zoo.model_info("vgg19")["macs"] == 19_632_062_464
+    cifar = zoo.model_info("resnet18", input_size=(3, 32, 32), num_classes=10, stem="cifar")
+    assert cifar["input_size"] == [3, 32, 32] and cifar["flops"] == 2 * cifar["macs"]
+    assert zoo.model_info("resnet18", stem="cifar")["input_size"] == [3, 32, 32]
+
+
+def test_stem_and_head_choices_are_checked():
+    with pytest.raises(ValueError, match="stem must be"):
+        zoo.create_model("resnet18", stem="mnist")
+    with pytest.raises(ValueError, match="head must be"):
+        zoo.create_model("vgg11", head="tiny")

@@ -1,0 +1,250 @@
+"""GoogLeNet (Szegedy et al. 2015) and the paper's Inception ablations.
+
+``googlenet`` is torchvision's network, including its known bug: the "5x5"
+branch of every Inception module is a 3x3 conv (pytorch/vision#906). It is
+kept so torchvision checkpoints load. The paper's variants:
+
+- ``_5x5``: the branch is a true 5x5 conv (padding 2);
+- ``res``: an identity shortcut ``y = F(x) + x`` on the modules whose output
+  shape equals their input shape (4b, 4c, 5a), the paper's implementation;
+- ``resall``: every module residual, with a 1x1 conv + BN projection where the
+  channel count changes, the paper's "further work".
+
+A residual variant's plain twin has exactly its parameter count.
+"""
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from zoo.models.layers import check_input
+from zoo.registry import register_model
+
+Stem = Literal["imagenet", "cifar"]
+Residual = Literal["none", "same", "all"]
+
+# torchvision's widths: in, 1x1, 3x3 reduce, 3x3, "5x5" reduce, "5x5", pool proj
+INCEPTION_CFGS: dict[str, tuple[int, int, int, int, int, int, int]] = {
+    "inception3a": (192, 64, 96, 128, 16, 32, 32),
+    "inception3b": (256, 128, 128, 192, 32, 96, 64),
+    "inception4a": (480, 192, 96, 208, 16, 48, 64),
+    "inception4b": (512, 160, 112, 224, 24, 64, 64),
+    "inception4c": (512, 128, 128, 256, 24, 64, 64),
+    "inception4d": (512, 112, 144, 288, 32, 64, 64),
+    "inception4e": (528, 256, 160, 320, 32, 128, 128),
+    "inception5a": (832, 256, 160, 320, 32, 128, 128),
+    "inception5b": (832, 384, 192, 384, 48, 128, 128),
+}
+
+
+class GoogLeNetOutputs(NamedTuple):
+    """What a GoogLeNet with aux heads returns in train mode."""
+
+    logits: Tensor
+    aux_logits2: Tensor
+    aux_logits1: Tensor
+
+
+class BasicConv2d(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, **kwargs) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, bias=False, **kwargs)
+        self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.bn(self.conv(x)), inplace=True)
+
+
+class Inception(nn.Module):
+    """Four branches concatenated; optionally ``y = branches(x) + shortcut(x)``."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        ch1x1: int,
+        ch3x3red: int,
+        ch3x3: int,
+        ch5x5red: int,
+        ch5x5: int,
+        pool_proj: int,
+        kernel5x5: int = 3,
+        residual: bool = False,
+    ) -> None:
+        super().__init__()
+        self.branch1 = BasicConv2d(in_channels, ch1x1, kernel_size=1)
+        self.branch2 = nn.Sequential(
+            BasicConv2d(in_channels, ch3x3red, kernel_size=1),
+            BasicConv2d(ch3x3red, ch3x3, kernel_size=3, padding=1),
+        )
+        self.branch3 = nn.Sequential(
+            BasicConv2d(in_channels, ch5x5red, kernel_size=1),
+            BasicConv2d(ch5x5red, ch5x5, kernel_size=kernel5x5, padding=kernel5x5 // 2),
+        )
+        self.branch4 = nn.Sequential(
+            nn.MaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True),
+            BasicConv2d(in_channels, pool_proj, kernel_size=1),
+        )
+        out_channels = ch1x1 + ch3x3 + ch5x5 + pool_proj
+        self.residual = residual
+        if residual and in_channels != out_channels:
+            self.shortcut: nn.Module = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False),
+                nn.BatchNorm2d(out_channels, eps=0.001),
+            )
+        else:
+            self.shortcut = nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+        return out + self.shortcut(x) if self.residual else out
+
+
+class InceptionAux(nn.Module):
+    def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.7) -> None:
+        super().__init__()
+        self.conv = BasicConv2d(in_channels, 128, kernel_size=1)
+        self.fc1 = nn.Linear(2048, 1024)
+        self.fc2 = nn.Linear(1024, num_classes)
+        self.dropout = nn.Dropout(p=dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # aux1: N x 512 x h x w, aux2: N x 528 x h x w
+        x = self.conv(F.adaptive_avg_pool2d(x, (4, 4)))
+        # N x 128 x 4 x 4
+        x = F.relu(self.fc1(torch.flatten(x, 1)), inplace=True)
+        # N x 1024
+        return self.fc2(self.dropout(x))
+
+
+class GoogLeNet(nn.Module):
+    """GoogLeNet (Inception v1) with the paper's ablation switches.
+
+    ``kernel5x5``: 3 (torchvision's, #906) or 5. ``residual``: "none", "same"
+    (identity shortcut where shapes match: 4b, 4c, 5a) or "all" (projection
+    where channels differ). ``aux_logits``: the two auxiliary classifiers; in
+    train mode the model then returns ``GoogLeNetOutputs(logits, aux2, aux1)``,
+    in eval mode always the logits. ``stem``: "imagenet" (torchvision's, what
+    the paper ran on 32x32) or "cifar" (a 3x3 conv to 192 channels, no early
+    downsampling).
+    """
+
+    first_conv = "conv1.conv"
+
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        aux_logits: bool = True,
+        kernel5x5: int = 3,
+        residual: Residual = "none",
+        stem: Stem = "imagenet",
+        dropout: float = 0.2,
+        dropout_aux: float = 0.7,
+    ) -> None:
+        super().__init__()
+        if stem not in ("imagenet", "cifar"):
+            raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
+        if residual not in ("none", "same", "all"):
+            raise ValueError(f"residual must be 'none', 'same' or 'all', got {residual!r}")
+        if kernel5x5 not in (3, 5):
+            raise ValueError(f"kernel5x5 must be 3 or 5, got {kernel5x5!r}")
+        self.num_classes, self.in_chans, self.stem = num_classes, in_chans, stem
+        self.aux_logits = aux_logits
+        self.default_input_size = (in_chans, 224, 224) if stem == "imagenet" else (in_chans, 32, 32)
+        # ceil-mode 3x3/2 pools need 2 pixels: imagenet stem 4 pools after a stride-2 conv, cifar stem 1
+        self.min_input_size = 15 if stem == "imagenet" else 2
+        self.classifier_names = ("fc", "aux1.fc2", "aux2.fc2") if aux_logits else "fc"
+
+        if stem == "imagenet":
+            self.conv1 = BasicConv2d(in_chans, 64, kernel_size=7, stride=2, padding=3)
+            self.maxpool1: nn.Module = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+            self.conv2: nn.Module = BasicConv2d(64, 64, kernel_size=1)
+            self.conv3: nn.Module = BasicConv2d(64, 192, kernel_size=3, padding=1)
+            self.maxpool2: nn.Module = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        else:
+            self.conv1 = BasicConv2d(in_chans, 192, kernel_size=3, padding=1)
+            self.maxpool1 = self.conv2 = self.conv3 = self.maxpool2 = nn.Identity()
+
+        for name, cfg in INCEPTION_CFGS.items():
+            same_shape = cfg[0] == cfg[1] + cfg[3] + cfg[5] + cfg[6]
+            is_residual = residual == "all" or (residual == "same" and same_shape)
+            setattr(self, name, Inception(*cfg, kernel5x5=kernel5x5, residual=is_residual))
+        self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.maxpool4 = nn.MaxPool2d(2, stride=2, ceil_mode=True)
+
+        self.aux1: InceptionAux | None = InceptionAux(512, num_classes, dropout_aux) if aux_logits else None
+        self.aux2: InceptionAux | None = InceptionAux(528, num_classes, dropout_aux) if aux_logits else None
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.dropout = nn.Dropout(p=dropout)
+        self.fc = nn.Linear(1024, num_classes)
+
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.trunc_normal_(m.weight, mean=0.0, std=0.01, a=-2, b=2)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor) -> Tensor | GoogLeNetOutputs:
+        check_input(x, type(self).__name__, self.in_chans, self.min_input_size)
+        # N x C x 224 x 224 (shapes for the imagenet stem; the cifar stem keeps 32 -> 32 here)
+        x = self.maxpool1(self.conv1(x))
+        # N x 64 x 56 x 56
+        x = self.maxpool2(self.conv3(self.conv2(x)))
+        # N x 192 x 28 x 28
+        x = self.inception3b(self.inception3a(x))
+        # N x 480 x 28 x 28
+        x = self.inception4a(self.maxpool3(x))
+        # N x 512 x 14 x 14
+        aux1 = self.aux1(x) if self.aux1 is not None and self.training else None
+        x = self.inception4d(self.inception4c(self.inception4b(x)))
+        # N x 528 x 14 x 14
+        aux2 = self.aux2(x) if self.aux2 is not None and self.training else None
+        x = self.maxpool4(self.inception4e(x))
+        # N x 832 x 7 x 7
+        x = self.inception5b(self.inception5a(x))
+        # N x 1024 x 7 x 7
+        x = self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
+        # N x num_classes
+        if aux1 is not None and aux2 is not None:
+            return GoogLeNetOutputs(x, aux2, aux1)
+        return x
+
+
+@register_model
+def googlenet(**kwargs) -> GoogLeNet:
+    """torchvision's GoogLeNet: its "5x5" branches are 3x3 (pytorch/vision#906)."""
+    return GoogLeNet(kernel5x5=3, residual="none", **kwargs)
+
+
+@register_model
+def googlenet_5x5(**kwargs) -> GoogLeNet:
+    """GoogLeNet with true 5x5 branches, as in Szegedy et al."""
+    return GoogLeNet(kernel5x5=5, residual="none", **kwargs)
+
+
+@register_model
+def googlenet_res3x3(**kwargs) -> GoogLeNet:
+    """The paper's residual GoogLeNet: identity shortcuts on 4b, 4c, 5a; 3x3 branches."""
+    return GoogLeNet(kernel5x5=3, residual="same", **kwargs)
+
+
+@register_model
+def googlenet_res5x5(**kwargs) -> GoogLeNet:
+    """The paper's residual GoogLeNet: identity shortcuts on 4b, 4c, 5a; 5x5 branches."""
+    return GoogLeNet(kernel5x5=5, residual="same", **kwargs)
+
+
+@register_model
+def googlenet_resall3x3(**kwargs) -> GoogLeNet:
+    """Every Inception module residual, 1x1 projections where channels differ; 3x3 branches."""
+    return GoogLeNet(kernel5x5=3, residual="all", **kwargs)
+
+
+@register_model
+def googlenet_resall5x5(**kwargs) -> GoogLeNet:
+    """Every Inception module residual, 1x1 projections where channels differ; 5x5 branches."""
+    return GoogLeNet(kernel5x5=5, residual="all", **kwargs)

@@ -1,0 +1,32 @@
+"""Small pieces shared by the model families."""
+from __future__ import annotations
+
+from torch import Tensor
+
+from zoo.errors import ZooInputError
+
+
+def check_input(x: Tensor, arch: str, in_chans: int, min_size: int) -> None:
+    """Refuse, before the first conv, a tensor the model cannot take, saying what to pass instead."""
+    if not isinstance(x, Tensor):
+        raise ZooInputError(f"{arch} takes a torch.Tensor of shape (N, {in_chans}, H, W), got {type(x).__name__}")
+    if x.ndim != 4:
+        hint = " (a single image: add the batch axis with x.unsqueeze(0))" if x.ndim == 3 else ""
+        raise ZooInputError(
+            f"{arch} takes a 4-D batch (N, {in_chans}, H, W), got shape {tuple(x.shape)}{hint}"
+        )
+    if not x.is_floating_point():
+        raise ZooInputError(
+            f"{arch} takes floating-point input, got {x.dtype}; convert and normalise first, "
+            "e.g. x.float().div(255) then subtract the mean and divide by the std"
+        )
+    if x.shape[1] != in_chans:
+        raise ZooInputError(
+            f"{arch} was built with in_chans={in_chans} but the input has {x.shape[1]} channels; "
+            f"build it with in_chans={x.shape[1]} or pass (N, {in_chans}, H, W)"
+        )
+    if x.shape[2] < min_size or x.shape[3] < min_size:
+        raise ZooInputError(
+            f"{arch} needs inputs of at least {min_size}x{min_size}, got {x.shape[2]}x{x.shape[3]}; "
+            "resize or zero-pad the images (MNIST's 28x28 enters padded to 32x32)"
+        )

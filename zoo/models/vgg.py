@@ -1,0 +1,144 @@
+"""VGG (Simonyan & Zisserman 2014) with torchvision's module names, and a CIFAR head."""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from zoo.models.layers import check_input
+from zoo.registry import register_model
+
+Head = Literal["imagenet", "cifar"]
+
+# Numbers are conv widths, "M" a 2x2 max pool: configurations A, B, D, E of the VGG paper.
+CFGS: dict[str, list[int | str]] = {
+    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
+}
+
+
+def make_features(cfg: list[int | str], batch_norm: bool, in_chans: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    channels = in_chans
+    for v in cfg:
+        if v == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            continue
+        layers.append(nn.Conv2d(channels, int(v), kernel_size=3, padding=1))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(int(v)))
+        layers.append(nn.ReLU(inplace=True))
+        channels = int(v)
+    return nn.Sequential(*layers)
+
+
+class VGG(nn.Module):
+    """VGG with a choice of head.
+
+    ``head="imagenet"`` is torchvision's (7x7 adaptive pool, 4096-4096 FC,
+    dropout): VGG19 has the paper's 144M parameters with it. ``head="cifar"``
+    is a global average pool and one linear layer, 512 -> classes.
+    """
+
+    first_conv = "features.0"
+
+    def __init__(
+        self,
+        cfg: list[int | str],
+        batch_norm: bool = False,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        head: Head = "imagenet",
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        if head not in ("imagenet", "cifar"):
+            raise ValueError(f"head must be 'imagenet' or 'cifar', got {head!r}")
+        self.num_classes, self.in_chans, self.head = num_classes, in_chans, head
+        self.default_input_size = (in_chans, 224, 224) if head == "imagenet" else (in_chans, 32, 32)
+        self.min_input_size = 32  # five 2x2 max pools must leave one pixel
+        self.features = make_features(cfg, batch_norm, in_chans)
+        if head == "imagenet":
+            self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+            self.classifier: nn.Module = nn.Sequential(
+                nn.Linear(512 * 7 * 7, 4096),
+                nn.ReLU(True),
+                nn.Dropout(p=dropout),
+                nn.Linear(4096, 4096),
+                nn.ReLU(True),
+                nn.Dropout(p=dropout),
+                nn.Linear(4096, num_classes),
+            )
+            self.classifier_names = "classifier.6"
+        else:
+            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+            self.classifier = nn.Linear(512, num_classes)
+            self.classifier_names = "classifier"
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_input(x, type(self).__name__, self.in_chans, self.min_input_size)
+        # N x C x H x W
+        x = self.features(x)
+        # N x 512 x H/32 x W/32
+        x = torch.flatten(self.avgpool(x), 1)
+        # N x 512*7*7 (imagenet head) or N x 512 (cifar head)
+        return self.classifier(x)
+
+
+def _vgg(cfg: str, batch_norm: bool, **kwargs) -> VGG:
+    return VGG(CFGS[cfg], batch_norm=batch_norm, **kwargs)
+
+
+@register_model
+def vgg11(**kwargs) -> VGG:
+    return _vgg("vgg11", False, **kwargs)
+
+
+@register_model
+def vgg11_bn(**kwargs) -> VGG:
+    return _vgg("vgg11", True, **kwargs)
+
+
+@register_model
+def vgg13(**kwargs) -> VGG:
+    return _vgg("vgg13", False, **kwargs)
+
+
+@register_model
+def vgg13_bn(**kwargs) -> VGG:
+    return _vgg("vgg13", True, **kwargs)
+
+
+@register_model
+def vgg16(**kwargs) -> VGG:
+    return _vgg("vgg16", False, **kwargs)
+
+
+@register_model
+def vgg16_bn(**kwargs) -> VGG:
+    return _vgg("vgg16", True, **kwargs)
+
+
+@register_model
+def vgg19(**kwargs) -> VGG:
+    """VGG-19 (configuration E), the paper's VGG: 143,667,240 parameters with the imagenet head."""
+    return _vgg("vgg19", False, **kwargs)
+
+
+@register_model
+def vgg19_bn(**kwargs) -> VGG:
+    return _vgg("vgg19", True, **kwargs)

@@ -1,0 +1,221 @@
+"""The model registry: names to factories, pretrained tags, and the timm bridge.
+
+Every architecture and variant is a factory function decorated with
+``@register_model``; its ``__name__`` is the registry name. Pretrained
+weights are addressed as ``<arch>.<tag>`` (``resnet18.cifar10_paper``) and
+listed in ``zoo/pretrained.json``; only tags whose file was really trained
+appear there.
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import json
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from zoo.errors import UnknownModelError
+
+__all__ = [
+    "PretrainedTag",
+    "create_model",
+    "get_pretrained_tag",
+    "list_models",
+    "model_info",
+    "register_model",
+    "split_model_name",
+]
+
+TIMM_PREFIX = "zoo_"
+"""Our models are registered in timm as ``zoo_<name>`` so they never shadow timm's own."""
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+@dataclass(frozen=True)
+class PretrainedTag:
+    """Everything needed to build, fetch and check one published checkpoint."""
+
+    arch: str
+    tag: str
+    hf_hub_id: str
+    revision: str
+    sha256: str
+    model_kwargs: dict[str, Any]
+    input_size: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    label_names: tuple[str, ...]
+    metrics: dict[str, float]
+    recipe: str
+    filename: str = "model.safetensors"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.arch}.{self.tag}"
+
+
+def _load_tags() -> dict[str, PretrainedTag]:
+    path = Path(__file__).with_name("pretrained.json")
+    if not path.exists():
+        return {}
+    tags = {}
+    for entry in json.loads(path.read_text()):
+        for key in ("input_size", "mean", "std", "label_names"):
+            entry[key] = tuple(entry[key])
+        tag = PretrainedTag(**entry)
+        tags[tag.name] = tag
+    return tags
+
+
+_TAGS: dict[str, PretrainedTag] = _load_tags()
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Register a model factory under its function name (a duplicate is an error)."""
+    name = fn.__name__
+    if name in _MODELS:
+        raise ValueError(f"model {name!r} is already registered by {_MODELS[name].__module__}; pick another name")
+    _MODELS[name] = fn
+    _register_in_timm(name)
+    return fn
+
+
+def split_model_name(name: str) -> tuple[str, str]:
+    """``"resnet18.cifar10_paper"`` -> ``("resnet18", "cifar10_paper")``; no tag gives ``""``."""
+    arch, _, tag = name.partition(".")
+    return arch, tag
+
+
+def _unknown_model(arch: str) -> UnknownModelError:
+    close = difflib.get_close_matches(arch, _MODELS, n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(map(repr, close))}? " if close else ""
+    return UnknownModelError(f"unknown model {arch!r}; {hint}zoo.list_models() lists them all")
+
+
+def get_pretrained_tag(name: str) -> PretrainedTag:
+    """The tag entry for ``arch.tag``, or the arch's first tag when ``name`` has none."""
+    arch, tag = split_model_name(name)
+    if arch not in _MODELS:
+        raise _unknown_model(arch)
+    valid = [t for t in _TAGS if split_model_name(t)[0] == arch]
+    if not tag and valid:
+        return _TAGS[valid[0]]
+    if f"{arch}.{tag}" in _TAGS:
+        return _TAGS[f"{arch}.{tag}"]
+    if valid:
+        raise UnknownModelError(f"no pretrained weights {name!r}; valid tags for {arch}: {', '.join(valid)}")
+    raise UnknownModelError(
+        f"no pretrained weights for {arch!r} yet; zoo.list_models(pretrained=True) lists what is published, "
+        "or pass pretrained=False and train it (zoo train)"
+    )
+
+
+def create_model(
+    name: str,
+    *,
+    pretrained: bool = False,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a registered model, optionally with its published weights.
+
+    ``name`` is ``arch`` or ``arch.tag``. A tag supplies the kwargs its
+    checkpoint was trained with (num_classes, in_chans, stem, ...); explicit
+    arguments win. ``pretrained=True`` loads the tag's weights (the arch's
+    first tag when the name has none), checked against its pinned sha256.
+    """
+    arch, tag = split_model_name(name)
+    if arch not in _MODELS:
+        raise _unknown_model(arch)
+    entry = get_pretrained_tag(name) if (tag or pretrained) else None
+    if entry is not None:
+        kwargs = {**entry.model_kwargs, **kwargs}
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if in_chans is not None:
+        kwargs["in_chans"] = in_chans
+    model = _MODELS[arch](**kwargs)
+    if pretrained:
+        from zoo.hub import load_pretrained
+
+        load_pretrained(model, entry)
+    return model
+
+
+def list_models(pattern: str | Iterable[str] = "*", pretrained: bool = False) -> list[str]:
+    """Registered names matching shell-style ``pattern`` (or any of several).
+
+    With ``pretrained=True``, the ``arch.tag`` names that have published weights.
+    """
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    names = _TAGS if pretrained else _MODELS
+    return sorted(n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns))
+
+
+def model_info(name: str, input_size: tuple[int, int, int] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Parameter count and multiply-accumulates of one forward pass at batch 1.
+
+    The model is built on the meta device (no memory, no weights) and run under
+    ``torch.utils.flop_counter.FlopCounterMode``, which counts convolutions and
+    matrix products; MACs = FLOPs / 2. ``input_size`` defaults to the model's
+    own (``model.default_input_size``). Aux heads are not counted (eval mode).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        model = create_model(name, **kwargs).eval()
+        size = tuple(input_size or model.default_input_size)
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            model(torch.empty(1, *size))
+    flops = counter.get_total_flops()
+    return {
+        "name": name,
+        "input_size": list(size),
+        "params": sum(p.numel() for p in model.parameters()),
+        "macs": flops // 2,
+        "flops": flops,
+    }
+
+
+def _register_in_timm(name: str) -> None:
+    """Make ``timm.create_model("zoo_<name>")`` build our model, weights included.
+
+    The entry point goes through timm's own builder, so timm's pretrained-config
+    machinery (``hf-hub:`` ids, ``config.json`` ``model_args``, classifier reset
+    and input-conv adaptation) works as for timm's models.
+    """
+    from timm.models import build_model_with_cfg, register_model as timm_register
+
+    def entry(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+        factory = _MODELS[name]
+        with torch.device("meta"):
+            probe = factory(**{k: v for k, v in kwargs.items() if k in ("stem", "head", "aux_logits")})
+        default_cfg = {
+            "num_classes": 1000,
+            "input_size": probe.default_input_size,
+            "mean": (0.485, 0.456, 0.406),
+            "std": (0.229, 0.224, 0.225),
+            "first_conv": probe.first_conv,
+            "classifier": probe.classifier_names,
+        }
+        if kwargs.get("pretrained_cfg") is None:
+            kwargs["pretrained_cfg"] = default_cfg
+        elif isinstance(kwargs["pretrained_cfg"], dict):
+            kwargs["pretrained_cfg"] = {**default_cfg, **kwargs["pretrained_cfg"]}
+        return build_model_with_cfg(factory, TIMM_PREFIX + name, pretrained, **kwargs)
+
+    entry.__name__ = entry.__qualname__ = TIMM_PREFIX + name
+    entry.__module__ = __name__
+    entry.__doc__ = f"zoo's {name} through timm; see zoo.create_model."
+    setattr(sys.modules[__name__], entry.__name__, entry)
+    timm_register(entry)
