@@ -16,3 +16,19 @@ class ZooInputError(ZooError, ValueError):
 
 class CheckpointError(ZooError, ValueError):
     """A file on disk that is not a valid zoo checkpoint for the model asked for."""
+
+
+class ExportError(ZooError, RuntimeError):
+    """An ONNX export that failed, or whose outputs differ from torch beyond tolerance."""
+
+
+class HubError(ZooError, RuntimeError):
+    """A weights source that cannot be reached, resolved or trusted."""
+
+
+class TrainingError(ZooError, RuntimeError):
+    """A training run that cannot continue (non-finite loss, incompatible resume state)."""
+
+
+class DataError(ZooError, ValueError):
+    """A dataset that cannot be found or does not have the expected layout."""
