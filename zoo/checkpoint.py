@@ -1,48 +1,150 @@
-"""Every byte zoo writes or reads on disk: atomic writes and safetensors files.
+"""Every byte zoo writes or reads on disk: atomic writes, safetensors files and their validation.
 
 No pickle anywhere: tensors go into safetensors, everything else into its
 string metadata as JSON. A write goes to a temporary file in the same
 directory, is fsynced, then renamed over the target, so a crash leaves either
-the old file or the new one, never half of either.
+the old file or the new one, never half of either. A folder of files is built
+in a hidden sibling directory and only then moved into place.
+
+A zoo checkpoint is a safetensors file whose metadata follows
+:class:`CheckpointMeta`. Loading one into a model (:func:`load_into`) is
+strict: every key present, every shape equal, every value finite, and the
+architecture recorded in the file equal to the model's, down to the switches
+that leave the parameter shapes alone (GoogLeNet's residual shortcuts).
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import math
 import os
+import re
+import shutil
+import subprocess
 import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save as st_save
+from safetensors.torch import save_file
+from torch import nn
 
 from zoo.errors import CheckpointError
+
+__all__ = [
+    "CARD_NAME",
+    "CONFIG_NAME",
+    "CURVE_NAME",
+    "WEIGHTS_NAME",
+    "CheckpointMeta",
+    "atomic_path",
+    "atomic_write_bytes",
+    "check_compatible",
+    "check_finite",
+    "git_commit",
+    "load_into",
+    "load_tensors",
+    "read_checkpoint",
+    "read_metadata",
+    "save_tensors",
+    "sha256_file",
+    "staged_dir",
+    "state_dict_of",
+    "strip_prefixes",
+    "structure_difference",
+    "unwrap_model",
+]
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+CARD_NAME = "README.md"
+CURVE_NAME = "training_curves.png"
+"""The files of a published checkpoint folder (the curve only when the training history is known)."""
+
+FORMAT_VERSION = 1
+"""Version of the metadata schema below; a file with a higher one needs a newer zoo."""
+
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+"""Key prefixes added by DistributedDataParallel / DataParallel and by torch.compile."""
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; on success it is fsynced and renamed over ``path``.
+
+    Readers see the old file or the whole new one; on an exception the temporary file is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def _fsync_dir(path: Path) -> None:
+    dir_fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
 
 
+@contextmanager
+def staged_dir(out_dir: str | os.PathLike, *, stale: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Build a folder in a hidden sibling directory; move it to ``out_dir`` only if the block succeeds.
+
+    A new ``out_dir`` appears in one rename. In an existing one each written
+    file replaces its old version in one rename, the ``stale`` names the block
+    did not write are deleted and every other file is left alone, so
+    ``out_dir`` never holds a half-written file. On an exception nothing under
+    ``out_dir`` changes and the staging directory is removed.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
+    try:
+        yield staging
+        if not out_dir.exists():
+            os.replace(staging, out_dir)
+        else:
+            written = sorted(item.name for item in staging.iterdir())
+            for name in written:
+                os.replace(staging / name, out_dir / name)
+            for name in set(stale) - set(written):
+                (out_dir / name).unlink(missing_ok=True)
+            _fsync_dir(out_dir)
+        _fsync_dir(out_dir.parent)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     """Atomically write ``tensors`` and string ``metadata`` as one safetensors file."""
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    atomic_write_bytes(path, st_save(contiguous, metadata=metadata))
+    with atomic_path(path) as tmp:
+        save_file(contiguous, tmp, metadata=metadata)  # straight to disk: no second copy in memory
 
 
 def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -55,8 +157,343 @@ def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
             metadata = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except SafetensorError as e:
-        raise CheckpointError(
-            f"{path} is not a valid safetensors file ({e}): truncated, padded or not a zoo checkpoint. "
-            "zoo never unpickles; re-export the weights with zoo.hub.save_pretrained"
-        ) from e
+        raise _not_safetensors(path, e) from e
     return tensors, metadata
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata of a safetensors file, without reading its tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        with safe_open(path, framework="pt") as f:
+            return f.metadata() or {}
+    except SafetensorError as e:
+        raise _not_safetensors(path, e) from e
+
+
+def _not_safetensors(path: Path, e: Exception) -> CheckpointError:
+    return CheckpointError(
+        f"{path} is not a valid safetensors file ({e}): truncated, padded or not a zoo checkpoint. "
+        "zoo never unpickles; re-export the weights with zoo.hub.save_pretrained"
+    )
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify_sha256(path: Path, pins: Mapping[str, str]) -> None:
+    """Refuse a file whose sha256 differs from any pinned digest (``pins``: who pins it -> digest)."""
+    if not pins:
+        return
+    actual = sha256_file(path)
+    for pinned_by, expected in pins.items():
+        if actual != expected.lower():
+            raise CheckpointError(
+                f"sha256 mismatch for {path}: {pinned_by} expects {expected}, the file has {actual}. "
+                f"The file is corrupt or was replaced; delete {os.path.realpath(path)} and load again"
+            )
+
+
+def git_commit() -> str | None:
+    """The commit of the zoo source tree (``+dirty`` when it has changes), or None outside a git checkout."""
+    src = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=src, capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}+dirty" if dirty else commit
+
+
+_STRING_FIELDS = frozenset({"arch", "zoo_version", "tag", "dataset", "dataset_sha256", "recipe", "git_commit"})
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """What a zoo checkpoint records beside its tensors, stored as safetensors string metadata.
+
+    ``model_kwargs`` rebuild the model: ``zoo.create_model(arch, **model_kwargs)``.
+    ``metrics`` are the trainer's summary numbers; errors (keys ending in
+    ``_err``) are percentages, as in ``metrics.jsonl``. Cards report
+    ``final_test_err`` and ``final_test_top5_err``.
+    """
+
+    arch: str
+    model_kwargs: dict[str, Any]
+    num_classes: int
+    in_chans: int
+    input_size: tuple[int, int, int]
+    zoo_version: str
+    tag: str | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    label_names: tuple[str, ...] | None = None
+    dataset: str | None = None
+    dataset_sha256: str | None = None
+    recipe: str | None = None
+    metrics: dict[str, float] | None = None
+    git_commit: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.dataset_sha256 is not None and not _SHA256.fullmatch(self.dataset_sha256):
+            raise CheckpointError(f"dataset_sha256 must be 64 lowercase hex digits, got {self.dataset_sha256!r}")
+        if self.label_names is not None and len(self.label_names) != self.num_classes:
+            raise CheckpointError(
+                f"{len(self.label_names)} label names for num_classes={self.num_classes}; pass one name per class"
+            )
+        for name, value in (self.metrics or {}).items():
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise CheckpointError(f"metric {name}={value!r} is not a finite number")
+            if name.endswith("_err") and not 0 <= value <= 100:
+                raise CheckpointError(f"metric {name}={value} must be a percentage in [0, 100]")
+
+    def to_metadata(self) -> dict[str, str]:
+        """String metadata for safetensors: the string fields as they are, the others as JSON."""
+        out = {"format": "pt", "zoo_format": str(FORMAT_VERSION)}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                out[f.name] = value if f.name in _STRING_FIELDS else json.dumps(value)
+        return out
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, str], where: str) -> CheckpointMeta | None:
+        """Parse what :meth:`to_metadata` wrote; None for a safetensors file zoo did not write."""
+        if "zoo_format" not in metadata:
+            return None
+        version = metadata["zoo_format"]
+        if not version.isdigit():
+            raise _malformed(where, f"zoo_format {version!r}")
+        if int(version) > FORMAT_VERSION:
+            raise CheckpointError(f"{where} was written by a newer zoo (format {version}); upgrade zoo to load it")
+        values: dict[str, Any] = {}
+        try:
+            for f in dataclasses.fields(cls):
+                if f.name in metadata:
+                    raw = metadata[f.name]
+                    value = raw if f.name in _STRING_FIELDS else json.loads(raw)
+                    values[f.name] = tuple(value) if isinstance(value, list) else value
+            return cls(**values)
+        except (TypeError, ValueError) as e:  # CheckpointError from __post_init__ included
+            raise _malformed(where, str(e)) from e
+
+    @property
+    def create_call(self) -> str:
+        """The ``zoo.create_model(...)`` call that builds the model these weights belong to."""
+        kwargs = "".join(f", {k}={v!r}" for k, v in self.model_kwargs.items())
+        return f"zoo.create_model({self.arch!r}{kwargs})"
+
+
+def _malformed(where: str, detail: str) -> CheckpointError:
+    return CheckpointError(f"{where} has malformed zoo metadata ({detail}); re-save it with zoo.hub.save_pretrained")
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The plain module inside DistributedDataParallel / DataParallel and ``torch.compile`` wrappers."""
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def strip_prefixes(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Keys without the ``module.`` / ``_orig_mod.`` prefixes wrappers add, in any order and number."""
+    out = {}
+    for key, value in tensors.items():
+        name = key
+        while name.startswith(WRAPPER_PREFIXES):
+            name = name.split(".", 1)[1]
+        if name in out:
+            raise CheckpointError(f"key {key!r} collides with another once wrapper prefixes are stripped")
+        out[name] = value
+    return out
+
+
+def state_dict_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors to save: the unwrapped model's state_dict, detached, on the CPU."""
+    return {k: v.detach().cpu() for k, v in unwrap_model(model).state_dict().items()}
+
+
+def _some(items: list[str], n: int = 5) -> str:
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def _finite(t: torch.Tensor) -> bool:
+    # min and max propagate NaN and show an infinity; one aminmax pass is ~15x faster than isfinite().all()
+    return t.numel() == 0 or bool(torch.isfinite(torch.stack(torch.aminmax(t))).all())
+
+
+def check_finite(tensors: Mapping[str, torch.Tensor], where: str) -> None:
+    """Refuse NaN or infinite values in any floating-point tensor."""
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not _finite(v)]
+    if bad:
+        raise CheckpointError(
+            f"{where} has NaN or infinite values in {_some(bad)}: the training run diverged. "
+            "Use an earlier checkpoint or retrain with a lower learning rate"
+        )
+
+
+def read_checkpoint(
+    path: str | os.PathLike, *, sha256: Mapping[str, str] | None = None
+) -> tuple[dict[str, torch.Tensor], CheckpointMeta | None]:
+    """Read and check a safetensors checkpoint: digests, format, finite values, metadata.
+
+    ``sha256`` maps who pins a digest (``"tag resnet18.mnist_paper"``,
+    ``"config.json"``) to the digest; the file must match every one.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    _verify_sha256(path, sha256 or {})
+    tensors, metadata = load_tensors(path)
+    tensors = strip_prefixes(tensors)
+    check_finite(tensors, str(path))
+    return tensors, CheckpointMeta.from_metadata(metadata, str(path))
+
+
+def _structure(model: nn.Module) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Each module's type and the plain int/bool/str/tuple attributes that shape its computation.
+
+    Two models with equal parameter shapes can still differ here, e.g. a
+    GoogLeNet whose Inception modules add an identity shortcut (``residual``).
+    Float attributes (dropout rates, BN momentum) and ``inplace`` are left out:
+    they do not change what the weights mean.
+    """
+    out = {}
+    for name, module in model.named_modules():
+        attrs = {
+            k: v
+            for k, v in vars(module).items()
+            if not k.startswith("_") and k not in ("training", "inplace") and isinstance(v, (bool, int, str, tuple))
+        }
+        out[name] = (type(module).__name__, attrs)
+    return out
+
+
+def _names(value: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value or ())
+
+
+def _shape_hints(
+    model: nn.Module, tensors: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]]
+) -> list[str]:
+    """``weights have num_classes=10; pass num_classes=10`` style fixes from the classifier and first-conv shapes."""
+    hints = []
+    for head in _names(getattr(model, "classifier_names", None)):
+        key = f"{head}.weight"
+        if key in expected and tensors[key].shape[0] != expected[key][0]:
+            n = tensors[key].shape[0]
+            hints.append(f"weights have num_classes={n}; pass num_classes={n}")
+            break
+    key = f"{getattr(model, 'first_conv', None)}.weight"
+    if key in expected and tensors[key].ndim == 4 and tensors[key].shape[1] != expected[key][1]:
+        c = tensors[key].shape[1]
+        hints.append(f"weights have in_chans={c}; pass in_chans={c}")
+    return hints
+
+
+def _reference(meta: CheckpointMeta, where: str) -> nn.Module:
+    from zoo.registry import create_model, list_models
+
+    if meta.arch not in list_models():
+        raise CheckpointError(
+            f"{where} holds weights for {meta.arch!r}, which this zoo version does not know; upgrade zoo"
+        )
+    with torch.device("meta"):
+        return create_model(meta.arch, **meta.model_kwargs)
+
+
+def check_compatible(
+    model: nn.Module, tensors: Mapping[str, torch.Tensor], meta: CheckpointMeta | None, where: str
+) -> None:
+    """Refuse weights that do not belong to ``model``, saying how to build the model they do belong to.
+
+    Keys and shapes must match exactly. When the file records its architecture
+    the model must also be that architecture: same class and same structure
+    (see :func:`_structure`), so weights of ``googlenet_res5x5`` never load
+    silently into a ``googlenet_5x5`` of identical shapes.
+    """
+    model = unwrap_model(model)
+    reference = _reference(meta, where) if meta else None
+    fix = f"build it with {meta.create_call}" if meta else "build the model these weights were saved from"
+    if reference is not None and type(reference) is not type(model):
+        raise CheckpointError(
+            f"wrong architecture: {where} holds {meta.arch!r} weights ({type(reference).__name__}), "
+            f"the model is a {type(model).__name__}; {fix}"
+        )
+
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(expected.keys() - tensors.keys())
+    unexpected = sorted(tensors.keys() - expected.keys())
+    if missing or unexpected:
+        parts = [f"{label} {_some(keys)}" for label, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
+        if unexpected and not missing and all(k.startswith(("aux1.", "aux2.")) for k in unexpected):
+            fix = f"the weights include the auxiliary classifiers: pass aux_logits=True, or {fix}"
+        elif missing and not unexpected and all(k.startswith(("aux1.", "aux2.")) for k in missing):
+            fix = f"the weights have no auxiliary classifiers: pass aux_logits=False, or {fix}"
+        raise CheckpointError(f"{where} does not match the model's keys ({'; '.join(parts)}): {fix}")
+
+    mismatched = [k for k in expected if tuple(tensors[k].shape) != expected[k]]
+    if mismatched:
+        shown = _some([f"{k} {tuple(tensors[k].shape)} vs model {expected[k]}" for k in mismatched], 3)
+        hints = _shape_hints(model, tensors, expected)
+        advice = "; ".join(hints) + (f" ({fix})" if meta else "") if hints else fix
+        raise CheckpointError(f"shape mismatch between {where} and the model ({shown}): {advice}")
+
+    detail = structure_difference(model, reference, meta.arch) if reference is not None else None
+    if detail:
+        raise CheckpointError(
+            f"wrong architecture: {where} holds {meta.arch!r} weights but the model differs ({detail}); {fix}"
+        )
+
+
+def structure_difference(model: nn.Module, reference: nn.Module, label: str) -> str | None:
+    """The first structural difference between ``model`` and ``reference`` (named ``label``), or None.
+
+    Compares class, module tree and :func:`_structure` attributes, which imply
+    every parameter's key and shape.
+    """
+    model = unwrap_model(model)
+    if type(model) is not type(reference):
+        return f"{label} is a {type(reference).__name__}, the model a {type(model).__name__}"
+    ours, theirs = _structure(model), _structure(reference)
+    for name in [*theirs, *(n for n in ours if n not in theirs)]:
+        (kind, attrs), (got_kind, got_attrs) = theirs.get(name, ("nothing", {})), ours.get(name, ("nothing", {}))
+        if got_kind != kind:
+            return f"{name} is {_a(kind)} in {label}, {_a(got_kind)} in the model"
+        diff = sorted(k for k in attrs.keys() | got_attrs.keys() if attrs.get(k) != got_attrs.get(k))
+        if diff:
+            return ", ".join(
+                f"{f'{name}.' if name else ''}{k} is {attrs.get(k)!r} in {label}, {got_attrs.get(k)!r} in the model"
+                for k in diff
+            )
+    return None
+
+
+def _a(kind: str) -> str:
+    return kind if kind == "nothing" else f"a {kind}"
+
+
+def load_into(
+    model: nn.Module, tensors: Mapping[str, torch.Tensor], meta: CheckpointMeta | None, where: str
+) -> nn.Module:
+    """Check ``tensors`` against ``model`` (:func:`check_compatible`) and copy them in; returns ``model``."""
+    check_compatible(model, tensors, meta, where)
+    unwrap_model(model).load_state_dict(tensors, strict=True)
+    return model

@@ -1,0 +1,392 @@
+"""Publish and fetch pretrained weights: save_pretrained, load_weights, load_pretrained, push_to_hub.
+
+A published checkpoint is a folder (and a Hugging Face model repo of the same
+files)::
+
+    model.safetensors     tensors + CheckpointMeta (arch, kwargs, dataset, recipe, metrics, version)
+    config.json           timm's format (architecture "zoo_<arch>", model_args, pretrained_cfg)
+                          plus a "zoo" section with the sha256 of model.safetensors
+    README.md             the model card (zoo.cards)
+    training_curves.png   the curve the card shows, when the training history is known
+
+Where the weights come from (``load_weights``'s ``source``):
+
+- a local ``.safetensors`` file or a folder like the one above;
+- ``hf-hub:owner/name[@revision]``: from ``$ZOO_HUB_DIR/owner/name/`` when that
+  local mirror exists (air-gapped machines; fill it with
+  ``hf download owner/name --revision REV --local-dir $ZOO_HUB_DIR/owner/name``;
+  a mirror holds one snapshot, so the revision is not checked there, the
+  digests are), otherwise through ``huggingface_hub.hf_hub_download`` with its
+  cache, ``HF_HUB_OFFLINE`` and ``HF_ENDPOINT``.
+
+The sha256 of the weights file is checked on every load against every digest
+known for it: the pretrained tag's pin (which guards against a replaced file)
+and the one ``config.json`` records (which guards against corruption in a
+cache, a mirror or a copy).
+
+timm reads the same folder: after ``import zoo``,
+``timm.create_model("hf-hub:owner/name", pretrained=True)`` (or
+``"local-dir:path"``) builds ``zoo_<arch>`` with the recorded kwargs and loads
+the weights with timm's own loader (safetensors, strict, head and input-conv
+adaptation when asked), which does not check the digests.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import huggingface_hub
+import torch
+from huggingface_hub import HfApi, ModelCard
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidationError
+from torch import nn
+
+from zoo.checkpoint import (
+    CARD_NAME,
+    CONFIG_NAME,
+    CURVE_NAME,
+    WEIGHTS_NAME,
+    CheckpointMeta,
+    atomic_write_bytes,
+    check_compatible,
+    check_finite,
+    git_commit,
+    load_into,
+    read_checkpoint,
+    save_tensors,
+    sha256_file,
+    staged_dir,
+    state_dict_of,
+    structure_difference,
+    unwrap_model,
+)
+from zoo.errors import CheckpointError, HubError
+from zoo.plots import history_png
+from zoo.registry import TIMM_PREFIX, PretrainedTag, create_model
+
+__all__ = [
+    "HF_PREFIX",
+    "MIRROR_ENV",
+    "PushResult",
+    "load_model",
+    "load_pretrained",
+    "load_weights",
+    "publishable_files",
+    "push_to_hub",
+    "save_pretrained",
+]
+
+HF_PREFIX = "hf-hub:"
+MIRROR_ENV = "ZOO_HUB_DIR"
+
+_REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def save_pretrained(
+    model: nn.Module,
+    out_dir: str | os.PathLike,
+    *,
+    arch: str,
+    model_kwargs: dict[str, Any],
+    tag: str | None = None,
+    dataset: str | None = None,
+    dataset_sha256: str | None = None,
+    input_size: Sequence[int] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    label_names: Sequence[str] | None = None,
+    recipe: str | None = None,
+    metrics: dict[str, float] | None = None,
+    history: Sequence[dict[str, Any]] | None = None,
+) -> Path:
+    """Write ``model`` as a publishable folder: weights, config.json, card (and curve with ``history``).
+
+    ``model`` must be exactly ``zoo.create_model(arch, **model_kwargs)`` (any
+    DDP / ``torch.compile`` wrapper is removed). ``metrics`` is the trainer's
+    summary (errors in percent; the card reports ``final_test_err`` and
+    ``final_test_top5_err``); without it, the last epoch of ``history``, the
+    per-epoch dicts of the trainer's ``metrics.jsonl``, supplies them. The
+    folder appears whole or not at all (an existing one keeps its old files
+    on failure). Returns ``out_dir``.
+    """
+    from zoo import __version__, cards
+
+    try:
+        json.dumps(model_kwargs)
+    except TypeError as e:
+        raise CheckpointError(f"model_kwargs must be JSON values (numbers, strings, lists, dicts): {e}") from None
+    with torch.device("meta"):
+        reference = create_model(arch, **model_kwargs)
+    detail = structure_difference(model, reference, arch)
+    if detail:
+        raise CheckpointError(
+            f"the model is not zoo.create_model({arch!r}, **{model_kwargs!r}) ({detail}); "
+            "pass the arch and model_kwargs it was built with"
+        )
+    base = unwrap_model(model)
+    tensors = state_dict_of(model)
+    check_finite(tensors, "the model given to save_pretrained")
+    if metrics is None and history:
+        metrics = cards.metrics_from_history(history)
+    meta = CheckpointMeta(
+        arch=arch,
+        model_kwargs=dict(model_kwargs),
+        num_classes=base.num_classes,
+        in_chans=base.in_chans,
+        input_size=tuple(input_size or base.default_input_size),
+        zoo_version=__version__,
+        tag=tag,
+        mean=tuple(mean) if mean is not None else None,
+        std=tuple(std) if std is not None else None,
+        label_names=tuple(label_names) if label_names is not None else None,
+        dataset=dataset,
+        dataset_sha256=dataset_sha256,
+        recipe=recipe,
+        metrics=dict(metrics) if metrics is not None else None,
+        git_commit=git_commit(),
+    )
+
+    out_dir = Path(out_dir)
+    with staged_dir(out_dir, stale=(CURVE_NAME,)) as staging:
+        save_tensors(staging / WEIGHTS_NAME, tensors, meta.to_metadata())
+        config = _timm_config(meta, base, sha256_file(staging / WEIGHTS_NAME))
+        atomic_write_bytes(staging / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
+        if history:
+            atomic_write_bytes(staging / CURVE_NAME, history_png(history))
+        card = cards.build_card(meta, staging / WEIGHTS_NAME, curve=bool(history))
+        atomic_write_bytes(staging / CARD_NAME, str(card).encode())
+    return out_dir
+
+
+def _timm_config(meta: CheckpointMeta, model: nn.Module, sha256: str) -> dict[str, Any]:
+    """config.json as timm's ``load_model_config_from_hf`` / ``_from_path`` read it, plus our digest.
+
+    timm turns ``pretrained_cfg`` into its ``PretrainedCfg`` dataclass, which
+    refuses unknown keys, so zoo's own fields live in the top-level ``zoo``
+    section that timm ignores.
+    """
+    pretrained_cfg: dict[str, Any] = {
+        "tag": meta.tag,
+        "input_size": list(meta.input_size),
+        "fixed_input_size": False,
+        "interpolation": "bilinear",
+        "crop_pct": 1.0,
+        "crop_mode": "center",
+        "mean": list(meta.mean) if meta.mean is not None else None,
+        "std": list(meta.std) if meta.std is not None else None,
+        "first_conv": model.first_conv,
+        "classifier": model.classifier_names,
+        "license": "mit",
+        "paper_name": "Deeper Networks for Image Classification",
+    }
+    config: dict[str, Any] = {
+        "architecture": TIMM_PREFIX + meta.arch,
+        "num_classes": meta.num_classes,
+        "model_args": meta.model_kwargs,
+        "pretrained_cfg": {k: v for k, v in pretrained_cfg.items() if v is not None},
+        "zoo": {"weights": WEIGHTS_NAME, "sha256": sha256},
+    }
+    if meta.label_names is not None:
+        config["label_names"] = list(meta.label_names)
+    return config
+
+
+def load_weights(model: nn.Module, source: str | os.PathLike, *, sha256: str | None = None) -> nn.Module:
+    """Load checked weights into ``model`` from a file, a folder or ``hf-hub:owner/name[@revision]``.
+
+    Strict: every key and shape must match (``module.`` / ``_orig_mod.``
+    prefixes aside), every value be finite, and the architecture recorded in
+    the file be the model's. ``sha256`` pins the file's digest, on top of the
+    one in the folder's config.json. Errors are :class:`~zoo.errors.CheckpointError`
+    (the file) or :class:`~zoo.errors.HubError` (fetching it); each says what to do.
+    """
+    path, pins, where = _resolve(source, WEIGHTS_NAME)
+    if sha256 is not None:
+        pins["the sha256 argument"] = sha256
+    tensors, meta = read_checkpoint(path, sha256=pins)
+    return load_into(model, tensors, meta, where)
+
+
+def load_model(source: str | os.PathLike, arch: str | None = None, *, sha256: str | None = None, **kwargs: Any) -> nn.Module:
+    """Build the model a checkpoint belongs to and load it.
+
+    A zoo checkpoint records its arch and kwargs, so ``source`` alone suffices
+    (``arch``, when given, must agree); for a bare safetensors file pass
+    ``arch`` and the ``kwargs`` it was built with.
+    """
+    path, pins, where = _resolve(source, WEIGHTS_NAME)
+    if sha256 is not None:
+        pins["the sha256 argument"] = sha256
+    tensors, meta = read_checkpoint(path, sha256=pins)
+    if meta is not None and arch is not None and arch != meta.arch:
+        raise CheckpointError(f"{where} holds {meta.arch!r} weights, not {arch!r}; pass {meta.arch!r} or other weights")
+    if meta is None and arch is None:
+        raise CheckpointError(f"{where} has no zoo metadata; pass the arch (and kwargs) the weights belong to")
+    name, model_kwargs = (meta.arch, {**meta.model_kwargs, **kwargs}) if meta else (arch, kwargs)
+    with torch.device("meta"):
+        model = create_model(name, **model_kwargs)
+    return load_into(model.to_empty(device="cpu"), tensors, meta, where)
+
+
+def load_pretrained(model: nn.Module, entry: PretrainedTag) -> nn.Module:
+    """Load a pretrained tag's weights: its repo at its pinned commit, checked against its sha256."""
+    if not _COMMIT.fullmatch(entry.revision):
+        raise HubError(f"tag {entry.name} pins revision {entry.revision!r}; a tag must pin a 40-hex commit")
+    if not _SHA256.fullmatch(entry.sha256):
+        raise HubError(f"tag {entry.name} pins sha256 {entry.sha256!r}; a tag must pin 64 lowercase hex digits")
+    path, pins, where = _resolve(f"{HF_PREFIX}{entry.hf_hub_id}@{entry.revision}", entry.filename)
+    tensors, meta = read_checkpoint(path, sha256={f"tag {entry.name}": entry.sha256, **pins})
+    if meta is None or meta.arch != entry.arch:
+        found = f"{meta.arch!r} weights" if meta else "no zoo metadata"
+        raise CheckpointError(f"{where} holds {found}, but tag {entry.name} is for {entry.arch!r}; fix the tag entry")
+    return load_into(model, tensors, meta, where)
+
+
+def _resolve(source: str | os.PathLike, filename: str) -> tuple[Path, dict[str, str], str]:
+    """Local path of the weights, the digests known for them, and a name for messages."""
+    if isinstance(source, str) and source.startswith(HF_PREFIX):
+        repo_id, _, revision = source[len(HF_PREFIX) :].partition("@")
+        if not _REPO_ID.fullmatch(repo_id):
+            raise HubError(f"{source!r} is not hf-hub:owner/name[@revision]")
+        mirror = os.environ.get(MIRROR_ENV)
+        if mirror and (Path(mirror) / repo_id).is_dir():
+            weights = Path(mirror) / repo_id / filename
+            return weights, _config_pins(weights.parent / CONFIG_NAME, filename), f"{source} (mirror {weights})"
+        return _download(repo_id, revision or "main", filename)
+    path = Path(source)
+    weights = path / filename if path.is_dir() else path
+    if not weights.is_file():
+        raise CheckpointError(
+            f"no checkpoint at {weights}; pass a .safetensors file, a folder written by zoo.hub.save_pretrained, "
+            "or hf-hub:owner/name[@revision]"
+        )
+    return weights, _config_pins(weights.parent / CONFIG_NAME, weights.name), str(weights)
+
+
+def _config_pins(config_path: Path, filename: str) -> dict[str, str]:
+    """The digest a save_pretrained config.json records for ``filename`` (none for other folders)."""
+    if not config_path.is_file():
+        return {}
+    try:
+        config = json.loads(config_path.read_text())
+    except ValueError as e:
+        raise CheckpointError(f"{config_path} is not valid JSON ({e}); restore it or delete it") from None
+    recorded = config.get("zoo") if isinstance(config, dict) else None
+    if not isinstance(recorded, dict) or recorded.get("weights") != filename or "sha256" not in recorded:
+        return {}
+    return {str(config_path): recorded["sha256"]}
+
+
+def _download(repo_id: str, revision: str, filename: str) -> tuple[Path, dict[str, str], str]:
+    """Fetch config.json and the weights through the Hugging Face cache.
+
+    ``HF_ENDPOINT`` is read here, not only when huggingface_hub is imported
+    (timm imports it with zoo), so a mirror set after ``import zoo`` is used.
+    """
+    endpoint = os.environ.get("HF_ENDPOINT", "").rstrip("/") or None
+    where = f"{HF_PREFIX}{repo_id}@{revision}"
+    try:
+        config = huggingface_hub.hf_hub_download(repo_id, CONFIG_NAME, revision=revision, endpoint=endpoint)
+        weights = huggingface_hub.hf_hub_download(repo_id, filename, revision=revision, endpoint=endpoint)
+    except (EntryNotFoundError, HfHubHTTPError, HFValidationError, OSError) as e:
+        raise HubError(
+            f"cannot fetch {where} from {endpoint or huggingface_hub.constants.ENDPOINT} ({type(e).__name__}: {e}). "
+            f"Check the repo id and revision; offline, either it is in the Hugging Face cache (HF_HUB_OFFLINE=1) "
+            f"or {MIRROR_ENV} points to a mirror holding {repo_id}/"
+        ) from None
+    return Path(weights), _config_pins(Path(config), filename), f"{where} ({weights})"
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What push_to_hub uploaded (or, in a dry run, would upload)."""
+
+    repo_id: str
+    files: tuple[str, ...]
+    commit_url: str | None
+
+
+def publishable_files(folder: str | os.PathLike) -> tuple[str, ...]:
+    """The files push_to_hub sends from ``folder``, after checking that they are worth publishing.
+
+    model.safetensors, config.json and README.md, plus training_curves.png when
+    present (the card shows it). Refused: a missing file, weights that fail
+    any load check (digest, format, non-finite values, shapes against the
+    recorded architecture), a config.json for another architecture, and a card
+    without model-index metrics. Any other file in the folder is not sent.
+    """
+    folder = Path(folder)
+    missing = [n for n in (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME) if not (folder / n).is_file()]
+    if missing:
+        raise CheckpointError(f"{folder} lacks {', '.join(missing)}; write it with zoo.hub.save_pretrained")
+    weights = folder / WEIGHTS_NAME
+    pins = _config_pins(folder / CONFIG_NAME, WEIGHTS_NAME)
+    if not pins:
+        raise CheckpointError(f"{folder / CONFIG_NAME} records no sha256 for {WEIGHTS_NAME}; re-save the folder")
+    tensors, meta = read_checkpoint(weights, sha256=pins)
+    if meta is None:
+        raise CheckpointError(f"{weights} has no zoo metadata; re-save it with zoo.hub.save_pretrained")
+    architecture = json.loads((folder / CONFIG_NAME).read_text()).get("architecture")
+    if architecture != TIMM_PREFIX + meta.arch:
+        raise CheckpointError(
+            f"{folder / CONFIG_NAME} says {architecture!r} but the weights are {meta.arch!r}; re-save the folder"
+        )
+    with torch.device("meta"):
+        check_compatible(create_model(meta.arch, **meta.model_kwargs), tensors, meta, str(weights))
+    results = ModelCard.load(folder / CARD_NAME).data.eval_results or []
+    if not results:
+        raise HubError(
+            f"refusing to push {folder}: {CARD_NAME} has no model-index metrics. "
+            "Write the card from a finished run with `zoo card RUN_DIR`"
+        )
+    return (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME) + ((CURVE_NAME,) if (folder / CURVE_NAME).is_file() else ())
+
+
+def push_to_hub(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool = False,
+    dry_run: bool = False,
+    commit_message: str | None = None,
+) -> PushResult:
+    """Upload a save_pretrained folder to a Hugging Face model repo (created if needed).
+
+    The files are :func:`publishable_files`, checked before anything is sent;
+    ``dry_run`` stops there. ``token`` defaults to huggingface_hub's (``HF_TOKEN``
+    or ``hf auth login``); it never appears in an error: a failure is a
+    :class:`~zoo.errors.HubError` whose text has the token masked.
+    """
+    if not _REPO_ID.fullmatch(repo_id):
+        raise HubError(f"{repo_id!r} is not a repo id of the form owner/name")
+    files = publishable_files(folder)
+    if dry_run:
+        return PushResult(repo_id, files, None)
+    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT", "").rstrip("/") or None, token=token)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        commit = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            allow_patterns=list(files),
+            commit_message=commit_message or f"Upload {', '.join(files)} with zoo",
+        )
+    except Exception as e:
+        # Any failure's text may quote request details: it is re-raised masked, without its cause attached.
+        secret = token or huggingface_hub.get_token()
+        text = f"{type(e).__name__}: {e}"
+        if secret:
+            text = text.replace(secret, "***")
+        raise HubError(
+            f"push of {folder} to {repo_id} failed ({text}); check the repo id and that your token "
+            "(HF_TOKEN or `hf auth login`) may write to it"
+        ) from None
+    return PushResult(repo_id, files, commit.commit_url)
