@@ -1,0 +1,473 @@
+"""The training loop: GPU-resident data, exact resume, DDP under torchrun.
+
+Read top to bottom: ``train(config)`` builds the recipe, data, model and
+optimizer, restores ``state.safetensors`` when resuming, then runs epochs of
+steps. The learning rate is a pure function of the step (and, for the plateau
+schedule, of the drops so far, which the state keeps), and the batches a pure
+function of (seed, epoch), so a resumed run continues exactly where it left off.
+
+A run directory holds ``run.json`` (what was run), ``metrics.jsonl`` (one line
+per epoch), ``state.safetensors`` (everything needed to resume; no pickle) and,
+when finished, ``model/`` (``zoo.hub.save_pretrained``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import zoo
+from zoo.checkpoint import atomic_write_bytes, git_commit, load_tensors, save_tensors, unwrap_model
+from zoo.data import Dataset, DeviceLoader, load_dataset, subset, synthetic
+from zoo.errors import TrainingError
+from zoo.recipes import Recipe, get_recipe
+
+STATE_FILE = "state.safetensors"
+
+
+@dataclass
+class TrainConfig:
+    arch: str
+    dataset: str = "cifar10"
+    recipe: str = "paper"
+    out: str = "runs/run"
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    recipe_overrides: dict[str, Any] = field(default_factory=dict)  # any other Recipe field, e.g. plateau_patience
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    data_dir: str | None = None
+    synthetic: int = 0  # > 0: train on that many synthetic images instead of the real dataset
+    val_split: int = 0  # > 0: hold out that many training images; the plateau then watches them
+    train_subset: int = 0  # > 0: train on a seeded random subset (quick runs)
+    test_subset: int = 0
+    seed: int = 0
+    device: str = "auto"
+    compile: bool = False
+    resume: bool = False
+    progress: bool = True
+    eval_batch_size: int = 1024
+
+
+# ---------------------------------------------------------------------------- setup
+
+
+def setup_distributed(device: str) -> tuple[torch.device, int, int]:
+    """(device, rank, world size); initialises the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest conv algorithms once
+        if world > 1:
+            dev = torch.device("cuda", local_rank)
+    if world > 1 and not dist.is_initialized():
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return dev, rank, world
+
+
+def prepare_data(cfg: TrainConfig) -> Dataset:
+    if cfg.synthetic:
+        return synthetic(cfg.dataset, n_train=cfg.synthetic, n_test=max(cfg.synthetic // 4, 64), seed=cfg.seed)
+    return load_dataset(cfg.dataset, cfg.data_dir, val_split=cfg.val_split, seed=cfg.seed)
+
+
+# ---------------------------------------------------------------------------- loss and evaluation
+
+
+def compute_loss(out: Tensor | tuple[Tensor, ...], y: Tensor, recipe: Recipe) -> tuple[Tensor, Tensor]:
+    """(loss, main logits). GoogLeNet's aux heads add ``aux_weight`` x their losses, as in Szegedy et al."""
+    if isinstance(out, tuple):
+        logits, *aux = out
+        loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
+        loss = loss + recipe.aux_weight * sum(F.cross_entropy(a, y, label_smoothing=recipe.label_smoothing) for a in aux)
+        return loss, logits
+    return F.cross_entropy(out, y, label_smoothing=recipe.label_smoothing), out
+
+
+def autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DeviceLoader, num_classes: int, tta_flip: bool = False) -> dict[str, Any]:
+    """Loss, top-1 / top-5 error (%) and the confusion matrix (rows: true class) over ``loader``."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=loader.device)
+    top5 = torch.zeros((), device=loader.device)
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=loader.device)
+    for x, y in loader.batches(0):
+        with autocast(loader.device):
+            logits = model(x).float()
+            if tta_flip:
+                logits = (logits + model(x.flip(3)).float()) / 2
+        loss_sum += F.cross_entropy(logits, y, reduction="sum")
+        k = min(5, num_classes)
+        top5 += (logits.topk(k, 1).indices == y[:, None]).any(1).sum()
+        confusion += torch.bincount(y * num_classes + logits.argmax(1), minlength=num_classes * num_classes)
+    model.train(was_training)
+    n = len(loader.y)
+    confusion = confusion.view(num_classes, num_classes).cpu()
+    return {
+        "loss": loss_sum.item() / n,
+        "err": 100.0 * (1 - confusion.diag().sum().item() / n),
+        "top5_err": 100.0 * (1 - top5.item() / n),
+        "confusion": confusion,
+    }
+
+
+def evaluate_checkpoint(
+    arch: str,
+    weights: str | os.PathLike,
+    dataset: str,
+    *,
+    data_dir: str | None = None,
+    device: str = "auto",
+    out: str | os.PathLike | None = None,
+    tta_flip: bool = False,
+) -> dict[str, Any]:
+    """Top-1 / top-5 error and per-class accuracy of a checkpoint on a test set; with ``out``,
+    also ``eval.json`` and ``confusion.png`` there."""
+    from zoo.hub import load_model
+    from zoo.plots import confusion_png
+
+    model = load_model(weights, arch)
+    base = unwrap_model(model)
+    data = load_dataset(dataset, data_dir)
+    info = data.info
+    if base.in_chans != info.in_chans or base.num_classes != info.num_classes:
+        raise TrainingError(
+            f"the weights are for {base.in_chans}-channel input and {base.num_classes} classes, "
+            f"{dataset} has {info.in_chans} and {info.num_classes}; pick the dataset they were trained on"
+        )
+    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    loader = DeviceLoader(data.x_test, data.y_test, batch_size=1024, mean=info.mean, std=info.std, shuffle=False,
+                          drop_last=False, device=dev, channels_last=dev.type == "cuda")
+    result = evaluate(model.to(dev), loader, info.num_classes, tta_flip)
+    confusion = result.pop("confusion")
+    per_class = (confusion.diag().float() / confusion.sum(1).clamp(min=1).float() * 100).tolist()
+    result.update(
+        arch=arch, weights=str(weights), dataset=dataset, tta_flip=tta_flip, images=len(data.y_test),
+        per_class_acc=dict(zip(info.label_names, per_class)), confusion=confusion.tolist(),
+    )
+    if out is not None:
+        out = Path(out)
+        atomic_write_bytes(out / "eval.json", json.dumps(result, indent=2).encode())
+        title = f"{arch} on {dataset}: top-1 error {result['err']:.2f}%"
+        atomic_write_bytes(out / "confusion.png", confusion_png(confusion.tolist(), info.label_names, title))
+    return result
+
+
+# ---------------------------------------------------------------------------- resume state
+
+
+def save_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, meta: dict[str, Any], sums: dict[str, Tensor]) -> None:
+    """Model, optimizer, RNG and loop state as one safetensors file, written atomically."""
+    tensors = {f"model/{k}": v for k, v in unwrap_model(model).state_dict().items()}
+    opt = optimizer.state_dict()
+    scalars: dict[str, Any] = {}
+    for idx, entry in opt["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, Tensor):
+                tensors[f"optim/{idx}/{key}"] = value
+            else:
+                scalars[f"{idx}/{key}"] = value
+    tensors["rng/cpu"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        tensors["rng/cuda"] = torch.cuda.get_rng_state()
+    tensors.update({f"sums/{k}": v for k, v in sums.items()})
+    meta = {**meta, "optim_param_groups": opt["param_groups"], "optim_scalars": scalars}
+    save_tensors(path, tensors, {"zoo_train_state": json.dumps(meta)})
+
+
+def load_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    tensors, metadata = load_tensors(path)
+    if "zoo_train_state" not in metadata:
+        raise TrainingError(f"{path} is not a zoo training state; resume from a run directory written by zoo train")
+    meta = json.loads(metadata["zoo_train_state"])
+    unwrap_model(model).load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")}, strict=True)
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim/"):
+            _, idx, name = key.split("/", 2)
+            state.setdefault(int(idx), {})[name] = value.to(device)
+    for key, value in meta.pop("optim_scalars").items():
+        idx, name = key.split("/", 1)
+        state.setdefault(int(idx), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta.pop("optim_param_groups")})
+    torch.set_rng_state(tensors["rng/cpu"])
+    if "rng/cuda" in tensors and device.type == "cuda":
+        torch.cuda.set_rng_state(tensors["rng/cuda"])
+    sums = {k[5:]: v.to(device) for k, v in tensors.items() if k.startswith("sums/")}
+    return meta, sums
+
+
+@contextmanager
+def stop_requests() -> Iterator[dict[str, bool]]:
+    """SIGINT / SIGTERM set a flag instead of killing: the loop finishes its step, saves and exits."""
+    flag = {"stop": False}
+
+    def handler(signum: int, frame: Any) -> None:
+        flag["stop"] = True
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+# ---------------------------------------------------------------------------- the loop
+
+
+def train(cfg: TrainConfig, data: Dataset | None = None) -> dict[str, Any]:
+    """Train ``cfg.arch`` per ``cfg.recipe``; returns the run summary. ``data`` skips reloading."""
+    device, rank, world = setup_distributed(cfg.device)
+    recipe = get_recipe(
+        cfg.recipe, cfg.arch, cfg.dataset, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, **cfg.recipe_overrides
+    )
+    data = data or prepare_data(cfg)
+    info = data.info
+    out = Path(cfg.out)
+    state_path = out / STATE_FILE
+    if state_path.exists() and not cfg.resume:
+        raise TrainingError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    if cfg.resume and not state_path.exists():
+        raise TrainingError(f"nothing to resume: {state_path} does not exist")
+
+    x_train, y_train = subset(data.x_train, data.y_train, cfg.train_subset, cfg.seed)
+    x_test, y_test = subset(data.x_test, data.y_test, cfg.test_subset, cfg.seed)
+    cuda = device.type == "cuda"
+    common = dict(mean=info.mean, std=info.std, device=device, channels_last=cuda)
+    train_loader = DeviceLoader(
+        x_train, y_train, batch_size=recipe.batch_size, augment=recipe.augment, flip=recipe.flip,
+        seed=cfg.seed, rank=rank, world_size=world, **common,
+    )
+    if len(train_loader) == 0:
+        raise TrainingError(f"{len(y_train)} training images make no full batch of {recipe.batch_size}; lower --batch-size")
+    eval_sets = {"test": (x_test, y_test)}
+    if data.x_val is not None:
+        eval_sets["val"] = (data.x_val, data.y_val)
+    eval_loaders = {
+        k: DeviceLoader(x, y, batch_size=cfg.eval_batch_size, shuffle=False, drop_last=False, **common)
+        for k, (x, y) in eval_sets.items()
+    }
+    watch = "val" if "val" in eval_loaders else "test"  # the paper watched the test set
+
+    model_kwargs = {"num_classes": info.num_classes, "in_chans": info.in_chans, **recipe.model_kwargs, **cfg.model_kwargs}
+    torch.manual_seed(cfg.seed)
+    model = zoo.create_model(cfg.arch, **model_kwargs).to(device)
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
+        weight_decay=recipe.weight_decay, fused=cuda or None,
+    )
+    run = {
+        "arch": cfg.arch,
+        "model_kwargs": model_kwargs,
+        "dataset": info.name,
+        "dataset_sha256": data.sha256,
+        "dataset_source": data.source,
+        "recipe": recipe.name,
+        "recipe_config": recipe.to_dict(),
+        "config": dataclasses.asdict(cfg),
+        "seed": cfg.seed,
+        "epochs": recipe.epochs,
+        "world_size": world,
+        "input_size": list(info.input_size),
+        "mean": list(info.mean),
+        "std": list(info.std),
+        "label_names": list(info.label_names),
+        "zoo_version": zoo.__version__,
+        "git_commit": git_commit(),
+    }
+    meta: dict[str, Any] = {
+        "epoch": 0, "step": 0, "global_step": 0, "plateau_scale": 1.0, "plateau_best": math.inf,
+        "plateau_bad": 0, "train_seconds": 0.0, "history": [],
+    }
+    sums = {k: torch.zeros((), device=device) for k in ("loss", "correct", "seen")}
+    if cfg.resume:
+        _check_same_run(json.loads((out / "run.json").read_text()), run)
+        meta, sums = load_state(state_path, model, optimizer, device)
+        if rank != 0:  # only rank 0's partial-epoch sums were saved
+            sums = {k: torch.zeros_like(v) for k, v in sums.items()}
+    elif rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out / "run.json", json.dumps(run, indent=2).encode())
+
+    net = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
+    if cfg.compile:
+        net = torch.compile(net)
+
+    def checkpoint() -> None:
+        if rank == 0:
+            save_state(state_path, model, optimizer, meta, sums)
+
+    steps_per_epoch = len(train_loader)
+    with stop_requests() as stop:
+        for epoch in range(meta["epoch"], recipe.epochs):
+            net.train()
+            start_step = meta["step"]
+            bar = _progress(cfg.progress and rank == 0, epoch, recipe.epochs, steps_per_epoch, start_step, recipe.batch_size)
+            t0 = time.perf_counter()
+            lr = recipe.lr_at(meta["global_step"], steps_per_epoch, meta["plateau_scale"])
+            for step, (x, y) in enumerate(train_loader.batches(epoch, start_step), start=start_step):
+                lr = recipe.lr_at(meta["global_step"], steps_per_epoch, meta["plateau_scale"])
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                with autocast(device):
+                    loss, logits = compute_loss(net(x), y, recipe)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                sums["loss"] += loss.detach().float() * len(y)
+                sums["correct"] += (logits.argmax(1) == y).sum()
+                sums["seen"] += len(y)
+                meta["step"], meta["global_step"] = step + 1, meta["global_step"] + 1
+                if step % 20 == 0:  # one host sync every 20 steps
+                    _check_finite(sums["loss"], epoch, step, lr, out)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{sums['loss'].item() / max(1, sums['seen'].item()):.3f}", lr=f"{lr:.3g}")
+                if bar is not None:
+                    bar.update(recipe.batch_size)
+                if stop["stop"]:
+                    _check_finite(sums["loss"], epoch, step, lr, out)
+                    meta["train_seconds"] += time.perf_counter() - t0
+                    checkpoint()
+                    raise KeyboardInterrupt(f"stopped at epoch {epoch} step {step + 1}; state saved in {state_path}; --resume continues")
+            if cuda:
+                torch.cuda.synchronize()
+            epoch_s = time.perf_counter() - t0
+            if bar is not None:
+                bar.close()
+            _check_finite(sums["loss"], epoch, steps_per_epoch, lr, out)
+            if world > 1:
+                for v in sums.values():
+                    dist.all_reduce(v)
+            seen = sums["seen"].item()
+            row: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "lr": lr,
+                "train_loss": sums["loss"].item() / seen,
+                "train_err": 100.0 * (1 - sums["correct"].item() / seen),
+            }
+            for name, loader in eval_loaders.items():
+                result = evaluate(model, loader, info.num_classes, recipe.tta_flip)
+                row.update({f"{name}_loss": result["loss"], f"{name}_err": result["err"], f"{name}_top5_err": result["top5_err"]})
+            meta["train_seconds"] += epoch_s
+            row.update(epoch_s=epoch_s, img_s=seen / epoch_s, train_seconds=meta["train_seconds"])
+            _plateau(meta, recipe, row[f"{watch}_err"])
+            meta["history"].append(row)
+            meta.update(epoch=epoch + 1, step=0)
+            sums = {k: torch.zeros_like(v) for k, v in sums.items()}
+            checkpoint()
+            if rank == 0:
+                lines = "".join(json.dumps(r) + "\n" for r in meta["history"])
+                atomic_write_bytes(out / "metrics.jsonl", lines.encode())
+                if cfg.progress:
+                    print(_epoch_line(row, watch), flush=True)
+
+    summary = summarize(meta["history"], watch)
+    dataset_label = f"synthetic-{info.name}" if data.source.startswith("synthetic") else info.name
+    if rank == 0:
+        from zoo.hub import save_pretrained
+
+        save_pretrained(
+            model, out / "model", arch=cfg.arch, model_kwargs=model_kwargs, tag=f"{dataset_label}_{recipe.name}",
+            dataset=dataset_label, dataset_sha256=data.sha256, input_size=info.input_size, mean=info.mean,
+            std=info.std, label_names=info.label_names, recipe=recipe.name, metrics=summary, history=meta["history"],
+        )
+    if world > 1:
+        dist.barrier()
+    return summary
+
+
+def _check_same_run(saved: dict[str, Any], now: dict[str, Any]) -> None:
+    """Refuse to resume into a different run; only the number of epochs may grow."""
+    keys = ("arch", "model_kwargs", "dataset", "dataset_sha256", "seed", "world_size")
+    diffs = [k for k in keys if saved.get(k) != now.get(k)]
+    recipe_then = {k: v for k, v in saved["recipe_config"].items() if k != "epochs"}
+    recipe_now = {k: v for k, v in now["recipe_config"].items() if k != "epochs"}
+    diffs += [f"recipe.{k}" for k in recipe_now if recipe_then.get(k) != recipe_now[k]]
+    if diffs:
+        raise TrainingError(
+            f"--resume with different settings than the run being resumed ({', '.join(diffs)}); "
+            "pass the same arguments as the original run (only --epochs may change) or start a new --out"
+        )
+
+
+def summarize(history: list[dict[str, Any]], watch: str = "test") -> dict[str, Any]:
+    best = min(history, key=lambda r: r[f"{watch}_err"])
+    last = history[-1]
+    return {
+        "best_test_err": min(r["test_err"] for r in history),
+        f"best_{watch}_err": best[f"{watch}_err"],
+        "best_epoch": best["epoch"],
+        "test_err_at_best": best["test_err"],
+        "final_test_err": last["test_err"],
+        "final_test_top5_err": last["test_top5_err"],
+        "epochs": last["epoch"],
+        "train_seconds": last["train_seconds"],
+    }
+
+
+def _plateau(meta: dict[str, Any], recipe: Recipe, err: float) -> None:
+    """torch's ReduceLROnPlateau (mode min, relative threshold 1e-4), kept in ``meta`` for resume."""
+    if recipe.schedule != "plateau":
+        return
+    if err < meta["plateau_best"] * (1 - 1e-4):
+        meta["plateau_best"], meta["plateau_bad"] = err, 0
+    else:
+        meta["plateau_bad"] += 1
+    if meta["plateau_bad"] > recipe.plateau_patience:
+        meta["plateau_scale"] *= recipe.plateau_factor
+        meta["plateau_bad"] = 0
+
+
+def _check_finite(loss_sum: Tensor, epoch: int, step: int, lr: float, out: Path) -> None:
+    if not torch.isfinite(loss_sum):
+        raise TrainingError(
+            f"the training loss became non-finite in epoch {epoch + 1} by step {step + 1} (lr {lr:.3g}); "
+            f"the last good state in {out} is kept. Lower --lr, or check the data for NaNs"
+        )
+
+
+def _progress(enabled: bool, epoch: int, epochs: int, steps: int, start: int, batch: int):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(
+        total=steps * batch, initial=start * batch, desc=f"epoch {epoch + 1}/{epochs}", unit="img",
+        unit_scale=True, leave=False, dynamic_ncols=True,
+    )
+
+
+def _epoch_line(row: dict[str, Any], watch: str) -> str:
+    extra = f" val_err {row['val_err']:.2f}%" if watch == "val" else ""
+    return (
+        f"epoch {row['epoch']:3d}  lr {row['lr']:.3g}  train_loss {row['train_loss']:.4f}  train_err {row['train_err']:.2f}%  "
+        f"test_err {row['test_err']:.2f}%{extra}  {row['epoch_s']:.1f}s  {row['img_s']:.0f} img/s"
+    )
