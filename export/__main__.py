@@ -1,0 +1,84 @@
+"""Export a zoo model to ONNX, check it, and check its parity with torch under onnxruntime.
+
+    python -m export resnet18 --out resnet18.onnx --input-size 3 32 32 --num-classes 10 --model-arg stem=cifar
+    python -m export googlenet --weights ./checkpoints/googlenet --out googlenet.onnx --batch 8
+
+Exits with 2 and a message when the export, the checker or the parity check fails.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from export.onnx import PARITY_BATCHES, check_parity, export_onnx, load_model
+from zoo.cli import key_value
+from zoo.errors import ZooError
+
+
+def _batch(value: str) -> int | None:
+    if value == "dynamic":
+        return None
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    raise argparse.ArgumentTypeError(f"--batch takes 'dynamic' or a positive integer, got {value!r}")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--num-classes`` and ``--model-arg``, shared with ``zoo bench``."""
+    parser.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default: the model's, or the input's)")
+    parser.add_argument(
+        "--model-arg", action="append", type=key_value, default=[], metavar="KEY=VALUE",
+        help="a zoo.create_model kwarg, value as JSON, e.g. stem=cifar (ResNet, GoogLeNet) or head=cifar (VGG); repeatable",
+    )
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """The ``python -m export`` arguments, added to ``parser`` when given (to mount it as ``zoo export``)."""
+    parser = parser or argparse.ArgumentParser(prog="python -m export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="registry name (zoo list), or arch.tag to export its published weights")
+    parser.add_argument("--weights", help="a .safetensors file, a checkpoint folder, or hf-hub:owner/name[@revision] (zoo.hub.load_weights)")
+    parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
+    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: torch's)")
+    parser.add_argument("--batch", type=_batch, default=None, metavar="dynamic|N", help="a dynamic batch axis (default) or a fixed batch N")
+    parser.add_argument("--input-size", type=int, nargs=3, metavar=("C", "H", "W"), help="default: the model's own, e.g. 3 224 224")
+    add_model_arguments(parser)
+    parser.add_argument("--tolerance", type=float, default=1e-3, help="largest parity difference, relative to the largest |logit|")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    kwargs = dict(args.model_arg)
+    if args.input_size:
+        kwargs["in_chans"] = args.input_size[0]
+    model = load_model(args.model, weights=args.weights, num_classes=args.num_classes, **kwargs)
+    input_size = tuple(args.input_size or model.default_input_size)
+    dynamic = args.batch is None
+    path = export_onnx(
+        model, args.out, input_size=input_size, opset=args.opset, dynamic_batch=dynamic, batch_size=2 if dynamic else args.batch
+    )
+    diffs = check_parity(model, path, input_size=input_size, batch_sizes=PARITY_BATCHES if dynamic else (args.batch,), tolerance=args.tolerance)
+    size_mb = path.stat().st_size / 2**20
+    parity = ", ".join(f"batch {b}: {d:.2e}" for b, d in diffs.items())
+    print(f"wrote {path} ({size_mb:.1f} MB, input {'x'.join(map(str, input_size))}, batch {args.batch or 'dynamic'})")
+    print(f"onnx.checker (full) passed; max |onnxruntime - torch|: {parity}")
+    return 0
+
+
+def run_command(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Parse ``argv`` and run its command; a ZooError becomes its message on stderr and exit code 2."""
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ZooError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
