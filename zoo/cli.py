@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from zoo.errors import ZooError
 
@@ -43,6 +44,87 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def key_value(item: str) -> tuple[str, Any]:
+    """argparse type: ``"stem=cifar"`` -> ``("stem", "cifar")``; the value is JSON when it parses (``aux_logits=false``)."""
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"takes KEY=VALUE, got {item!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from zoo.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        arch=args.model, dataset=args.dataset, recipe=args.recipe, out=args.out or f"runs/{args.model}-{args.dataset}-{args.recipe}",
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, model_kwargs=dict(args.model_arg),
+        recipe_overrides=dict(args.recipe_arg),
+        data_dir=args.data_dir, synthetic=args.synthetic, val_split=args.val_split, train_subset=args.train_subset,
+        test_subset=args.test_subset, seed=args.seed, device=args.device, compile=args.compile, resume=args.resume,
+        progress=not args.quiet,
+    )
+    try:
+        summary = train(cfg)
+    except KeyboardInterrupt as e:
+        print(f"zoo train: {e}", file=sys.stderr)
+        return 130
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from zoo.train import evaluate_checkpoint
+
+    result = evaluate_checkpoint(
+        args.model, args.weights, args.dataset, data_dir=args.data_dir, device=args.device, out=args.out, tta_flip=args.tta
+    )
+    print(f"{args.model} on {args.dataset} test ({result['images']} images): top-1 error {result['err']:.2f}%, "
+          f"top-5 error {result['top5_err']:.2f}%, loss {result['loss']:.4f}")
+    print(format_table([{"class": k, "accuracy %": f"{v:.2f}"} for k, v in result["per_class_acc"].items()], ["class", "accuracy %"]))
+    if args.out:
+        print(f"wrote {args.out}/eval.json and {args.out}/confusion.png")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from zoo.reproduce import reproduce
+
+    report = reproduce(
+        args.experiment, args.out, quick=args.quick, epochs=args.epochs, recipes=tuple(args.recipe) if args.recipe else None,
+        data_dir=args.data_dir, device=args.device, jobs=args.jobs, report_only=args.report_only,
+    )
+    print(report.read_text())
+    print(f"report: {report}")
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from zoo.hub import push_to_hub
+
+    result = push_to_hub(args.folder, args.repo_id, private=args.private, dry_run=args.dry_run, commit_message=args.message)
+    if args.dry_run:
+        print(f"dry run: would upload to {result.repo_id} (private={args.private}):")
+    else:
+        print(f"uploaded to {result.repo_id}: {result.commit_url}")
+    for name in result.files:
+        print(f"  {name}")
+    return 0
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    from zoo.cards import write_run_card
+
+    latency = None
+    if args.latency:
+        with open(args.latency) as f:
+            latency = json.load(f)
+    print(write_run_card(args.run_dir, latency=latency, repo_id=args.repo_id))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zoo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -58,6 +140,74 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, default=None)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("push", help="upload a save_pretrained folder to a Hugging Face model repo")
+    p.add_argument("folder", help="e.g. runs/NAME/model")
+    p.add_argument("repo_id", help="owner/name; the token comes from HF_TOKEN or `hf auth login`")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--dry-run", action="store_true", help="check the folder and list the files, upload nothing")
+    p.add_argument("--message", help="commit message")
+    p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("card", help="(re)write RUN_DIR/model/README.md and its training curve")
+    p.add_argument("run_dir", help="the --out directory of zoo train")
+    p.add_argument("--latency", metavar="JSON", help='file mapping setting to milliseconds, e.g. {"onnxruntime CPU, batch 1": 0.8}')
+    p.add_argument("--repo-id", help="owner/name, for the card's usage snippet")
+    p.set_defaults(func=cmd_card)
+
+    from zoo.recipes import RECIPES
+
+    p = sub.add_parser("train", help="train a model with one of the paper's recipes or ours")
+    p.add_argument("model", help="registry name, e.g. resnet18")
+    p.add_argument("--dataset", default="cifar10", choices=["mnist", "cifar10"])
+    p.add_argument("--recipe", default="paper", choices=RECIPES, help="paper: the paper's tables; fast: ours")
+    p.add_argument("--out", help="run directory (default runs/MODEL-DATASET-RECIPE)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="peak / initial learning rate")
+    p.add_argument("--model-arg", action="append", type=key_value, default=[], metavar="KEY=VALUE", help="e.g. stem=cifar, aux_logits=false")
+    p.add_argument("--recipe-arg", action="append", type=key_value, default=[], metavar="KEY=VALUE", help="any recipe field, e.g. plateau_patience=10")
+    p.add_argument("--data-dir", help="directory with mnist.npz / cifar10.npz (default $ZOO_DATA_DIR, then torchvision)")
+    p.add_argument("--synthetic", type=int, default=0, metavar="N", help="train on N synthetic images (no data needed)")
+    p.add_argument("--val-split", type=int, default=0, metavar="N", help="hold out N training images; the plateau watches them")
+    p.add_argument("--train-subset", type=int, default=0, metavar="N")
+    p.add_argument("--test-subset", type=int, default=0, metavar="N")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    p.set_defaults(func=cmd_train)
+
+    from export.__main__ import build_parser as export_parser
+    from export.bench import build_parser as bench_parser
+
+    export_parser(sub.add_parser("export", help="export a model to ONNX, check it and its parity with torch"))
+    bench_parser(sub.add_parser("bench", help="onnxruntime vs torch: the paper's efficiency comparison (JSON, CSV, markdown, PNG)"))
+
+    p = sub.add_parser("eval", help="top-1/top-5 error, per-class accuracy and confusion matrix of a checkpoint")
+    p.add_argument("model", help="the arch the weights belong to, e.g. resnet18")
+    p.add_argument("--weights", required=True, help="a .safetensors file, a save_pretrained folder or hf-hub:owner/name[@rev]")
+    p.add_argument("--dataset", required=True, choices=["mnist", "cifar10"])
+    p.add_argument("--data-dir")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--tta", action="store_true", help="average the logits of each image and its mirror")
+    p.add_argument("--out", help="directory for eval.json and confusion.png")
+    p.set_defaults(func=cmd_eval)
+
+    from zoo.reproduce import EXPERIMENTS
+
+    p = sub.add_parser("reproduce", help="the paper's experiments: runs, curves and a report beside the paper's numbers")
+    p.add_argument("experiment", nargs="+", choices=[*EXPERIMENTS, "all"], help="one or more; runs they share are trained once")
+    p.add_argument("--out", default="reproduce", help="directory for runs, curves and report.md")
+    p.add_argument("--quick", action="store_true", help="a few synthetic images on the CPU: checks the machinery only")
+    p.add_argument("--epochs", type=int, help="override every run's epochs (the recipes' defaults are the paper's)")
+    p.add_argument("--recipe", action="append", choices=RECIPES, help="only these recipes (default: the experiment's)")
+    p.add_argument("--data-dir")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--jobs", type=int, default=1, help="concurrent training processes (they can share one GPU)")
+    p.add_argument("--report-only", action="store_true", help="train nothing; write the report from the runs in --out")
+    p.set_defaults(func=cmd_reproduce)
     return parser
 
 
