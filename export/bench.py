@@ -47,6 +47,7 @@ from export.onnx import INPUT_NAME, check_parity, create_session, export_onnx, l
 from zoo.checkpoint import atomic_write_bytes
 from zoo.data import Dataset, load_dataset, subset
 from zoo.errors import DataError, ExportError, UnknownModelError
+from zoo.plots import png_bytes
 
 SCHEMA = "zoo.bench/1"
 PAPER_MODELS = ("vgg19", "resnet18", "googlenet*")
@@ -402,7 +403,7 @@ def plot_charts(results: dict[str, Any], out: Path) -> list[Path]:
     ax.legend()
     fig.tight_layout()
     scatter = out / ("accuracy_vs_latency.png" if has_accuracy else "macs_vs_latency.png")
-    _save_png(fig, scatter)
+    atomic_write_bytes(scatter, png_bytes(fig, dpi=120))
 
     fig = Figure(figsize=(8, 5.5))
     ax = fig.subplots()
@@ -420,14 +421,8 @@ def plot_charts(results: dict[str, Any], out: Path) -> list[Path]:
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     lines = out / "latency_vs_batch.png"
-    _save_png(fig, lines)
+    atomic_write_bytes(lines, png_bytes(fig, dpi=120))
     return [scatter, lines]
-
-
-def _save_png(fig, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def write_results(results: dict[str, Any], out: Path) -> list[Path]:

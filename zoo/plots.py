@@ -10,9 +10,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 
-def _png(fig) -> bytes:
+def png_bytes(fig, dpi: int = 100) -> bytes:
+    """A matplotlib Figure as PNG bytes, for an atomic write."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
     return buf.getvalue()
 
 
@@ -39,7 +40,7 @@ def history_png(history: Sequence[Mapping[str, Any]]) -> bytes:
         ax.grid(alpha=0.3)
     loss_ax.legend()
     err_ax.legend()
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def curves_png(runs: Mapping[str, Sequence[Mapping[str, Any]]], title: str) -> bytes:
@@ -61,7 +62,7 @@ def curves_png(runs: Mapping[str, Sequence[Mapping[str, Any]]], title: str) -> b
     if ax.lines:
         ax.legend(fontsize=7)
     fig.tight_layout()
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def confusion_png(matrix: Sequence[Sequence[int]], labels: Sequence[str], title: str) -> bytes:
@@ -83,4 +84,4 @@ def confusion_png(matrix: Sequence[Sequence[int]], labels: Sequence[str], title:
     ax.set_ylabel("true")
     ax.set_title(title)
     fig.tight_layout()
-    return _png(fig)
+    return png_bytes(fig)
