@@ -45,7 +45,7 @@ import zoo
 from export.__main__ import add_model_arguments, run_command
 from export.onnx import INPUT_NAME, check_parity, create_session, export_onnx, load_model
 from zoo.checkpoint import atomic_write_bytes
-from zoo.data import Dataset, load_dataset, subset
+from zoo.data import Dataset, DeviceLoader, load_dataset, subset
 from zoo.errors import DataError, ExportError, UnknownModelError
 from zoo.plots import png_bytes
 
@@ -140,20 +140,16 @@ def speedups(slow: dict[str, Any], fast: dict[str, Any]) -> dict[str, float]:
 # ---------------------------------------------------------------------------- accuracy and int8
 
 
-def normalised(x: torch.Tensor, data: Dataset) -> np.ndarray:
-    """uint8 NCHW images -> float32 normalised with the dataset's mean and std."""
-    mean = torch.tensor(data.info.mean).view(1, -1, 1, 1)
-    std = torch.tensor(data.info.std).view(1, -1, 1, 1)
-    return ((x.float() / 255 - mean) / std).numpy()
+def normalised_batches(data: Dataset, x: torch.Tensor, y: torch.Tensor, batch: int):
+    """(float32 NCHW normalised with the dataset's mean and std, labels) batches, in order: zoo.data's loader."""
+    loader = DeviceLoader(x, y, batch_size=batch, mean=data.info.mean, std=data.info.std, shuffle=False, drop_last=False)
+    return ((xb.numpy(), yb.numpy()) for xb, yb in loader.batches(0))
 
 
 def top1(predict: Predict, data: Dataset, n: int, batch: int) -> float:
     """Top-1 accuracy of ``predict`` on a seeded ``n`` of the test set."""
     x, y = subset(data.x_test, data.y_test, n)
-    correct = 0
-    for i in range(0, len(y), batch):
-        logits = predict(normalised(x[i : i + batch], data))
-        correct += int((logits.argmax(1) == y[i : i + batch].numpy()).sum())
+    correct = sum(int((predict(xb).argmax(1) == yb).sum()) for xb, yb in normalised_batches(data, x, y, batch))
     return correct / len(y)
 
 
@@ -177,8 +173,8 @@ def quantize_int8(src: Path, dst: Path, data: Dataset, n_images: int) -> Path:
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
 
     prepared = dst.with_name(dst.stem + ".pre.onnx")
-    x, _ = subset(data.x_train, data.y_train, n_images, seed=1)
-    batches = [normalised(x[i : i + 32], data) for i in range(0, len(x), 32)]
+    x, y = subset(data.x_train, data.y_train, n_images, seed=1)
+    batches = [xb for xb, _ in normalised_batches(data, x, y, 32)]
     try:
         quant_pre_process(src, prepared)  # shape inference + graph optimisation, as onnxruntime recommends first
         quantize_static(
