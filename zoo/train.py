@@ -64,14 +64,19 @@ class TrainConfig:
 # ---------------------------------------------------------------------------- setup
 
 
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` is CUDA when available, else the CPU; any other name as given."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
 def setup_distributed(device: str) -> tuple[torch.device, int, int]:
     """(device, rank, world size); initialises the process group when launched by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    dev = resolve_device(device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest conv algorithms once
         if world > 1:
@@ -158,7 +163,7 @@ def evaluate_checkpoint(
             f"the weights are for {base.in_chans}-channel input and {base.num_classes} classes, "
             f"{dataset} has {info.in_chans} and {info.num_classes}; pick the dataset they were trained on"
         )
-    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    dev = resolve_device(device)
     loader = DeviceLoader(data.x_test, data.y_test, batch_size=1024, mean=info.mean, std=info.std, shuffle=False,
                           drop_last=False, device=dev, channels_last=dev.type == "cuda")
     result = evaluate(model.to(dev), loader, info.num_classes, tta_flip)
