@@ -205,3 +205,23 @@ def test_ddp_two_gloo_processes_match_one(tmp_path):
     for a, b in zip(one, two, strict=True):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
         assert b["test_loss"] == pytest.approx(a["test_loss"], rel=1e-4)
+
+
+def test_eval_reports_errors_per_class_and_confusion(reference_run, tmp_path):
+    import numpy as np
+
+    from zoo.errors import CheckpointError
+    from zoo.train import evaluate_checkpoint
+
+    ds = synthetic("mnist", n_train=16, n_test=64, seed=0)
+    np.savez(tmp_path / "mnist.npz", x_train=ds.x_train[:, 0, 2:30, 2:30].numpy(), y_train=ds.y_train.numpy().astype(np.uint8),
+             x_test=ds.x_test[:, 0, 2:30, 2:30].numpy(), y_test=ds.y_test.numpy().astype(np.uint8))
+    result = evaluate_checkpoint("resnet18", reference_run / "model", "mnist", data_dir=str(tmp_path), out=tmp_path / "eval")
+    confusion = torch.tensor(result["confusion"])
+    assert confusion.sum() == 64 and result["images"] == 64
+    assert result["err"] == pytest.approx(100 * (1 - confusion.diag().sum().item() / 64))
+    assert set(result["per_class_acc"]) == {str(i) for i in range(10)}
+    assert json.loads((tmp_path / "eval" / "eval.json").read_text())["err"] == result["err"]
+    assert (tmp_path / "eval" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(CheckpointError, match="holds 'resnet18' weights, not 'vgg11'"):
+        evaluate_checkpoint("vgg11", reference_run / "model", "mnist", data_dir=str(tmp_path))
