@@ -13,7 +13,7 @@ import fnmatch
 import json
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,6 @@ class PretrainedTag:
     metrics: dict[str, float]
     recipe: str
     filename: str = "model.safetensors"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
