@@ -43,10 +43,10 @@ def test_paper_numbers_are_quoted_from_the_paper():
 
 def test_shared_runs_are_trained_once(quick_all):
     out, _ = quick_all
-    planned = [R._config(r, rec, out, quick=True, epochs=None, data_dir=None, device="cpu").out
+    planned = [R._config(r, rec, out, quick=True, epochs=None, data_dir=None, device="cpu", val_split=R.DEFAULT_VAL_SPLIT).out
                for e in R.EXPERIMENTS.values() for r in e.runs for rec in e.recipes]
     # fig6's and fig7's GoogLeNet and aux's "with aux" are one run per recipe
-    assert planned.count(str(out / "runs" / "cifar10-paper-googlenet")) == 3
+    assert planned.count(str(out / "runs" / "cifar10-paper-googlenet-val4-quick")) == 3
     assert sorted(str(p) for p in (out / "runs").iterdir()) == sorted(set(planned))
 
 
@@ -69,3 +69,15 @@ def test_report_only_trains_nothing(tmp_path, monkeypatch):
 def test_unknown_experiment_names_the_valid_ones(tmp_path):
     with pytest.raises(ZooError, match="fig7"):
         R.reproduce("fig9", tmp_path)
+
+
+def test_quick_runs_and_seeds_and_protocols_have_their_own_identity(tmp_path):
+    run = R.EXPERIMENTS["fig7"].runs[0]
+    ids = {
+        R._config(run, "paper", tmp_path, quick=quick, epochs=None, data_dir=None, device="cpu", seed=seed, val_split=val).out
+        for quick in (False, True) for seed in (0, 1) for val in (0, 5000)
+    }
+    assert len(ids) == 8
+    # seed 0 under the paper's protocol keeps the id of the runs in reports/h200
+    plain = R._config(run, "paper", tmp_path, quick=False, epochs=None, data_dir=None, device="cpu")
+    assert plain.out == str(tmp_path / "runs" / "cifar10-paper-googlenet")

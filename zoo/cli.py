@@ -89,12 +89,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def seed_list(values: list[int]) -> tuple[int, ...]:
+    """``--seeds 3`` means seeds 0, 1, 2; several values are the seeds themselves."""
+    return tuple(range(values[0])) if len(values) == 1 else tuple(values)
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from zoo.reproduce import reproduce
 
     report = reproduce(
         args.experiment, args.out, quick=args.quick, epochs=args.epochs, recipes=tuple(args.recipe) if args.recipe else None,
         data_dir=args.data_dir, device=args.device, jobs=args.jobs, report_only=args.report_only,
+        seeds=seed_list(args.seeds), val_split=args.val_split, model_args=dict(args.model_arg),
     )
     print(report.read_text())
     print(f"report: {report}")
@@ -207,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--jobs", type=int, default=1, help="concurrent training processes (they can share one GPU)")
     p.add_argument("--report-only", action="store_true", help="train nothing; write the report from the runs in --out")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1], metavar="N",
+                   help="one value: that many seeds (0..N-1); several: those seeds (default: seed 0 only)")
+    p.add_argument("--val-split", type=int, default=5000, metavar="N",
+                   help="training images held out to select epochs and steer plateaus (0: the paper's protocol, the test set)")
+    p.add_argument("--model-arg", action="append", type=key_value, default=[], metavar="KEY=VALUE",
+                   help="applied to every run, e.g. stem=imagenet for the fast recipe in the paper's configuration")
     p.set_defaults(func=cmd_reproduce)
     return parser
 

@@ -53,10 +53,13 @@ class Run:
     paper_err: float | None = None
     paper_epoch: int | None = None
 
-    def run_id(self, recipe: str) -> str:
+    def run_id(self, recipe: str, model_args: dict[str, Any] | None = None, *, val_split: int = 0, seed: int = 0,
+               quick: bool = False) -> str:
+        """What makes the run what it is; seed 0 under the paper's protocol keeps the plain id of the first runs."""
         parts = [self.dataset, recipe, self.arch]
-        parts += [f"{k}={v}" for k, v in sorted(self.model_kwargs.items())]
+        parts += [f"{k}={v}" for k, v in sorted({**(model_args or {}), **self.model_kwargs}.items())]
         parts += [f"{k}={v}" for k, v in sorted(self.recipe_overrides.items())]
+        parts += [f"val{val_split}"] * bool(val_split) + [f"seed{seed}"] * bool(seed) + ["quick"] * quick
         return "-".join(str(p).lower() for p in parts)
 
 
@@ -120,17 +123,23 @@ EXPERIMENTS: dict[str, Experiment] = {
 # VGG's ImageNet head (120M FC parameters, a 1.1 GB resume state per epoch) is swapped for its CIFAR head.
 QUICK = dict(synthetic=4, test_subset=4, epochs=1, batch_size=4, device="cpu")
 QUICK_VGG_KWARGS = {"head": "cifar"}
+QUICK_VAL_SPLIT = 4
+DEFAULT_VAL_SPLIT = 5000  # training images held out to select epochs and steer plateaus; 0 is the paper's protocol
 
 
-def _config(run: Run, recipe: str, out: Path, *, quick: bool, epochs: int | None, data_dir: str | None, device: str) -> TrainConfig:
+def _config(run: Run, recipe: str, out: Path, *, quick: bool, epochs: int | None, data_dir: str | None, device: str,
+            seed: int = 0, val_split: int = 0, model_args: dict[str, Any] | None = None) -> TrainConfig:
     extra: dict[str, Any] = dict(QUICK) if quick else {"epochs": epochs, "device": device}
-    model_kwargs = dict(run.model_kwargs)
+    model_kwargs = {**(model_args or {}), **run.model_kwargs}
     if quick and run.arch.startswith("vgg"):
         model_kwargs.update(QUICK_VGG_KWARGS)
+    if quick and val_split:
+        val_split = QUICK_VAL_SPLIT
+    run_id = run.run_id(recipe, model_args, val_split=val_split, seed=seed, quick=quick)
     return TrainConfig(
-        arch=run.arch, dataset=run.dataset, recipe=recipe, out=str(out / "runs" / run.run_id(recipe)),
+        arch=run.arch, dataset=run.dataset, recipe=recipe, out=str(out / "runs" / run_id),
         model_kwargs=model_kwargs, recipe_overrides=dict(run.recipe_overrides), data_dir=data_dir,
-        progress=False, **extra,
+        seed=seed, val_split=val_split, progress=False, **extra,
     )
 
 
@@ -161,8 +170,9 @@ def run_configs(configs: list[TrainConfig], jobs: int = 1) -> None:
     if jobs <= 1:
         datasets: dict[tuple, Any] = {}
         for cfg in todo:
-            key = (cfg.dataset, cfg.data_dir, cfg.synthetic, cfg.seed)
-            datasets.setdefault(key, prepare_data(cfg))
+            key = (cfg.dataset, cfg.data_dir, cfg.synthetic, cfg.val_split, cfg.seed)
+            if key not in datasets:
+                datasets[key] = prepare_data(cfg)
             print(f"[reproduce] {Path(cfg.out).name}", flush=True)
             train(TrainConfig(**{**cfg.__dict__, "resume": _status(cfg) == "resume"}), data=datasets[key])
         return
@@ -196,7 +206,11 @@ def _cell(history: list[dict[str, Any]]) -> str:
     return f"{best['test_err']:.2f} (epoch {best['epoch']}/{history[-1]['epoch']}, {history[-1]['train_seconds']:.0f} s)"
 
 
-def write_report(exp: Experiment, configs: dict[tuple[str, str], TrainConfig], out: Path, quick: bool) -> str:
+def _first(configs: dict[tuple[str, str, int], TrainConfig], label: str, recipe: str) -> TrainConfig:
+    return next(c for (lab, rec, _), c in configs.items() if (lab, rec) == (label, recipe))
+
+
+def write_report(exp: Experiment, configs: dict[tuple[str, str, int], TrainConfig], out: Path, quick: bool) -> str:
     """The experiment's markdown section; curves go beside it as PNGs."""
     lines = [f"## {exp.name}: {exp.title}", ""]
     if quick:
@@ -205,12 +219,12 @@ def write_report(exp: Experiment, configs: dict[tuple[str, str], TrainConfig], o
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run in exp.runs:
         paper = "-" if run.paper_err is None else f"{run.paper_err:.2f}" + (f" (epoch {run.paper_epoch})" if run.paper_epoch else "")
-        cells = [_cell(_history(configs[run.label, r])) for r in exp.recipes]
+        cells = [_cell(_history(_first(configs, run.label, r))) for r in exp.recipes]
         lines.append("| " + " | ".join([run.label, paper, *cells]) + " |")
     lines.append("")
     for recipe in exp.recipes:
         png = f"{exp.name}-{recipe}.png"
-        curves = {run.label: _history(configs[run.label, recipe]) for run in exp.runs}
+        curves = {run.label: _history(_first(configs, run.label, recipe)) for run in exp.runs}
         if not any(curves.values()):
             continue
         atomic_write_bytes(out / png, curves_png(curves, f"{exp.title} ({recipe} recipe)"))
@@ -238,12 +252,19 @@ def reproduce(
     device: str = "auto",
     jobs: int = 1,
     report_only: bool = False,
+    seeds: tuple[int, ...] = (0,),
+    val_split: int = DEFAULT_VAL_SPLIT,
+    model_args: dict[str, Any] | None = None,
 ) -> Path:
     """Run the experiments ``names`` ("all" for every one) and write ``OUT/report.md``; returns its path.
 
     Runs shared between experiments are trained once, and all of them go through one queue,
     so ``jobs`` concurrent processes stay busy across experiments. ``report_only`` trains
-    nothing: it writes the report from the runs already in ``OUT/runs``.
+    nothing: it writes the report from the runs already in ``OUT/runs``. Each run is trained once
+    per seed in ``seeds``; ``val_split`` images of the training set (0: the paper's protocol, which
+    selects and steers on the test set) select the reported epoch and drive plateau schedules.
+    ``model_args`` apply to every run (e.g. ``stem="imagenet"`` to run the fast recipe in the
+    paper's configuration).
     """
     names = [names] if isinstance(names, str) else list(names)
     names = list(EXPERIMENTS) if "all" in names else names
@@ -255,7 +276,11 @@ def reproduce(
     for n in names:
         exp = EXPERIMENTS[n]
         chosen = [r for r in exp.recipes if recipes is None or r in recipes]
-        plan[n] = {(run.label, r): _config(run, r, out, quick=quick, epochs=epochs, data_dir=data_dir, device=device) for run in exp.runs for r in chosen}
+        plan[n] = {
+            (run.label, r, seed): _config(run, r, out, quick=quick, epochs=epochs, data_dir=data_dir, device=device,
+                                          seed=seed, val_split=val_split, model_args=model_args)
+            for run in exp.runs for r in chosen for seed in seeds
+        }
     if not report_only:
         unique = {c.out: c for cfgs in plan.values() for c in cfgs.values()}
         run_configs(list(unique.values()), jobs=jobs)

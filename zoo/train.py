@@ -16,6 +16,7 @@ import dataclasses
 import json
 import math
 import os
+import platform
 import signal
 import time
 from contextlib import contextmanager, nullcontext
@@ -30,7 +31,7 @@ from torch import Tensor, nn
 
 import zoo
 from zoo.checkpoint import atomic_write_bytes, git_commit, load_tensors, save_tensors, unwrap_model
-from zoo.data import Dataset, DeviceLoader, load_dataset, subset, synthetic
+from zoo.data import Dataset, DeviceLoader, load_dataset, split_validation, subset, synthetic
 from zoo.errors import TrainingError
 from zoo.recipes import Recipe, get_recipe
 
@@ -71,6 +72,21 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def describe_device(device: torch.device) -> str:
+    """What trained the run, for its card: the GPU's name, or the CPU's model and thread count."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    model = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), platform.machine())
+    return f"CPU {model}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
+
+
 def setup_distributed(device: str) -> tuple[torch.device, int, int]:
     """(device, rank, world size); initialises the process group when launched by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -89,8 +105,9 @@ def setup_distributed(device: str) -> tuple[torch.device, int, int]:
 
 
 def prepare_data(cfg: TrainConfig) -> Dataset:
-    if cfg.synthetic:
-        return synthetic(cfg.dataset, n_train=cfg.synthetic, n_test=max(cfg.synthetic // 4, 64), seed=cfg.seed)
+    if cfg.synthetic:  # N training images; a validation split is drawn on top of them
+        data = synthetic(cfg.dataset, n_train=cfg.synthetic + cfg.val_split, n_test=max(cfg.synthetic // 4, 64), seed=cfg.seed)
+        return split_validation(data, cfg.val_split, cfg.seed) if cfg.val_split else data
     return load_dataset(cfg.dataset, cfg.data_dir, val_split=cfg.val_split, seed=cfg.seed)
 
 
@@ -299,6 +316,7 @@ def train(cfg: TrainConfig, data: Dataset | None = None) -> dict[str, Any]:
         "seed": cfg.seed,
         "epochs": recipe.epochs,
         "world_size": world,
+        "machine": describe_device(device),
         "input_size": list(info.input_size),
         "mean": list(info.mean),
         "std": list(info.std),
