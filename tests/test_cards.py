@@ -82,7 +82,7 @@ def test_card_numbers_match_the_checkpoint(run_dir):
     params = int(table_value(text, "parameters").replace(",", ""))
     assert params == sum(p.numel() for p in model.parameters()) == info["params"]
     assert table_value(text, "MACs").startswith(f"{info['macs']:,} at 1x32x32")
-    size, digest = re.fullmatch(r"`model.safetensors`, ([\d,]+) bytes, sha256 `([0-9a-f]{64})`", table_value(text, "weights")).groups()
+    size, digest = re.fullmatch(r"`model.safetensors`, ([\d,]+) bytes, sha256 `([0-9a-f]{64})`, float32", table_value(text, "weights")).groups()
     assert int(size.replace(",", "")) == (folder / WEIGHTS_NAME).stat().st_size
     assert digest == sha256_file(folder / WEIGHTS_NAME) == json.loads((folder / CONFIG_NAME).read_text())["zoo"]["sha256"]
     assert "| MNIST | test (last epoch) | 80.00% | 20.00% | 5.00% |" in text

@@ -26,13 +26,14 @@ from zoo.checkpoint import (
     WEIGHTS_NAME,
     CheckpointMeta,
     atomic_write_bytes,
+    load_tensors,
     read_metadata,
     sha256_file,
 )
 from zoo.errors import CheckpointError
 from zoo.plots import history_png
 
-__all__ = ["build_card", "metrics_from_history", "write_run_card"]
+__all__ = ["build_card", "metrics_from_history", "read_run", "write_bundle_card", "write_run_card"]
 
 PAPER = "Deeper Networks for Image Classification"
 
@@ -120,6 +121,98 @@ def _limitations(meta: CheckpointMeta) -> list[str]:
     return notes
 
 
+def _usage(meta: CheckpointMeta, repo_id: str | None, pretrained_name: str | None) -> list[str]:
+    """A snippet that runs when copied: build, load (digests checked), classify one normalised image."""
+    c, h, w = meta.input_size
+    if pretrained_name:
+        load = [f"model = zoo.create_model({pretrained_name!r}, pretrained=True).eval()  # checks the pinned sha256"]
+    else:
+        source = f"hf-hub:{repo_id}" if repo_id else "path/to/this/folder"
+        load = [f"model = {meta.create_call}.eval()",
+                f"load_weights(model, {source!r})  # checks sha256, keys, shapes and architecture"]
+    lines = ["```python", "import torch", "import zoo"] + ([] if pretrained_name else ["from zoo.hub import load_weights"])
+    lines += ["", *load]
+    if meta.mean is not None and meta.std is not None:
+        lines += [
+            f"image = torch.rand(1, {c}, {h}, {w})  # your images, scaled to [0, 1]"
+            + (" (MNIST: 28x28 digits zero-padded to 32x32)" if meta.dataset == "mnist" else ""),
+            f"mean, std = torch.tensor({list(meta.mean)}).view(1, -1, 1, 1), torch.tensor({list(meta.std)}).view(1, -1, 1, 1)",
+            "with torch.no_grad():",
+            "    probs = model((image - mean) / std).softmax(dim=1)",
+        ]
+        if meta.label_names:
+            lines.append(f"labels = {list(meta.label_names)}")
+            lines.append("print(labels[probs.argmax().item()], probs.max().item())")
+    if meta.tag and not pretrained_name:
+        lines += ["# or, once the tag is published:", f"model = zoo.create_model({meta.arch + '.' + meta.tag!r}, pretrained=True)"]
+    if repo_id:
+        lines += ["", "import timm  # after `import zoo`, which registers zoo_* models in timm",
+                  f"model = timm.create_model({'hf-hub:' + repo_id!r}, pretrained=True)"]
+    return lines + ["```"]
+
+
+def _results(meta: CheckpointMeta, dataset_name: str, selection: str, per_class: Mapping[str, float] | None) -> list[str]:
+    metrics = meta.metrics or {}
+    if TOP1 not in metrics:
+        return ["No test metrics recorded."]
+    top5 = f"{metrics[TOP5]:.2f}%" if TOP5 in metrics else "-"
+    lines = [
+        "| dataset | split | top-1 accuracy | top-1 error | top-5 error |",
+        "|---|---|---|---|---|",
+        f"| {dataset_name} | test ({selection}) | {100 - metrics[TOP1]:.2f}% | {metrics[TOP1]:.2f}% | {top5} |",
+    ]
+    others = {k: v for k, v in metrics.items() if k not in (TOP1, TOP5)}
+    if others:
+        lines += ["", "Also recorded: " + ", ".join(f"`{k}` {v:g}" for k, v in others.items()) + "."]
+    if per_class:
+        lines += ["", "Per-class accuracy on the test set:", "", "| class | accuracy |", "|---|---|"]
+        lines += [f"| {label} | {acc:.2f}% |" for label, acc in per_class.items()]
+    return lines
+
+
+def _model_rows(meta: CheckpointMeta, weights: Path) -> list[tuple[str, Any]]:
+    from zoo.registry import TIMM_PREFIX, model_info
+
+    info = model_info(meta.arch, input_size=meta.input_size, **meta.model_kwargs)
+    kwargs = ", ".join(f"{k}={v!r}" for k, v in meta.model_kwargs.items())
+    dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in _tensor_dtypes(weights)})
+    c, h, w = meta.input_size
+    return [
+        ("architecture", f"`{meta.arch}` (timm: `{TIMM_PREFIX}{meta.arch}`)"),
+        ("model kwargs", f"`{kwargs}`"),
+        ("parameters", f"{info['params']:,}"),
+        ("MACs", f"{info['macs']:,} at {c}x{h}x{w}, batch 1 (FLOPs / 2, convolutions and matrix products)"),
+        ("input", f"{c}x{h}x{w}, mean {list(meta.mean) if meta.mean else 'not recorded'}, "
+                  f"std {list(meta.std) if meta.std else 'not recorded'}"),
+        ("classes", ", ".join(meta.label_names) if meta.label_names else str(meta.num_classes)),
+        ("weights", f"`{WEIGHTS_NAME}`, {weights.stat().st_size:,} bytes, sha256 `{sha256_file(weights)}`"
+                    + (f", {'/'.join(dtypes)}" if dtypes else "")),
+        ("zoo", f"{meta.zoo_version}, commit `{meta.git_commit or 'unknown'}`"),
+    ]
+
+
+def _tensor_dtypes(weights: Path) -> list[Any]:
+    try:
+        tensors, _ = load_tensors(weights)
+    except CheckpointError:  # a stand-in file (tests) or a damaged one: the card still describes the rest
+        return []
+    return [t for t in tensors.values() if t.is_floating_point()]
+
+
+def _training_rows(meta: CheckpointMeta, run: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    dataset_name = _dataset(meta)[1]
+    rows: list[tuple[str, Any]] = [
+        ("dataset", dataset_name + (f" (sha256 `{meta.dataset_sha256}`)" if meta.dataset_sha256 else "")),
+        ("recipe", f"`{meta.recipe}`" if meta.recipe else "not recorded"),
+    ]
+    for key in ("epochs", "seed", "machine"):
+        if run.get(key) is not None:
+            rows.append((key, run[key]))
+    if run.get("train_seconds") is not None:
+        rows.append(("training time", f"{run['train_seconds'] / 60:.1f} min (training steps; evaluation excluded)"))
+    return rows + [(f"`{k}`", f"`{json.dumps(v)}`") for k, v in (run.get("recipe_config") or {}).items()]
+
+
 def build_card(
     meta: CheckpointMeta,
     weights: str | os.PathLike,
@@ -130,17 +223,21 @@ def build_card(
     seed: int | None = None,
     latency: Mapping[str, float] | None = None,
     repo_id: str | None = None,
+    machine: str | None = None,
+    train_seconds: float | None = None,
+    per_class: Mapping[str, float] | None = None,
+    selection: str = "last epoch",
+    pretrained_name: str | None = None,
 ) -> ModelCard:
     """The model card of the checkpoint ``weights`` described by ``meta``.
 
     ``curve`` embeds training_curves.png (next to the card). ``latency`` maps
     a measured setting (e.g. "onnxruntime CPU, 2 threads, batch 1") to
-    milliseconds. ``repo_id`` fills in the usage snippet.
+    milliseconds. ``repo_id`` fills in the usage snippet; ``pretrained_name``
+    (``arch.tag``) makes it load the tag with ``pretrained=True``.
+    ``selection`` says which weights the test numbers are of.
     """
-    from zoo.registry import TIMM_PREFIX, model_info
-
     weights = Path(weights)
-    info = model_info(meta.arch, input_size=meta.input_size, **meta.model_kwargs)
     name = f"{meta.arch}.{meta.tag}" if meta.tag else meta.arch
     dataset_id, dataset_name = _dataset(meta)
     data = ModelCardData(
@@ -153,57 +250,7 @@ def build_card(
         metrics=["accuracy"] if meta.metrics else None,
         eval_results=_eval_results(meta) or None,
     )
-    source = f"hf-hub:{repo_id}" if repo_id else "path/to/this/folder"
-    kwargs = ", ".join(f"{k}={v!r}" for k, v in meta.model_kwargs.items())
-    usage = [
-        "```python",
-        "import zoo",
-        "from zoo.hub import load_weights",
-        "",
-        f"model = {meta.create_call}.eval()",
-        f"load_weights(model, {source!r})  # checks sha256, keys, shapes and architecture",
-    ]
-    if meta.tag:
-        usage += ["# or, once the tag is published:", f"model = zoo.create_model({name!r}, pretrained=True)"]
-    if repo_id:
-        usage += ["", "import timm  # after `import zoo`, which registers zoo_* models in timm",
-                  f"model = timm.create_model({'hf-hub:' + repo_id!r}, pretrained=True)"]
-    usage.append("```")
-
-    metrics = meta.metrics or {}
-    results = ["No test metrics recorded."]
-    if TOP1 in metrics:
-        top5 = f"{metrics[TOP5]:.2f}%" if TOP5 in metrics else "-"
-        results = [
-            "| dataset | split | top-1 accuracy | top-1 error | top-5 error |",
-            "|---|---|---|---|---|",
-            f"| {dataset_name} | test (last epoch) | {100 - metrics[TOP1]:.2f}% | {metrics[TOP1]:.2f}% | {top5} |",
-        ]
-    others = {k: v for k, v in metrics.items() if k not in (TOP1, TOP5)}
-    if others:
-        results += ["", "Also recorded: " + ", ".join(f"`{k}` {v:g}" for k, v in others.items()) + "."]
-    c, h, w = meta.input_size
-    model_rows = [
-        ("architecture", f"`{meta.arch}` (timm: `{TIMM_PREFIX}{meta.arch}`)"),
-        ("model kwargs", f"`{kwargs}`"),
-        ("parameters", f"{info['params']:,}"),
-        ("MACs", f"{info['macs']:,} at {c}x{h}x{w}, batch 1 (FLOPs / 2, convolutions and matrix products)"),
-        ("input", f"{c}x{h}x{w}, mean {list(meta.mean) if meta.mean else 'not recorded'}, "
-                  f"std {list(meta.std) if meta.std else 'not recorded'}"),
-        ("classes", ", ".join(meta.label_names) if meta.label_names else str(meta.num_classes)),
-        ("weights", f"`{WEIGHTS_NAME}`, {weights.stat().st_size:,} bytes, sha256 `{sha256_file(weights)}`"),
-        ("zoo", f"{meta.zoo_version}, commit `{meta.git_commit or 'unknown'}`"),
-    ]
-    training_rows = [
-        ("dataset", dataset_name + (f" (sha256 `{meta.dataset_sha256}`)" if meta.dataset_sha256 else "")),
-        ("recipe", f"`{meta.recipe}`" if meta.recipe else "not recorded"),
-    ]
-    if epochs is not None:
-        training_rows.append(("epochs", epochs))
-    if seed is not None:
-        training_rows.append(("seed", seed))
-    training_rows += [(f"`{k}`", f"`{json.dumps(v)}`") for k, v in (recipe_config or {}).items()]
-
+    run = {"epochs": epochs, "seed": seed, "machine": machine, "train_seconds": train_seconds, "recipe_config": recipe_config}
     body = [
         f"# {name}",
         "",
@@ -212,19 +259,19 @@ def build_card(
         "",
         "## Results",
         "",
-        *results,
+        *_results(meta, dataset_name, selection, per_class),
         "",
         "## Usage",
         "",
-        *usage,
+        *_usage(meta, repo_id, pretrained_name),
         "",
         "## Model",
         "",
-        _table(model_rows),
+        _table(_model_rows(meta, weights)),
         "",
         "## Training",
         "",
-        _table(training_rows),
+        _table(_training_rows(meta, run)),
     ]
     if curve:
         body += ["", f"![training curves]({CURVE_NAME})"]
@@ -257,6 +304,34 @@ def _read_history(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def read_run(run_dir: str | os.PathLike) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``run.json`` and the rows of ``metrics.jsonl`` of a run directory written by zoo train."""
+    run_dir = Path(run_dir)
+    run = _read_json(run_dir / "run.json")
+    history = _read_history(run_dir / "metrics.jsonl")
+    if not history:
+        raise CheckpointError(f"{run_dir / 'metrics.jsonl'} has no finished epoch; train or resume the run first")
+    return run, history
+
+
+def write_bundle_card(
+    folder: Path, run: Mapping[str, Any], history: Sequence[Mapping[str, Any]], accuracy: Mapping[str, Any], *, pretrained_name: str
+) -> Path:
+    """The card of a bundled tag (zoo.release): numbers measured on the released fp16 weights."""
+    weights = folder / WEIGHTS_NAME
+    meta = CheckpointMeta.from_metadata(read_metadata(weights), str(weights))
+    last = history[-1]
+    selection = (f"final weights, epoch {last['epoch']} of {run.get('epochs', last['epoch'])}, fp16; "
+                 f"{accuracy['images']:,} images, one view, fp32 on the CPU")
+    card = build_card(
+        meta, weights, curve=True, recipe_config=run.get("recipe_config"), epochs=len(history), seed=run.get("seed"),
+        machine=run.get("machine"), train_seconds=last.get("train_seconds"), per_class=accuracy["per_class_acc"],
+        selection=selection, pretrained_name=pretrained_name,
+    )
+    atomic_write_bytes(folder / CARD_NAME, str(card).encode())
+    return folder / CARD_NAME
+
+
 def write_run_card(
     run_dir: str | os.PathLike, *, latency: Mapping[str, float] | None = None, repo_id: str | None = None
 ) -> Path:
@@ -267,8 +342,7 @@ def write_run_card(
     Returns the card's path.
     """
     run_dir = Path(run_dir)
-    run = _read_json(run_dir / "run.json")
-    history = _read_history(run_dir / "metrics.jsonl")
+    run, history = read_run(run_dir)
     model_dir = run_dir / "model"
     weights = model_dir / WEIGHTS_NAME
     if not weights.is_file():
@@ -285,6 +359,8 @@ def write_run_card(
         recipe_config=run.get("recipe_config"),
         epochs=len(history),
         seed=run.get("seed"),
+        machine=run.get("machine"),
+        train_seconds=history[-1].get("train_seconds"),
         latency=latency,
         repo_id=repo_id,
     )

@@ -203,7 +203,10 @@ def _verify_sha256(path: Path, pins: Mapping[str, str]) -> None:
 
 
 def git_commit() -> str | None:
-    """The commit of the zoo source tree (``+dirty`` when it has changes), or None outside a git checkout."""
+    """The commit of the zoo source tree (``+dirty`` when it has changes), or None outside a git checkout.
+
+    A copy of the tree without ``.git`` (a GPU machine's) reports ``$ZOO_GIT_COMMIT`` when set.
+    """
     src = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
@@ -214,7 +217,7 @@ def git_commit() -> str | None:
             cwd=src, capture_output=True, text=True, timeout=10, check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return None
+        return os.environ.get("ZOO_GIT_COMMIT") or None
     return f"{commit}+dirty" if dirty else commit
 
 

@@ -131,6 +131,15 @@ def cmd_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_release(args: argparse.Namespace) -> int:
+    from zoo.release import release
+
+    folder = release(args.run_dir, args.tag, data_dir=args.data_dir, out_root=args.out_root, tags_file=args.tags_file,
+                     device=args.device)
+    print(f"wrote {folder} and pinned it in {args.tags_file}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zoo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -160,6 +169,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency", metavar="JSON", help='file mapping setting to milliseconds, e.g. {"onnxruntime CPU, batch 1": 0.8}')
     p.add_argument("--repo-id", help="owner/name, for the card's usage snippet")
     p.set_defaults(func=cmd_card)
+
+    from zoo.registry import BUNDLED_DIR, TAGS_FILE
+
+    p = sub.add_parser("release", help="bundle a finished run as a pretrained tag: fp16 weights, card, pinned sha256")
+    p.add_argument("run_dir", help="the --out directory of a finished zoo train")
+    p.add_argument("tag", help="the tag, e.g. cifar10_paper: the weights become ARCH.TAG")
+    p.add_argument("--data-dir", help="directory with the dataset's .npz; the full test set measures the card's accuracy")
+    p.add_argument("--out-root", default=str(BUNDLED_DIR), help="where the ARCH.TAG folder goes (default: model_cards/)")
+    p.add_argument("--tags-file", default=str(TAGS_FILE), help="the pretrained.json to pin the tag in")
+    p.add_argument("--device", default="cpu", help="device for the accuracy measurement (fp32)")
+    p.set_defaults(func=cmd_release)
 
     from zoo.recipes import RECIPES
 

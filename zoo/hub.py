@@ -236,12 +236,30 @@ def load_model(source: str | os.PathLike, arch: str | None = None, *, sha256: st
 
 
 def load_pretrained(model: nn.Module, entry: PretrainedTag) -> nn.Module:
-    """Load a pretrained tag's weights: its repo at its pinned commit, checked against its sha256."""
-    if not _COMMIT.fullmatch(entry.revision):
-        raise HubError(f"tag {entry.name} pins revision {entry.revision!r}; a tag must pin a 40-hex commit")
+    """Load a pretrained tag's weights, checked against its pinned sha256 whatever serves them.
+
+    Sources, in order: ``$ZOO_HUB_DIR/<hf_hub_id>/`` (a mirror), the folder a
+    source checkout bundles (``model_cards/<arch>.<tag>/``), then the Hub at the
+    tag's pinned commit.
+    """
     if not _SHA256.fullmatch(entry.sha256):
         raise HubError(f"tag {entry.name} pins sha256 {entry.sha256!r}; a tag must pin 64 lowercase hex digits")
-    path, pins, where = _resolve(f"{HF_PREFIX}{entry.hf_hub_id}@{entry.revision}", entry.filename)
+    if entry.revision is not None and not _COMMIT.fullmatch(entry.revision):
+        raise HubError(f"tag {entry.name} pins revision {entry.revision!r}; a tag must pin a 40-hex commit")
+    mirror = os.environ.get(MIRROR_ENV)
+    if entry.hf_hub_id and mirror and (Path(mirror) / entry.hf_hub_id).is_dir():
+        source: str | Path = f"{HF_PREFIX}{entry.hf_hub_id}"
+    elif (entry.bundled / entry.filename).is_file():
+        source = entry.bundled
+    elif entry.hf_hub_id and entry.revision:
+        source = f"{HF_PREFIX}{entry.hf_hub_id}@{entry.revision}"
+    else:
+        raise HubError(
+            f"tag {entry.name} is not published on the Hub yet and this install has no bundled copy "
+            f"(looked for {entry.bundled / entry.filename}); its weights ship in a source checkout: "
+            "git clone the zoo repository and pip install -e it"
+        )
+    path, pins, where = _resolve(source, entry.filename)
     tensors, meta = read_checkpoint(path, sha256={f"tag {entry.name}": entry.sha256, **pins})
     if meta is None or meta.arch != entry.arch:
         found = f"{meta.arch!r} weights" if meta else "no zoo metadata"

@@ -23,6 +23,8 @@ from torch import nn
 from zoo.errors import UnknownModelError
 
 __all__ = [
+    "BUNDLED_DIR",
+    "TAGS_FILE",
     "PretrainedTag",
     "create_model",
     "get_pretrained_tag",
@@ -38,14 +40,21 @@ TIMM_PREFIX = "zoo_"
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
 
+TAGS_FILE = Path(__file__).with_name("pretrained.json")
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "model_cards"
+"""Where a source checkout keeps the bundled tags, one Hub-layout folder ``<arch>.<tag>/`` each (not in a wheel)."""
+
+
 @dataclass(frozen=True)
 class PretrainedTag:
-    """Everything needed to build, fetch and check one published checkpoint."""
+    """Everything needed to build, fetch and check one trained checkpoint.
+
+    ``sha256`` pins the weights file whichever source serves it. ``hf_hub_id``
+    and ``revision`` (a 40-hex commit) are set once the folder is published.
+    """
 
     arch: str
     tag: str
-    hf_hub_id: str
-    revision: str
     sha256: str
     model_kwargs: dict[str, Any]
     input_size: tuple[int, int, int]
@@ -54,15 +63,21 @@ class PretrainedTag:
     label_names: tuple[str, ...]
     metrics: dict[str, float]
     recipe: str
+    hf_hub_id: str | None = None
+    revision: str | None = None
     filename: str = "model.safetensors"
 
     @property
     def name(self) -> str:
         return f"{self.arch}.{self.tag}"
 
+    @property
+    def bundled(self) -> Path:
+        """The folder a source checkout bundles this tag in (it may not exist, e.g. in a wheel install)."""
+        return BUNDLED_DIR / self.name
 
-def _load_tags() -> dict[str, PretrainedTag]:
-    path = Path(__file__).with_name("pretrained.json")
+
+def _load_tags(path: Path = TAGS_FILE) -> dict[str, PretrainedTag]:
     if not path.exists():
         return {}
     tags = {}

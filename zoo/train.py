@@ -18,6 +18,7 @@ import math
 import os
 import platform
 import signal
+import sys
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -129,15 +130,17 @@ def autocast(device: torch.device):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DeviceLoader, num_classes: int, tta_flip: bool = False) -> dict[str, Any]:
-    """Loss, top-1 / top-5 error (%) and the confusion matrix (rows: true class) over ``loader``."""
+def evaluate(model: nn.Module, loader: DeviceLoader, num_classes: int, tta_flip: bool = False, bf16: bool = True) -> dict[str, Any]:
+    """Loss, top-1 / top-5 error (%) and the confusion matrix (rows: true class) over ``loader``.
+
+    On CUDA it runs under bf16 autocast, as training does, unless ``bf16`` is False."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=loader.device)
     top5 = torch.zeros((), device=loader.device)
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=loader.device)
     for x, y in loader.batches(0):
-        with autocast(loader.device):
+        with autocast(loader.device) if bf16 else nullcontext():
             logits = model(x).float()
             if tta_flip:
                 logits = (logits + model(x.flip(3)).float()) / 2
@@ -353,7 +356,7 @@ def train(cfg: TrainConfig, data: Dataset | None = None) -> dict[str, Any]:
         for epoch in range(meta["epoch"], recipe.epochs):
             net.train()
             start_step = meta["step"]
-            bar = _progress(cfg.progress and rank == 0, epoch, recipe.epochs, steps_per_epoch, start_step, recipe.batch_size)
+            bar = _progress(cfg.progress and rank == 0 and sys.stderr.isatty(), epoch, recipe.epochs, steps_per_epoch, start_step, recipe.batch_size)
             t0 = time.perf_counter()
             lr = recipe.lr_at(meta["global_step"], steps_per_epoch, meta["plateau_scale"])
             for step, (x, y) in enumerate(train_loader.batches(epoch, start_step), start=start_step):
