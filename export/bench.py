@@ -48,6 +48,7 @@ from zoo.checkpoint import atomic_write_bytes
 from zoo.data import Dataset, DeviceLoader, load_dataset, subset
 from zoo.errors import DataError, ExportError, UnknownModelError
 from zoo.plots import png_bytes
+from zoo.registry import split_model_name
 
 SCHEMA = "zoo.bench/1"
 PAPER_MODELS = ("vgg19", "resnet18", "googlenet*")
@@ -203,7 +204,7 @@ def bench_model(name: str, cfg: BenchConfig, workdir: Path, *, weights: str | No
     parity = check_parity(model, path, input_size=cfg.input_size)
     # One engine at a time, each onnxruntime session released before the next engine runs: its worker
     # threads keep spinning after a run, and on 2 cores that slows torch eager 2-3x (measured).
-    eval_data = data if weights is not None else None
+    eval_data = data if weights is not None or split_model_name(name)[1] else None  # a tag brings its weights
     results = {"torch": evaluate(torch_predict(model), cfg, eval_data)}
     results["onnxruntime"] = evaluate(ort_predict(create_session(path, cfg.threads)), cfg, eval_data)
     int8 = None
@@ -462,7 +463,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def run(args: argparse.Namespace) -> int:
-    names = zoo.list_models(args.patterns)
+    tags = [p for p in args.patterns if "." in p]  # arch.tag patterns: pretrained tags, with their weights
+    names = zoo.list_models([p for p in args.patterns if p not in tags]) + zoo.list_models(tags, pretrained=True) if tags else zoo.list_models(args.patterns)
+    wrong_input = [n for n in names if "." in n and zoo.get_pretrained_tag(n).dataset != args.input]
+    if wrong_input:
+        raise UnknownModelError(f"{', '.join(wrong_input)} take {zoo.get_pretrained_tag(wrong_input[0]).dataset} input; pass --input {zoo.get_pretrained_tag(wrong_input[0]).dataset}")
     if not names:
         raise UnknownModelError(f"no model matches {' '.join(args.patterns)}; zoo list shows them all")
     weights = dict(args.weights)

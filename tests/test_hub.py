@@ -420,7 +420,7 @@ def hub(trained, tmp_path_factory):
 
 def tag_for(trained: Trained, **overrides) -> PretrainedTag:
     fields = dict(
-        arch=ARCH, tag="mnist_test", hf_hub_id=REPO_ID, revision="0" * 40, sha256=trained.sha256,
+        arch=ARCH, tag="mnist_test", dataset="mnist", hf_hub_id=REPO_ID, revision="0" * 40, sha256=trained.sha256,
         model_kwargs=KWARGS, input_size=(1, 32, 32), mean=(0.1307,), std=(0.3081,),
         label_names=tuple(str(i) for i in range(10)), metrics={"final_test_err": 50.0}, recipe="paper",
     )

@@ -1,4 +1,4 @@
-"""The committed model cards agree with their architecture and with the runs that produced them."""
+"""The cards of past runs (reports/*/cards/) agree with their architecture and with the runs that produced them."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,7 @@ from huggingface_hub import ModelCard
 import zoo
 
 REPO = Path(__file__).resolve().parents[1]
-CARDS = sorted((REPO / "model_cards").glob("*/README.md"))
+CARDS = sorted((REPO / "reports").glob("*/cards/*/README.md"))
 RUNS = {p.parent.name: p.parent for p in (REPO / "reports").glob("*/runs/*/metrics.jsonl")}
 RUNS |= {"cifar10-fast-resnet18": REPO / "reports" / "h200" / "resnet18-cifar10-fast"}
 

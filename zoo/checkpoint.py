@@ -205,8 +205,11 @@ def _verify_sha256(path: Path, pins: Mapping[str, str]) -> None:
 def git_commit() -> str | None:
     """The commit of the zoo source tree (``+dirty`` when it has changes), or None outside a git checkout.
 
-    A copy of the tree without ``.git`` (a GPU machine's) reports ``$ZOO_GIT_COMMIT`` when set.
+    ``$ZOO_GIT_COMMIT``, when set, wins: a copy of the tree sent to another machine may carry no
+    ``.git`` or a stale one.
     """
+    if os.environ.get("ZOO_GIT_COMMIT"):
+        return os.environ["ZOO_GIT_COMMIT"]
     src = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
@@ -217,7 +220,7 @@ def git_commit() -> str | None:
             cwd=src, capture_output=True, text=True, timeout=10, check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return os.environ.get("ZOO_GIT_COMMIT") or None
+        return None
     return f"{commit}+dirty" if dirty else commit
 
 

@@ -81,7 +81,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate_checkpoint(
         args.model, args.weights, args.dataset, data_dir=args.data_dir, device=args.device, out=args.out, tta_flip=args.tta
     )
-    print(f"{args.model} on {args.dataset} test ({result['images']} images): top-1 error {result['err']:.2f}%, "
+    print(f"{args.model} on {result['dataset']} test ({result['images']} images): top-1 error {result['err']:.2f}%, "
           f"top-5 error {result['top5_err']:.2f}%, loss {result['loss']:.4f}")
     print(format_table([{"class": k, "accuracy %": f"{v:.2f}"} for k, v in result["per_class_acc"].items()], ["class", "accuracy %"]))
     if args.out:
@@ -212,9 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_parser(sub.add_parser("bench", help="onnxruntime vs torch: the paper's efficiency comparison (JSON, CSV, markdown, PNG)"))
 
     p = sub.add_parser("eval", help="top-1/top-5 error, per-class accuracy and confusion matrix of a checkpoint")
-    p.add_argument("model", help="the arch the weights belong to, e.g. resnet18")
-    p.add_argument("--weights", required=True, help="a .safetensors file, a save_pretrained folder or hf-hub:owner/name[@rev]")
-    p.add_argument("--dataset", required=True, choices=["mnist", "cifar10"])
+    p.add_argument("model", help="a pretrained tag (googlenet_res5x5.cifar10_paper), or the arch --weights belong to")
+    p.add_argument("--weights", help="a .safetensors file, a save_pretrained folder or hf-hub:owner/name[@rev] (default: the tag's)")
+    p.add_argument("--dataset", choices=["mnist", "cifar10"], help="default: the tag's")
     p.add_argument("--data-dir")
     p.add_argument("--device", default="auto")
     p.add_argument("--tta", action="store_true", help="average the logits of each image and its mirror")

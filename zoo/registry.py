@@ -55,6 +55,7 @@ class PretrainedTag:
 
     arch: str
     tag: str
+    dataset: str
     sha256: str
     model_kwargs: dict[str, Any]
     input_size: tuple[int, int, int]
@@ -201,6 +202,15 @@ def model_info(name: str, input_size: tuple[int, int, int] | None = None, **kwar
     }
 
 
+def _tag_cfg(tag: PretrainedTag) -> dict[str, Any]:
+    """timm's pretrained_cfg keys for a zoo tag: what the weights were trained on, not ImageNet's defaults."""
+    return {
+        "tag": tag.tag, "num_classes": len(tag.label_names), "input_size": tag.input_size, "mean": tag.mean,
+        "std": tag.std, "label_names": tag.label_names, "interpolation": "bilinear", "crop_pct": 1.0,
+        "crop_mode": "center", "license": "mit",
+    }
+
+
 def _register_in_timm(name: str) -> None:
     """Make ``timm.create_model("zoo_<name>")`` build our model, weights included.
 
@@ -212,6 +222,11 @@ def _register_in_timm(name: str) -> None:
 
     def entry(pretrained: bool = False, **kwargs: Any) -> nn.Module:
         factory = _MODELS[name]
+        cfg = kwargs.get("pretrained_cfg")
+        tag = None
+        if isinstance(cfg, str) or (pretrained and cfg is None):  # "zoo_<arch>.<tag>", or the arch's first tag
+            tag = get_pretrained_tag(f"{name}.{cfg}" if isinstance(cfg, str) else name)
+            kwargs = {**tag.model_kwargs, **kwargs}
         with torch.device("meta"):
             probe = factory(**{k: v for k, v in kwargs.items() if k in ("stem", "head", "aux_logits")})
         default_cfg = {
@@ -222,11 +237,18 @@ def _register_in_timm(name: str) -> None:
             "first_conv": probe.first_conv,
             "classifier": probe.classifier_names,
         }
-        if kwargs.get("pretrained_cfg") is None:
+        if tag is not None:
+            kwargs["pretrained_cfg"] = {**default_cfg, **_tag_cfg(tag)}
+        elif cfg is None:
             kwargs["pretrained_cfg"] = default_cfg
-        elif isinstance(kwargs["pretrained_cfg"], dict):
-            kwargs["pretrained_cfg"] = {**default_cfg, **kwargs["pretrained_cfg"]}
-        return build_model_with_cfg(factory, TIMM_PREFIX + name, pretrained, **kwargs)
+        elif isinstance(cfg, dict):
+            kwargs["pretrained_cfg"] = {**default_cfg, **cfg}
+        model = build_model_with_cfg(factory, TIMM_PREFIX + name, pretrained and tag is None, **kwargs)
+        if pretrained and tag is not None:
+            from zoo.hub import load_pretrained  # the hub layer sits above the registry
+
+            load_pretrained(model, tag)
+        return model
 
     entry.__name__ = entry.__qualname__ = TIMM_PREFIX + name
     entry.__module__ = __name__

@@ -20,13 +20,12 @@ from torch import nn
 
 from zoo.cards import TOP1, TOP5, read_run, write_bundle_card
 from zoo.checkpoint import WEIGHTS_NAME, atomic_write_bytes, sha256_file
-from zoo.data import DeviceLoader, load_dataset
 from zoo.errors import CheckpointError
 from zoo.hub import load_model, save_pretrained
 from zoo.registry import BUNDLED_DIR, TAGS_FILE, create_model
-from zoo.train import evaluate, resolve_device
+from zoo.train import evaluate_model
 
-__all__ = ["bundle_model", "release", "measure_accuracy"]
+__all__ = ["bundle_model", "release"]
 
 BUNDLE_DTYPE = torch.float16
 
@@ -34,26 +33,12 @@ BUNDLE_DTYPE = torch.float16
 def bundle_model(model: nn.Module, model_kwargs: dict[str, Any], arch: str) -> tuple[nn.Module, dict[str, Any]]:
     """The inference model users get: aux heads dropped (they only serve training), weights in fp16."""
     kwargs = dict(model_kwargs)
-    if getattr(model, "aux_logits", False):
+    if hasattr(model, "aux_logits"):  # GoogLeNet, trained with or without them
         kwargs["aux_logits"] = False
     bundle = create_model(arch, **kwargs)
     keep = {k: v for k, v in model.state_dict().items() if k in bundle.state_dict()}
     bundle.load_state_dict(keep, strict=True)
     return bundle.to(BUNDLE_DTYPE).eval(), kwargs
-
-
-def measure_accuracy(model: nn.Module, dataset: str, data_dir: str | None, device: str = "cpu") -> dict[str, Any]:
-    """Top-1 / top-5 error and per-class accuracy (%) of ``model`` in fp32 on the full test set, single view."""
-    data = load_dataset(dataset, data_dir, download=False)
-    info = data.info
-    dev = resolve_device(device)
-    loader = DeviceLoader(data.x_test, data.y_test, batch_size=500, mean=info.mean, std=info.std, shuffle=False,
-                          drop_last=False, device=dev)
-    result = evaluate(model.float().to(dev), loader, info.num_classes, tta_flip=False, bf16=False)
-    confusion = result["confusion"]
-    per_class = (confusion.diag().float() / confusion.sum(1).clamp(min=1).float() * 100).tolist()
-    return {"err": result["err"], "top5_err": result["top5_err"], "images": len(data.y_test),
-            "per_class_acc": dict(zip(info.label_names, per_class))}
 
 
 def release(
@@ -72,7 +57,9 @@ def release(
         raise CheckpointError(f"{run_dir} was trained on synthetic images; only runs on the real dataset become tags")
     trained = load_model(run_dir / "model")
     bundle, kwargs = bundle_model(trained, run["model_kwargs"], run["arch"])
-    accuracy = measure_accuracy(_upcast(bundle, run["arch"], kwargs), run["dataset"], data_dir, device)
+    # what users load: the fp16 weights upcast to fp32, one view, no autocast
+    accuracy = evaluate_model(_upcast(bundle, run["arch"], kwargs), run["dataset"], data_dir, device=device, bf16=False,
+                              download=False)
     metrics = {TOP1: accuracy["err"], TOP5: accuracy["top5_err"]}
     if "val_err" in history[-1]:
         metrics["final_val_err"] = history[-1]["val_err"]
@@ -102,7 +89,7 @@ def _pin(tags_file: Path, name: str, folder: Path, run: dict[str, Any], kwargs: 
         raise CheckpointError(f"{tags_file} is not a JSON list of tags; restore it from git")
     arch, tag = name.split(".", 1)
     entry = {
-        "arch": arch, "tag": tag, "sha256": sha256_file(folder / WEIGHTS_NAME), "model_kwargs": kwargs,
+        "arch": arch, "tag": tag, "dataset": run["dataset"], "sha256": sha256_file(folder / WEIGHTS_NAME), "model_kwargs": kwargs,
         "input_size": run["input_size"], "mean": run["mean"], "std": run["std"], "label_names": run["label_names"],
         "metrics": {k: round(v, 4) for k, v in metrics.items()}, "recipe": run["recipe"],
         "hf_hub_id": None, "revision": None,

@@ -159,24 +159,13 @@ def evaluate(model: nn.Module, loader: DeviceLoader, num_classes: int, tta_flip:
     }
 
 
-def evaluate_checkpoint(
-    arch: str,
-    weights: str | os.PathLike,
-    dataset: str,
-    *,
-    data_dir: str | None = None,
-    device: str = "auto",
-    out: str | os.PathLike | None = None,
-    tta_flip: bool = False,
+def evaluate_model(
+    model: nn.Module, dataset: str, data_dir: str | None = None, *, device: str = "auto", tta_flip: bool = False,
+    bf16: bool = True, download: bool = True,
 ) -> dict[str, Any]:
-    """Top-1 / top-5 error and per-class accuracy of a checkpoint on a test set; with ``out``,
-    also ``eval.json`` and ``confusion.png`` there."""
-    from zoo.hub import load_model
-    from zoo.plots import confusion_png
-
-    model = load_model(weights, arch)
+    """Loss, top-1 / top-5 error, per-class accuracy (%) and confusion matrix of ``model`` on ``dataset``'s full test set."""
     base = unwrap_model(model)
-    data = load_dataset(dataset, data_dir)
+    data = load_dataset(dataset, data_dir, download=download)
     info = data.info
     if base.in_chans != info.in_chans or base.num_classes != info.num_classes:
         raise TrainingError(
@@ -186,18 +175,46 @@ def evaluate_checkpoint(
     dev = resolve_device(device)
     loader = DeviceLoader(data.x_test, data.y_test, batch_size=1024, mean=info.mean, std=info.std, shuffle=False,
                           drop_last=False, device=dev, channels_last=dev.type == "cuda")
-    result = evaluate(model.to(dev), loader, info.num_classes, tta_flip)
-    confusion = result.pop("confusion")
+    result = evaluate(model.to(dev), loader, info.num_classes, tta_flip, bf16)
+    confusion = result["confusion"]
     per_class = (confusion.diag().float() / confusion.sum(1).clamp(min=1).float() * 100).tolist()
-    result.update(
-        arch=arch, weights=str(weights), dataset=dataset, tta_flip=tta_flip, images=len(data.y_test),
-        per_class_acc=dict(zip(info.label_names, per_class)), confusion=confusion.tolist(),
-    )
+    result.update(dataset=dataset, tta_flip=tta_flip, images=len(data.y_test), confusion=confusion.tolist(),
+                  per_class_acc=dict(zip(info.label_names, per_class)))
+    return result
+
+
+def evaluate_checkpoint(
+    arch: str,
+    weights: str | os.PathLike | None = None,
+    dataset: str | None = None,
+    *,
+    data_dir: str | None = None,
+    device: str = "auto",
+    out: str | os.PathLike | None = None,
+    tta_flip: bool = False,
+) -> dict[str, Any]:
+    """:func:`evaluate_model` of a checkpoint; with ``out``, also ``eval.json`` and ``confusion.png`` there.
+
+    Without ``weights``, ``arch`` names a pretrained tag (``googlenet_res5x5.cifar10_paper``, or an
+    arch whose first tag is meant), whose weights and dataset are used.
+    """
+    from zoo.hub import load_model
+    from zoo.plots import confusion_png
+
+    if weights is None:
+        tag = zoo.get_pretrained_tag(arch)
+        model, dataset = zoo.create_model(tag.name, pretrained=True), dataset or tag.dataset
+    else:
+        model = load_model(weights, arch)
+    if dataset is None:
+        raise TrainingError(f"which test set? pass the dataset the weights of {arch} were trained on (mnist or cifar10)")
+    result = {"arch": arch, "weights": str(weights or f"pretrained tag {arch}"),
+              **evaluate_model(model, dataset, data_dir, device=device, tta_flip=tta_flip)}
     if out is not None:
         out = Path(out)
         atomic_write_bytes(out / "eval.json", json.dumps(result, indent=2).encode())
         title = f"{arch} on {dataset}: top-1 error {result['err']:.2f}%"
-        atomic_write_bytes(out / "confusion.png", confusion_png(confusion.tolist(), info.label_names, title))
+        atomic_write_bytes(out / "confusion.png", confusion_png(result["confusion"], list(result["per_class_acc"]), title))
     return result
 
 
