@@ -205,9 +205,9 @@ def _training_rows(meta: CheckpointMeta, run: Mapping[str, Any]) -> list[tuple[s
         ("dataset", dataset_name + (f" (sha256 `{meta.dataset_sha256}`)" if meta.dataset_sha256 else "")),
         ("recipe", f"`{meta.recipe}`" if meta.recipe else "not recorded"),
     ]
-    for key in ("epochs", "seed", "machine"):
-        if run.get(key) is not None:
-            rows.append((key, run[key]))
+    for key, label in (("epochs", "epochs"), ("seed", "seed"), ("machine", "machine"), ("git_commit", "trained at commit")):
+        if run.get(key):
+            rows.append((label, f"`{run[key]}`" if key == "git_commit" else run[key]))
     if run.get("train_seconds") is not None:
         rows.append(("training time", f"{run['train_seconds'] / 60:.1f} min (training steps; evaluation excluded)"))
     return rows + [(f"`{k}`", f"`{json.dumps(v)}`") for k, v in (run.get("recipe_config") or {}).items()]
@@ -228,6 +228,7 @@ def build_card(
     per_class: Mapping[str, float] | None = None,
     selection: str = "last epoch",
     pretrained_name: str | None = None,
+    train_commit: str | None = None,
 ) -> ModelCard:
     """The model card of the checkpoint ``weights`` described by ``meta``.
 
@@ -250,7 +251,8 @@ def build_card(
         metrics=["accuracy"] if meta.metrics else None,
         eval_results=_eval_results(meta) or None,
     )
-    run = {"epochs": epochs, "seed": seed, "machine": machine, "train_seconds": train_seconds, "recipe_config": recipe_config}
+    run = {"epochs": epochs, "seed": seed, "machine": machine, "git_commit": train_commit, "train_seconds": train_seconds,
+           "recipe_config": recipe_config}
     body = [
         f"# {name}",
         "",
@@ -326,7 +328,7 @@ def write_bundle_card(
     card = build_card(
         meta, weights, curve=True, recipe_config=run.get("recipe_config"), epochs=len(history), seed=run.get("seed"),
         machine=run.get("machine"), train_seconds=last.get("train_seconds"), per_class=accuracy["per_class_acc"],
-        selection=selection, pretrained_name=pretrained_name,
+        selection=selection, pretrained_name=pretrained_name, train_commit=run.get("git_commit"),
     )
     atomic_write_bytes(folder / CARD_NAME, str(card).encode())
     return folder / CARD_NAME
@@ -361,6 +363,7 @@ def write_run_card(
         seed=run.get("seed"),
         machine=run.get("machine"),
         train_seconds=history[-1].get("train_seconds"),
+        train_commit=run.get("git_commit"),
         latency=latency,
         repo_id=repo_id,
     )
