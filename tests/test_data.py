@@ -95,3 +95,23 @@ def test_real_datasets_match_their_readme(data_dir):
     # README: train image 0 (frog) starts 59 43 50 in CHW order, ends 140 84 72
     frog = cifar.x_train[cifar.y_train == 6][0].flatten()
     assert frog[:3].tolist() == [59, 43, 50] and frog[-3:].tolist() == [140, 84, 72]
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_colour_jitter_is_torchvisions_arithmetic(channels):
+    from torchvision.transforms.v2 import functional as TF
+
+    from zoo.data import paper_augment
+
+    g = torch.Generator().manual_seed(0)
+    n = 6
+    x = torch.rand(n, channels, 32, 32, generator=g)
+    jitter = 0.5 + torch.rand(n, 3, generator=g)  # brightness, contrast, saturation factors in [0.5, 1.5)
+    identity = {"w": torch.ones(n), "h": torch.ones(n), "centre": torch.zeros(n, 2), "angle": torch.zeros(n),
+                "flip": torch.zeros(n, dtype=torch.bool), "jitter": jitter}
+    ours = paper_augment(x, identity)
+    for i in range(n):
+        b, c, s = jitter[i].tolist()
+        expected = TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(x[i], b), c), s)
+        torch.testing.assert_close(ours[i], expected, atol=1e-5, rtol=0)
+    assert not torch.allclose(ours, x, atol=1e-3)  # negative control: the factors did something

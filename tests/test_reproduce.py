@@ -1,7 +1,9 @@
 """`zoo reproduce`: every experiment's runs, curves and report, on the --quick machinery check."""
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -20,19 +22,21 @@ def test_report_has_every_experiment_with_the_papers_numbers(quick_all):
     text = report.read_text()
     for name, exp in R.EXPERIMENTS.items():
         section = text.split(f"## {name}: ")[1].split("\n## ")[0]
-        rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| run ")]
-        assert [r.split(" | ")[0][2:] for r in rows] == [run.label for run in exp.runs]
-        for run, row in zip(exp.runs, rows):
-            cells = row.strip("|").split(" | ")
-            assert len(cells) == 2 + len(exp.recipes)
-            if run.paper_err is not None:
-                assert cells[1].strip().startswith(f"{run.paper_err:.2f}")
-            assert all(re.match(r" ?\d+\.\d\d \(epoch 1/1, \d+ s\)", c) for c in cells[2:]), row
         for recipe in exp.recipes:
-            png = out / f"{name}-{recipe}.png"
-            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-            assert f"]({name}-{recipe}.png)" in section
-    assert "--quick run" in text
+            part = section.split(f"### {recipe} recipe")[1].split("\n### ")[0]
+            table = [line for line in part.splitlines() if line.startswith("| ") and " | paper: " not in line]
+            runs, claims = table[: len(exp.runs)], table[len(exp.runs) + 1:]
+            assert [r.split(" | ")[0][2:] for r in runs] == [run.label for run in exp.runs]
+            for run, row in zip(exp.runs, runs):
+                cells = row.strip("|").split(" | ")
+                if run.paper_err is not None:
+                    assert cells[1].strip().startswith(f"{run.paper_err:.2f}")
+                assert all(re.fullmatch(r" ?\d+\.\d\d ?", c) for c in cells[2:]), row  # one seed: plain numbers
+            assert [c.split(" | ")[0][2:] for c in claims] == [c.text for c in exp.claims]
+            assert all(c.rstrip(" |").endswith("inconclusive (n=1)") for c in claims)
+            assert (out / f"{name}-{recipe}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            assert f"]({name}-{recipe}.png)" in part
+    assert "--quick run" in text and "Verdicts: " in text and "Settings the paper does not state" in text
 
 
 def test_paper_numbers_are_quoted_from_the_paper():
@@ -63,7 +67,7 @@ def test_finished_runs_are_skipped(quick_all, monkeypatch):
 def test_report_only_trains_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(R, "run_configs", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
     text = R.reproduce("aux", tmp_path, report_only=True).read_text()
-    assert "not run" in text
+    assert text.count("Not run.") == 2  # both recipes of aux
 
 
 def test_unknown_experiment_names_the_valid_ones(tmp_path):
@@ -81,3 +85,74 @@ def test_quick_runs_and_seeds_and_protocols_have_their_own_identity(tmp_path):
     # seed 0 under the paper's protocol keeps the id of the runs in reports/h200
     plain = R._config(run, "paper", tmp_path, quick=False, epochs=None, data_dir=None, device="cpu")
     assert plain.out == str(tmp_path / "runs" / "cifar10-paper-googlenet")
+
+
+def rows(test_errs, val_errs=None):
+    out = []
+    for i, t in enumerate(test_errs):
+        row = {"epoch": i + 1, "test_err": t, "train_err": t + 1}
+        if val_errs is not None:
+            row["val_err"] = val_errs[i]
+        out.append(row)
+    return out
+
+
+def test_protocol_selects_the_epoch_on_validation_not_test():
+    history = rows([30.0, 20.0, 22.0], val_errs=[31.0, 23.0, 21.0])
+    assert R.run_metrics(history) == {"final": 22.0, "selected": 22.0, "best": 20.0, "epoch1": 30.0}
+    # the paper's protocol (no validation split): the best test error, the paper's own metric
+    assert R.run_metrics(rows([30.0, 20.0, 22.0]))["selected"] == 20.0
+
+
+def write_run(cfg, history, recipe_config=None):
+    out = Path(cfg.out)
+    out.mkdir(parents=True)
+    (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+    run = {"machine": "NVIDIA H100 80GB HBM3", "recipe_config": recipe_config or {}}
+    (out / "run.json").write_text(json.dumps(run))
+
+
+def test_report_aggregates_seeds_and_derives_verdicts(tmp_path):
+    plan = R.plan_configs(["fig7"], tmp_path, recipes=("fast",), seeds=(0, 1, 2), model_args={"stem": "imagenet"})
+    finals = {"3x3, no residuals": [24.7, 20.9, 18.1], "5x5, no residuals": [21.0, 19.8, 18.9],
+              "3x3, residuals": [17.5, 17.4, 17.9], "5x5, residuals": [19.3, 18.7, 18.5]}
+    for (label, _, seed), cfg in plan["fig7"].items():
+        final = finals[label][seed]
+        write_run(cfg, rows([70.0, 40.0 + seed, final], val_errs=[71.0, 41.0, final - 0.5]))
+    text = R.reproduce("fig7", tmp_path, recipes=("fast",), seeds=(0, 1, 2), model_args={"stem": "imagenet"},
+                       report_only=True).read_text()
+    assert "| 3x3, residuals | 13.73 | 17.60 ± 0.26 | 17.60 ± 0.26 | 17.60 ± 0.26 | 70.00 ± 0.00 | 17.50, 17.40, 17.90 |" in text
+    assert "| true 5x5 beats 3x3 (residuals) | selected | 18.83 ± 0.42 vs 17.60 ± 0.26 | 13.39 vs 13.73 | contradicted |" in text
+    assert "| residuals beat plain (3x3) | selected | 17.60 ± 0.26 vs 21.23 ± 3.31 | 13.73 vs 14.56 | inconclusive (n=3) |" in text
+    assert "validation protocol: 5,000 training images" in text and "seeds [0, 1, 2]" in text
+    assert "precision: bf16 autocast (CUDA)" in text and "Welch" not in text and "2 standard errors" in text
+    assert (tmp_path / "fig7-fast.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_run_from_a_recipe_that_changed_is_marked_stale(tmp_path):
+    plan = R.plan_configs(["aux"], tmp_path, recipes=("paper",), val_split=0)
+    for (label, _, _), cfg in plan["aux"].items():
+        write_run(cfg, rows([30.0, 25.0]), recipe_config={"lr": 0.05 if label == "with aux" else 0.1})
+    text = R.reproduce("aux", tmp_path, recipes=("paper",), val_split=0, report_only=True).read_text()
+    assert "| with aux **stale: the paper recipe changed since (lr 0.05 -> 0.1)** |" in text
+    assert "| without aux |" in text
+    assert "the paper's protocol: the test set selects" in text and "val-selected" not in text
+
+
+def test_plan_arithmetic(tmp_path):
+    plan = R.plan_configs(["aux"], tmp_path, recipes=("fast",), epochs=10, model_args={"stem": "imagenet"})
+    configs = R.unique_configs(plan)
+    est = R.estimate(configs, jobs=2, throughput=11000)
+    # 10 epochs x (45,000 trained + (10,000 test + 5,000 val) x 2 flips / 3) images, at 11,000 img/s + 15 s start-up
+    assert [r["images"] for r in est["runs"]] == [550_000, 550_000]
+    assert est["minutes"] == pytest.approx(2 * (50 + 15) / 2 / 60)
+    measured = R.estimate(configs, jobs=1)
+    assert measured["runs"][0]["source"].startswith("H100") and measured["minutes"] == pytest.approx(2 * (550_000 / 16000 + 15) / 60)
+
+
+def test_shortened_paper_step_schedules_are_compressed_and_say_so(tmp_path):
+    plan = R.plan_configs(["fig7"], tmp_path, recipes=("paper",), epochs=30)
+    cfg = next(iter(plan["fig7"].values()))
+    assert cfg.recipe_overrides == {"compress_from": 160} and "compress_from=160" in cfg.out
+    full = R.plan_configs(["fig7"], tmp_path, recipes=("paper",))  # the paper's own length: nothing to compress
+    assert next(iter(full["fig7"].values())).recipe_overrides == {}

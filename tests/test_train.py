@@ -175,6 +175,23 @@ def test_plateau_drops_after_patience():
     assert meta["plateau_scale"] == pytest.approx(0.1)
 
 
+@pytest.mark.parametrize("patience", [0, 1, 5])
+def test_plateau_matches_torch_reduce_lr_on_plateau(patience):
+    from zoo.train import _plateau
+
+    recipe = get_recipe("paper", "vgg19", "cifar10", plateau_patience=patience)
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=recipe.lr)
+    torch_plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=recipe.plateau_factor, patience=patience)
+    meta = {"plateau_scale": 1.0, "plateau_best": float("inf"), "plateau_bad": 0}
+    errors = [50.0, 40.0] + [40.0 + 0.001 * (i % 3) for i in range(60)]  # a long plateau: every drop, down to eps
+    for err in errors:
+        _plateau(meta, recipe, err)
+        torch_plateau.step(err)
+        assert recipe.lr * meta["plateau_scale"] == pytest.approx(optimizer.param_groups[0]["lr"], rel=1e-9)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-8)  # eps stops the drops at the paper's 1e-8 floor
+
+
 @pytest.mark.real_data
 def test_short_real_mnist_run_learns(data_dir, tmp_path):
     # measured on the 2-core CPU machine: 95.4% test accuracy (4.6% error) on 1000 test images
@@ -225,3 +242,14 @@ def test_eval_reports_errors_per_class_and_confusion(reference_run, tmp_path):
     assert (tmp_path / "eval" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(CheckpointError, match="holds 'resnet18' weights, not 'vgg11'"):
         evaluate_checkpoint("vgg11", reference_run / "model", "mnist", data_dir=str(tmp_path))
+
+
+def test_compressed_step_schedule_is_a_miniature_of_the_full_one():
+    full = get_recipe("paper", "googlenet", "cifar10")  # x0.96 every 8 of 160 epochs
+    mini = get_recipe("paper", "googlenet", "cifar10", epochs=20, compress_from=160)
+    steps = 100
+    for fraction in (0.0, 0.1, 0.37, 0.5, 0.99):
+        assert mini.lr_at(int(fraction * 20 * steps), steps) == pytest.approx(full.lr_at(int(fraction * 160 * steps), steps))
+    assert mini.lr_at(20 * steps - 1, steps) == pytest.approx(0.1 * 0.96**19)
+    plain = get_recipe("paper", "googlenet", "cifar10", epochs=20)  # negative control: 2 drops in 20 epochs
+    assert plain.lr_at(20 * steps - 1, steps) == pytest.approx(0.1 * 0.96**2)

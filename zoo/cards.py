@@ -33,7 +33,7 @@ from zoo.checkpoint import (
 from zoo.errors import CheckpointError
 from zoo.plots import history_png
 
-__all__ = ["build_card", "metrics_from_history", "read_run", "write_bundle_card", "write_run_card"]
+__all__ = ["build_card", "metrics_from_history", "read_run", "run_notes", "write_bundle_card", "write_run_card"]
 
 PAPER = "Deeper Networks for Image Classification"
 
@@ -93,6 +93,20 @@ def _table(rows: Sequence[tuple[str, Any]]) -> str:
     return "\n".join(["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows])
 
 
+def run_notes(recipe_config: Mapping[str, Any] | None, history: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Limitations that follow from what a run did, not from its recipe's name."""
+    steered = (
+        (recipe_config or {}).get("schedule") == "plateau"
+        and history and "val_err" not in history[0]
+        and any(later["lr"] < earlier["lr"] for earlier, later in zip(history, history[1:]))
+    )
+    if not steered:
+        return []
+    return ["The learning rate was lowered when the test error stopped improving (no validation split was held "
+            "out: the paper's protocol), so the test error above is optimistic; train with --val-split for an "
+            "unbiased number."]
+
+
 def _limitations(meta: CheckpointMeta) -> list[str]:
     h, w = meta.input_size[1:]
     dataset = _dataset(meta)[1]
@@ -103,11 +117,6 @@ def _limitations(meta: CheckpointMeta) -> list[str]:
         "with the mean and std above.",
         "Not evaluated for calibration, robustness to corruptions or adversarial inputs.",
     ]
-    if meta.recipe and meta.recipe.startswith("paper"):
-        notes.append(
-            "The paper's recipe steers its learning-rate plateau on the test split, so the test error above "
-            "is optimistic; train with a validation split for an unbiased number."
-        )
     if meta.arch.startswith("googlenet"):
         kernel = "5x5" if "5x5" in meta.arch else "3x3"
         notes.append(
@@ -206,7 +215,7 @@ def _training_rows(meta: CheckpointMeta, run: Mapping[str, Any]) -> list[tuple[s
         ("recipe", f"`{meta.recipe}`" if meta.recipe else "not recorded"),
     ]
     for key, label in (("epochs", "epochs"), ("seed", "seed"), ("machine", "machine"), ("git_commit", "trained at commit")):
-        if run.get(key):
+        if run.get(key) not in (None, ""):
             rows.append((label, f"`{run[key]}`" if key == "git_commit" else run[key]))
     if run.get("train_seconds") is not None:
         rows.append(("training time", f"{run['train_seconds'] / 60:.1f} min (training steps; evaluation excluded)"))
@@ -229,6 +238,7 @@ def build_card(
     selection: str = "last epoch",
     pretrained_name: str | None = None,
     train_commit: str | None = None,
+    notes: Sequence[str] = (),
 ) -> ModelCard:
     """The model card of the checkpoint ``weights`` described by ``meta``.
 
@@ -280,7 +290,7 @@ def build_card(
     if latency:
         body += ["", "## ONNX latency", "", "| setting | latency (ms) |", "|---|---|"]
         body += [f"| {setting} | {ms:.3f} |" for setting, ms in latency.items()]
-    body += ["", "## Limitations", ""] + [f"- {note}" for note in _limitations(meta)]
+    body += ["", "## Limitations", ""] + [f"- {note}" for note in [*_limitations(meta), *notes]]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body) + "\n")
 
 
@@ -329,6 +339,7 @@ def write_bundle_card(
         meta, weights, curve=True, recipe_config=run.get("recipe_config"), epochs=len(history), seed=run.get("seed"),
         machine=run.get("machine"), train_seconds=last.get("train_seconds"), per_class=accuracy["per_class_acc"],
         selection=selection, pretrained_name=pretrained_name, train_commit=run.get("git_commit"),
+        notes=run_notes(run.get("recipe_config"), history),
     )
     atomic_write_bytes(folder / CARD_NAME, str(card).encode())
     return folder / CARD_NAME
@@ -364,6 +375,7 @@ def write_run_card(
         machine=run.get("machine"),
         train_seconds=history[-1].get("train_seconds"),
         train_commit=run.get("git_commit"),
+        notes=run_notes(run.get("recipe_config"), history),
         latency=latency,
         repo_id=repo_id,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
@@ -95,7 +96,17 @@ def seed_list(values: list[int]) -> tuple[int, ...]:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from zoo.reproduce import reproduce
+    from zoo.reproduce import estimate, plan_configs, reproduce, unique_configs
+
+    if args.plan:
+        plan = plan_configs(args.experiment, Path(args.out), epochs=args.epochs, recipes=tuple(args.recipe) if args.recipe else None,
+                            seeds=seed_list(args.seeds), val_split=args.val_split, model_args=dict(args.model_arg))
+        est = estimate(unique_configs(plan), jobs=args.jobs, throughput=args.throughput)
+        print(format_table([{**r, "img_s": f"{r['img_s']:.0f}", "minutes": f"{r['minutes']:.2f}"} for r in est["runs"]],
+                           ["run", "epochs", "images", "img_s", "minutes", "source"]))
+        print(f"\n{len(est['runs'])} runs, {est['images']:,} images (evaluation counted at 1/3), {args.jobs} at a time: "
+              f"about {est['minutes']:.1f} GPU minutes")
+        return 0
 
     report = reproduce(
         args.experiment, args.out, quick=args.quick, epochs=args.epochs, recipes=tuple(args.recipe) if args.recipe else None,
@@ -239,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training images held out to select epochs and steer plateaus (0: the paper's protocol, the test set)")
     p.add_argument("--model-arg", action="append", type=key_value, default=[], metavar="KEY=VALUE",
                    help="applied to every run, e.g. stem=imagenet for the fast recipe in the paper's configuration")
+    p.add_argument("--plan", action="store_true", help="train nothing: print the runs, images and estimated GPU minutes")
+    p.add_argument("--throughput", type=float, metavar="IMG_S", help="with --plan: img/s per process instead of the measured ones")
     p.set_defaults(func=cmd_reproduce)
     return parser
 

@@ -269,12 +269,24 @@ def paper_augment(x: Tensor, p: dict[str, Tensor]) -> Tensor:
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     brightness, contrast, saturation = (p["jitter"][:, i, None, None, None].to(x.dtype) for i in range(3))
-    x = x * brightness
-    gray = x.mean(1, keepdim=True) if x.shape[1] == 1 else (x * x.new_tensor([0.299, 0.587, 0.114])[:, None, None]).sum(1, keepdim=True)
-    x = (x - gray.mean((2, 3), keepdim=True)) * contrast + gray.mean((2, 3), keepdim=True)
+    # torchvision's ColorJitter arithmetic (each step a clamped blend), in the fixed order brightness,
+    # contrast, saturation (torchvision draws a random order per call)
+    x = _blend(x, torch.zeros_like(x), brightness)
+    x = _blend(x, _grayscale(x).mean((1, 2, 3), keepdim=True), contrast)
     if x.shape[1] == 3:
-        x = (x - gray) * saturation + gray
-    return x.clamp(0, 1)
+        x = _blend(x, _grayscale(x), saturation)
+    return x
+
+
+def _blend(x: Tensor, other: Tensor, factor: Tensor) -> Tensor:
+    return (factor * x + (1 - factor) * other).clamp(0, 1)
+
+
+def _grayscale(x: Tensor) -> Tensor:
+    """ITU-R 601-2 luma, torchvision's weights; a 1-channel image is its own grey."""
+    if x.shape[1] == 1:
+        return x
+    return (x * x.new_tensor([0.2989, 0.587, 0.114])[:, None, None]).sum(1, keepdim=True)
 
 
 class DeviceLoader:

@@ -105,6 +105,7 @@ def save_pretrained(
     recipe: str | None = None,
     metrics: dict[str, float] | None = None,
     history: Sequence[dict[str, Any]] | None = None,
+    notes: Sequence[str] = (),
 ) -> Path:
     """Write ``model`` as a publishable folder: weights, config.json, card (and curve with ``history``).
 
@@ -160,7 +161,7 @@ def save_pretrained(
         atomic_write_bytes(staging / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
         if history:
             atomic_write_bytes(staging / CURVE_NAME, history_png(history))
-        card = cards.build_card(meta, staging / WEIGHTS_NAME, curve=bool(history))
+        card = cards.build_card(meta, staging / WEIGHTS_NAME, curve=bool(history), notes=notes)
         atomic_write_bytes(staging / CARD_NAME, str(card).encode())
     return out_dir
 

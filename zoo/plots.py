@@ -47,25 +47,46 @@ def history_png(history: Sequence[Mapping[str, Any]]) -> bytes:
 
 def error_axis(ax, errors: Sequence[float]) -> None:
     """A log error axis where the errors that matter end below 10% (MNIST): a linear 0-90% axis hides them."""
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
     if errors and min(errors) < 10:
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
 
 
-def curves_png(runs: Mapping[str, Sequence[Mapping[str, Any]]], title: str) -> bytes:
-    """Top-1 error per epoch of several runs, one colour each: test solid, train dashed (the paper's figures)."""
+def curves_png(runs: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]], title: str) -> bytes:
+    """Top-1 error per epoch of several runs, one colour each: test solid, train dashed (the paper's figures).
+
+    Each run is a list of histories, one per seed: the lines are the means over seeds, the band
+    around the test line spans the seeds' lowest to highest.
+    """
+    import numpy as np
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(7, 4.5))
     ax = fig.subplots()
-    for i, (label, history) in enumerate(runs.items()):
-        if not history:
+    errors = []
+    for i, (label, histories) in enumerate(runs.items()):
+        histories = [h for h in histories if h]
+        if not histories:
             continue
-        epochs = [r["epoch"] for r in history]
-        ax.plot(epochs, [r["test_err"] for r in history], color=f"C{i}", label=f"{label} test")
-        ax.plot(epochs, [r["train_err"] for r in history], color=f"C{i}", ls="--", alpha=0.6, label=f"{label} train")
+        n = min(len(h) for h in histories)
+        epochs = [r["epoch"] for r in histories[0][:n]]
+        test = np.array([[r["test_err"] for r in h[:n]] for h in histories])
+        train = np.array([[r["train_err"] for r in h[:n]] for h in histories])
+        seeds = f" ({len(histories)} seeds)" if len(histories) > 1 else ""
+        ax.plot(epochs, test.mean(0), color=f"C{i}", label=f"{label} test{seeds}")
+        if len(histories) > 1:
+            ax.fill_between(epochs, test.min(0), test.max(0), color=f"C{i}", alpha=0.15, lw=0)
+        ax.plot(epochs, train.mean(0), color=f"C{i}", ls="--", alpha=0.6, label=f"{label} train")
+        errors += test.ravel().tolist()
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("top-1 error (%)")
-    error_axis(ax, [r["test_err"] for history in runs.values() for r in history])
+    error_axis(ax, errors)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     if ax.lines:

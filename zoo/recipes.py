@@ -31,6 +31,7 @@ class Recipe:
     plateau_factor: float = 0.1
     step_every: int = 8  # "step": multiply the LR by step_gamma every step_every epochs
     step_gamma: float = 0.96
+    compress_from: int = 0  # > 0: the step schedule of a run this many epochs long, compressed into ``epochs``
     warmup_epochs: float = 0.0  # "onecycle": linear warmup, then linear decay to zero
     label_smoothing: float = 0.0
     aux_weight: float = 0.3  # GoogLeNet's auxiliary classifiers, as in Szegedy et al.
@@ -49,6 +50,8 @@ class Recipe:
         if self.schedule == "plateau":
             return self.lr * plateau_scale
         if self.schedule == "step":
+            if self.compress_from:  # the same number of drops as the full-length schedule, at the same fractions of it
+                return self.lr * self.step_gamma ** int(epoch * self.compress_from / self.epochs / self.step_every)
             return self.lr * self.step_gamma ** (int(epoch) // self.step_every)
         total = self.epochs * steps_per_epoch
         warmup = self.warmup_epochs * steps_per_epoch

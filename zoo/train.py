@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import zoo
+from zoo.cards import run_notes
 from zoo.checkpoint import atomic_write_bytes, git_commit, load_tensors, save_tensors, unwrap_model
 from zoo.data import Dataset, DeviceLoader, load_dataset, split_validation, subset, synthetic
 from zoo.errors import TrainingError
@@ -438,20 +439,29 @@ def train(cfg: TrainConfig, data: Dataset | None = None) -> dict[str, Any]:
         from zoo.hub import save_pretrained
 
         save_pretrained(
-            model, out / "model", arch=cfg.arch, model_kwargs=model_kwargs, tag=f"{dataset_label}_{recipe.name}",
+            model, out / "model", arch=cfg.arch, model_kwargs=model_kwargs, tag=run_tag(dataset_label, recipe, cfg.model_kwargs),
             dataset=dataset_label, dataset_sha256=data.sha256, input_size=info.input_size, mean=info.mean,
             std=info.std, label_names=info.label_names, recipe=recipe.name, metrics=summary, history=meta["history"],
+            notes=run_notes(recipe.to_dict(), meta["history"]),
         )
     if world > 1:
         dist.barrier()
     return summary
 
 
+def run_tag(dataset: str, recipe: Recipe, model_args: dict[str, Any]) -> str:
+    """``<dataset>_<recipe>``, plus the model args that differ from the recipe's (``cifar10_paper_aux_logits-false``),
+    so runs of different models never share a card name."""
+    extra = [f"{k}-{v}".lower() for k, v in sorted(model_args.items()) if recipe.model_kwargs.get(k) != v]
+    return "_".join([f"{dataset}_{recipe.name}", *extra])
+
+
 def _check_same_run(saved: dict[str, Any], now: dict[str, Any]) -> None:
     """Refuse to resume into a different run; only the number of epochs may grow."""
     keys = ("arch", "model_kwargs", "dataset", "dataset_sha256", "seed", "world_size")
     diffs = [k for k in keys if saved.get(k) != now.get(k)]
-    recipe_then = {k: v for k, v in saved["recipe_config"].items() if k != "epochs"}
+    defaults = {f.name: f.default for f in dataclasses.fields(Recipe)}  # fields added since the run started
+    recipe_then = {**defaults, **{k: v for k, v in saved["recipe_config"].items() if k != "epochs"}}
     recipe_now = {k: v for k, v in now["recipe_config"].items() if k != "epochs"}
     diffs += [f"recipe.{k}" for k in recipe_now if recipe_then.get(k) != recipe_now[k]]
     if diffs:
@@ -476,8 +486,11 @@ def summarize(history: list[dict[str, Any]], watch: str = "test") -> dict[str, A
     }
 
 
+PLATEAU_EPS = 1e-8  # torch's ReduceLROnPlateau eps: a drop smaller than this is not made
+
+
 def _plateau(meta: dict[str, Any], recipe: Recipe, err: float) -> None:
-    """torch's ReduceLROnPlateau (mode min, relative threshold 1e-4), kept in ``meta`` for resume."""
+    """torch's ReduceLROnPlateau (mode min, relative threshold 1e-4, eps 1e-8), kept in ``meta`` for resume."""
     if recipe.schedule != "plateau":
         return
     if err < meta["plateau_best"] * (1 - 1e-4):
@@ -485,7 +498,9 @@ def _plateau(meta: dict[str, Any], recipe: Recipe, err: float) -> None:
     else:
         meta["plateau_bad"] += 1
     if meta["plateau_bad"] > recipe.plateau_patience:
-        meta["plateau_scale"] *= recipe.plateau_factor
+        lr = recipe.lr * meta["plateau_scale"]
+        if lr - lr * recipe.plateau_factor > PLATEAU_EPS:
+            meta["plateau_scale"] *= recipe.plateau_factor
         meta["plateau_bad"] = 0
 
 
