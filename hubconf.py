@@ -6,7 +6,7 @@
 dependencies = ["torch", "torchvision", "timm", "safetensors", "huggingface_hub"]
 
 import zoo as _zoo
-from zoo.registry import _MODELS
+from zoo.registry import factory as _factory
 
 
 def _hub_entry(name):
@@ -14,7 +14,7 @@ def _hub_entry(name):
         return _zoo.create_model(f"{name}.{tag}" if tag else name, pretrained=pretrained, **kwargs)
 
     entry.__name__ = entry.__qualname__ = name
-    entry.__doc__ = _MODELS[name].__doc__ or f"zoo's {name}; see zoo.create_model."
+    entry.__doc__ = _factory(name).__doc__ or f"zoo's {name}; see zoo.create_model."
     return entry
 
 

@@ -26,10 +26,10 @@ import torch
 from torch import nn
 
 import zoo
-from zoo.cli import key_value
+from zoo.cliutil import key_value
 from zoo.data import DeviceLoader, PAPER_CROP_RATIO, PAPER_CROP_SCALE, PAPER_JITTER, PAPER_ROTATION_DEG, get_info, load_dataset, synthetic
 from zoo.recipes import get_recipe
-from zoo.train import autocast, compute_loss
+from zoo.train import train_step
 
 
 class PaperTransformDataset(torch.utils.data.Dataset):
@@ -58,16 +58,9 @@ class PaperTransformDataset(torch.utils.data.Dataset):
 
 
 def make_step(model: nn.Module, device: torch.device, recipe):
+    """zoo's training step (zoo.train.train_step) at a fixed learning rate."""
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, fused=device.type == "cuda" or None)
-
-    def step(x: torch.Tensor, y: torch.Tensor) -> None:
-        with autocast(device):
-            loss, _ = compute_loss(model(x), y, recipe)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    return step
+    return lambda x, y: train_step(model, opt, x, y, recipe, 0.01)
 
 
 def timed(batches, step, device: torch.device, steps: int, warmup: int, batch_size: int) -> float:

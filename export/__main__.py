@@ -12,8 +12,7 @@ import sys
 from pathlib import Path
 
 from export.onnx import PARITY_BATCHES, check_parity, export_onnx, load_model
-from zoo.cli import key_value
-from zoo.errors import ZooError
+from zoo.cliutil import key_value, run_command
 
 
 def _batch(value: str) -> int | None:
@@ -64,16 +63,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {path} ({size_mb:.1f} MB, input {'x'.join(map(str, input_size))}, batch {args.batch or 'dynamic'})")
     print(f"onnx.checker (full) passed; max |onnxruntime - torch|: {parity}")
     return 0
-
-
-def run_command(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
-    """Parse ``argv`` and run its command; a ZooError becomes its message on stderr and exit code 2."""
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except ZooError as e:
-        print(f"{parser.prog}: error: {e}", file=sys.stderr)
-        return 2
 
 
 def main(argv: list[str] | None = None) -> int:

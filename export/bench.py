@@ -42,7 +42,8 @@ import torch
 from tqdm import tqdm
 
 import zoo
-from export.__main__ import add_model_arguments, run_command
+from export.__main__ import add_model_arguments
+from zoo.cliutil import format_table, run_command
 from export.onnx import INPUT_NAME, check_parity, create_session, export_onnx, load_model
 from zoo.checkpoint import atomic_write_bytes
 from zoo.data import Dataset, DeviceLoader, load_dataset, subset
@@ -171,7 +172,7 @@ def quantize_int8(src: Path, dst: Path, data: Dataset, n_images: int) -> Path:
     Activations uint8, weights int8 per channel, reduced range: onnxruntime's
     advice for x86 CPUs without VNNI, which is what the 2-core machines have.
     """
-    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
+    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static  # lazy: only --quantize needs it
 
     prepared = dst.with_name(dst.stem + ".pre.onnx")
     x, y = subset(data.x_train, data.y_train, n_images, seed=1)
@@ -344,7 +345,6 @@ def _fmt(value: Any) -> str:
 
 
 def write_markdown(results: dict[str, Any], path: Path) -> Path:
-    from zoo.cli import format_table  # imported here: zoo.cli mounts this module as `zoo bench`
 
     rows = table_rows(results)
     columns = [c for c in rows[0] if any(r.get(c) is not None for r in rows)] if rows else []
@@ -372,7 +372,7 @@ def write_csv(results: dict[str, Any], path: Path) -> Path:
 
 def plot_charts(results: dict[str, Any], out: Path) -> list[Path]:
     """Accuracy (MACs without it) against batch-1 latency, bubbles sized by params; latency against batch size."""
-    import matplotlib.ticker
+    import matplotlib.ticker  # lazy: matplotlib costs start-up time; only the charts need it
     from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
 
     models = results["models"]

@@ -31,7 +31,7 @@ from torch import nn
 
 import zoo
 from zoo.errors import ExportError, UnknownModelError, ZooError
-from zoo.registry import split_model_name
+from zoo.registry import model_class, split_model_name
 
 __all__ = ["INPUT_NAME", "OUTPUT_NAME", "PARITY_BATCHES", "check_onnx", "check_parity", "create_session", "export_onnx", "load_model"]
 
@@ -173,5 +173,6 @@ def load_model(name: str, *, weights: str | None = None, **kwargs: Any) -> nn.Mo
         else:
             model = zoo.create_model(name, pretrained=bool(split_model_name(name)[1]), **kwargs)
     except TypeError as e:  # a kwarg the family does not take, e.g. head= on a ResNet
-        raise UnknownModelError(f"{name}: {e}; VGG takes head=imagenet|cifar, ResNet and GoogLeNet stem=imagenet|cifar") from e
+        variant = model_class(split_model_name(name)[0]).variant_arg
+        raise UnknownModelError(f"{name}: {e}; this family takes {variant}=imagenet|cifar (and num_classes, in_chans)") from e
     return model.eval()

@@ -170,9 +170,10 @@ def test_read_checkpoint_checks_every_pinned_digest(tmp_path):
 
 def test_compatible_weights_pass():
     check_compatible(meta_model("resnet18", num_classes=10), weights_of("resnet18", num_classes=10),
-                     meta_for("resnet18", num_classes=10), "f")
+                     meta_for("resnet18", num_classes=10), "f", meta_model("resnet18", num_classes=10))
     # a dropout rate changes no weight: not an architecture difference
-    check_compatible(meta_model("googlenet", dropout=0.0), weights_of("googlenet"), meta_for("googlenet"), "f")
+    check_compatible(meta_model("googlenet", dropout=0.0), weights_of("googlenet"), meta_for("googlenet"), "f",
+                     meta_model("googlenet"))
 
 
 @pytest.mark.parametrize(
@@ -190,7 +191,8 @@ def test_compatible_weights_pass():
 def test_incompatible_weights_refused_with_the_fix(model_args, file_args, message):
     model = meta_model(model_args[0], **model_args[1])
     with pytest.raises(CheckpointError, match=message):
-        check_compatible(model, weights_of(file_args[0], **file_args[1]), meta_for(file_args[0], **file_args[1]), "f")
+        check_compatible(model, weights_of(file_args[0], **file_args[1]), meta_for(file_args[0], **file_args[1]), "f",
+                         meta_model(file_args[0], **file_args[1]))  # the model the file's metadata describes
 
 
 def test_same_shapes_different_architecture_refused():
@@ -200,7 +202,7 @@ def test_same_shapes_different_architecture_refused():
     assert {k: v.shape for k, v in residual.items()} == {k: v.shape for k, v in plain.state_dict().items()}
     check_compatible(plain, residual, None, "f")  # without zoo metadata nothing can tell
     with pytest.raises(CheckpointError, match="inception4b.residual is True in googlenet_res5x5, False in the model"):
-        check_compatible(plain, residual, meta_for("googlenet_res5x5"), "f")
+        check_compatible(plain, residual, meta_for("googlenet_res5x5"), "f", meta_model("googlenet_res5x5"))
 
 
 def test_shape_hint_without_metadata():

@@ -286,7 +286,7 @@ def test_save_failing_midway_leaves_nothing(trained, tmp_path, monkeypatch):
     def broken_card(*args, **kwargs):
         raise RuntimeError("card failed after the weights were written")
 
-    monkeypatch.setattr(zoo.cards, "build_card", broken_card)
+    monkeypatch.setattr(zoo.hub, "build_card", broken_card)  # the card step inside save_pretrained
     with pytest.raises(RuntimeError, match="card failed"):
         save(fresh(), tmp_path / "new")
     assert os.listdir(tmp_path) == []

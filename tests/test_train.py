@@ -17,7 +17,8 @@ from zoo.checkpoint import load_tensors
 from zoo.data import synthetic
 from zoo.errors import TrainingError
 from zoo.recipes import get_recipe
-from zoo.train import STATE_FILE, TrainConfig, train
+from zoo.rundir import RunDir
+from zoo.train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,7 +27,7 @@ TINY = dict(arch="resnet18", dataset="mnist", recipe="paper", synthetic=256, epo
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    tensors, _ = load_tensors(run_dir / STATE_FILE)
+    tensors, _ = load_tensors(RunDir(run_dir).state)
     return {k: v for k, v in tensors.items() if k.startswith("model/")}
 
 
@@ -80,8 +81,8 @@ def test_kill_9_mid_epoch_then_resume_is_bitwise_equal(reference_run, tmp_path):
     time.sleep(0.3)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    state, _ = load_tensors(run / STATE_FILE)
-    killed_epoch = json.loads(load_tensors(run / STATE_FILE)[1]["zoo_train_state"])["epoch"]
+    state, _ = load_tensors(RunDir(run).state)
+    killed_epoch = json.loads(load_tensors(RunDir(run).state)[1]["zoo_train_state"])["epoch"]
     assert killed_epoch < 3, "the run finished before it was killed; the test proves nothing"
     # negative control: the checkpoint left behind is not the finished weights
     with pytest.raises(AssertionError):
@@ -105,9 +106,9 @@ def test_sigint_saves_mid_epoch_and_resume_is_bitwise_equal(reference_run, tmp_p
         return real_compute_loss(out, y, recipe)
 
     monkeypatch.setattr(T, "compute_loss", loss_then_sigint)
-    with pytest.raises(KeyboardInterrupt, match="--resume"):
-        train(TrainConfig(out=str(run), **TINY))
-    saved = json.loads(load_tensors(run / STATE_FILE)[1]["zoo_train_state"])
+    stopped = train(TrainConfig(out=str(run), **TINY))
+    assert stopped["stopped"] and "--resume" in stopped["message"]
+    saved = json.loads(load_tensors(RunDir(run).state)[1]["zoo_train_state"])
     assert (saved["epoch"], saved["step"]) == (1, 5)
 
     monkeypatch.setattr(T, "compute_loss", real_compute_loss)
@@ -166,29 +167,29 @@ def test_lr_schedules_are_pure_functions_of_the_step():
 
 
 def test_plateau_drops_after_patience():
-    from zoo.train import _plateau
+    from zoo.train import LoopState, _plateau
 
     recipe = get_recipe("paper", "resnet18", "cifar10")  # patience 1
-    meta = {"plateau_scale": 1.0, "plateau_best": float("inf"), "plateau_bad": 0}
+    state = LoopState()
     for err in (50.0, 40.0, 41.0, 40.5):  # better, better, worse (1 bad), worse (2 bad > 1: drop)
-        _plateau(meta, recipe, err)
-    assert meta["plateau_scale"] == pytest.approx(0.1)
+        _plateau(state, recipe, err)
+    assert state.plateau_scale == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize("patience", [0, 1, 5])
 def test_plateau_matches_torch_reduce_lr_on_plateau(patience):
-    from zoo.train import _plateau
+    from zoo.train import LoopState, _plateau
 
     recipe = get_recipe("paper", "vgg19", "cifar10", plateau_patience=patience)
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([param], lr=recipe.lr)
     torch_plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=recipe.plateau_factor, patience=patience)
-    meta = {"plateau_scale": 1.0, "plateau_best": float("inf"), "plateau_bad": 0}
+    state = LoopState()
     errors = [50.0, 40.0] + [40.0 + 0.001 * (i % 3) for i in range(60)]  # a long plateau: every drop, down to eps
     for err in errors:
-        _plateau(meta, recipe, err)
+        _plateau(state, recipe, err)
         torch_plateau.step(err)
-        assert recipe.lr * meta["plateau_scale"] == pytest.approx(optimizer.param_groups[0]["lr"], rel=1e-9)
+        assert recipe.lr * state.plateau_scale == pytest.approx(optimizer.param_groups[0]["lr"], rel=1e-9)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-8)  # eps stops the drops at the paper's 1e-8 floor
 
 

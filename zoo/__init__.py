@@ -2,12 +2,10 @@
 
     >>> import zoo
     >>> zoo.list_models("googlenet*")
-    >>> model = zoo.create_model("googlenet_res5x5", num_classes=10)
+    >>> model = zoo.create_model("googlenet_res5x5.cifar10_paper", pretrained=True)
 """
-__version__ = "0.1.0"
-
-from zoo import models  # noqa: F401,E402  (registers every architecture)
-from zoo.errors import (  # noqa: E402
+from zoo import models  # noqa: F401  (registers every architecture)
+from zoo.errors import (
     CheckpointError,
     DataError,
     ExportError,
@@ -17,8 +15,10 @@ from zoo.errors import (  # noqa: E402
     ZooError,
     ZooInputError,
 )
-from zoo.hub import load_model, load_weights, push_to_hub, save_pretrained  # noqa: E402
-from zoo.registry import create_model, get_pretrained_tag, list_models, model_info, register_model  # noqa: E402
+from zoo.factory import create_model
+from zoo.hub import load_model, load_weights, push_to_hub, save_pretrained
+from zoo.registry import get_pretrained_tag, list_models, model_info, register_model
+from zoo.version import __version__
 
 __all__ = [
     "CheckpointError",
@@ -29,6 +29,7 @@ __all__ = [
     "UnknownModelError",
     "ZooError",
     "ZooInputError",
+    "__version__",
     "create_model",
     "get_pretrained_tag",
     "list_models",

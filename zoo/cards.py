@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from zoo.checkpoint import (
@@ -30,8 +31,11 @@ from zoo.checkpoint import (
     read_metadata,
     sha256_file,
 )
+from zoo.data import DATASETS
 from zoo.errors import CheckpointError
 from zoo.plots import history_png
+from zoo.registry import TIMM_PREFIX, build_model, model_info
+from zoo.rundir import RunDir
 
 __all__ = ["build_card", "metrics_from_history", "read_run", "run_notes", "write_bundle_card", "write_run_card"]
 
@@ -40,8 +44,6 @@ PAPER = "Deeper Networks for Image Classification"
 TOP1, TOP5 = "final_test_err", "final_test_top5_err"
 """The metrics a card reports: the last epoch's test errors in percent (the trainer's summary keys)."""
 
-# zoo dataset name -> (Hugging Face dataset id, display name)
-DATASETS = {"mnist": ("ylecun/mnist", "MNIST"), "cifar10": ("uoft-cs/cifar10", "CIFAR-10")}
 
 
 def metrics_from_history(history: Sequence[Mapping[str, Any]]) -> dict[str, float]:
@@ -61,7 +63,7 @@ def metrics_from_history(history: Sequence[Mapping[str, Any]]) -> dict[str, floa
 def _dataset(meta: CheckpointMeta) -> tuple[str, str]:
     """(Hugging Face dataset id, display name) of the data the checkpoint was trained on."""
     if meta.dataset in DATASETS:
-        return DATASETS[meta.dataset]
+        return DATASETS[meta.dataset].hub_id, DATASETS[meta.dataset].title
     return meta.dataset or "unknown", meta.dataset or "an unrecorded dataset"
 
 
@@ -117,15 +119,17 @@ def _limitations(meta: CheckpointMeta) -> list[str]:
         "with the mean and std above.",
         "Not evaluated for calibration, robustness to corruptions or adversarial inputs.",
     ]
-    if meta.arch.startswith("googlenet"):
-        kernel = "5x5" if "5x5" in meta.arch else "3x3"
+    with torch.device("meta"):
+        model = build_model(meta.arch, **meta.model_kwargs)
+    if model.family == "googlenet":
+        kernel = f"{model.kernel5x5}x{model.kernel5x5}"
         notes.append(
             f"Provenance: zoo's `googlenet` is torchvision's network, whose Inception \"5x5\" branch is a 3x3 "
             "convolution (https://github.com/pytorch/vision/issues/906), kept so torchvision checkpoints load. "
             f"Names containing `5x5` use true 5x5 convolutions; this model ({meta.arch}) has {kernel} convolutions "
             "in that branch."
         )
-    if meta.arch.startswith("googlenet") and meta.model_kwargs.get("aux_logits", True):
+    if model.aux_prefixes and getattr(model, "aux_logits", False):
         notes.append("The weights include the two auxiliary classifiers; they are used only in training mode.")
     return notes
 
@@ -180,8 +184,6 @@ def _results(meta: CheckpointMeta, dataset_name: str, selection: str, per_class:
 
 
 def _model_rows(meta: CheckpointMeta, weights: Path) -> list[tuple[str, Any]]:
-    from zoo.registry import TIMM_PREFIX, model_info
-
     info = model_info(meta.arch, input_size=meta.input_size, **meta.model_kwargs)
     kwargs = ", ".join(f"{k}={v!r}" for k, v in meta.model_kwargs.items())
     dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in _tensor_dtypes(weights)})
@@ -294,35 +296,12 @@ def build_card(
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body) + "\n")
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} not found: pass the run directory that zoo train wrote (--out)") from None
-    except ValueError as e:
-        raise CheckpointError(f"{path} is not valid JSON ({e})") from None
-
-
-def _read_history(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        raise CheckpointError(f"{path} not found: pass the run directory that zoo train wrote (--out)")
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except ValueError as e:
-                raise CheckpointError(f"{path}:{number} is not a JSON line ({e})") from None
-    return rows
-
-
 def read_run(run_dir: str | os.PathLike) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """``run.json`` and the rows of ``metrics.jsonl`` of a run directory written by zoo train."""
-    run_dir = Path(run_dir)
-    run = _read_json(run_dir / "run.json")
-    history = _read_history(run_dir / "metrics.jsonl")
+    """``run.json`` and the rows of ``metrics.jsonl`` of a finished-epoch run directory written by zoo train."""
+    run_dir = RunDir(run_dir)
+    run, history = run_dir.read_run(), run_dir.read_history()
     if not history:
-        raise CheckpointError(f"{run_dir / 'metrics.jsonl'} has no finished epoch; train or resume the run first")
+        raise CheckpointError(f"{run_dir.metrics} has no finished epoch; train or resume the run first")
     return run, history
 
 
@@ -354,9 +333,8 @@ def write_run_card(
     comes from the weights' metadata, which must name the run's architecture.
     Returns the card's path.
     """
-    run_dir = Path(run_dir)
     run, history = read_run(run_dir)
-    model_dir = run_dir / "model"
+    model_dir = RunDir(run_dir).model
     weights = model_dir / WEIGHTS_NAME
     if not weights.is_file():
         raise CheckpointError(f"{weights} not found: the run has not finished; resume it with zoo train --resume")

@@ -40,6 +40,7 @@ __all__ = [
     "CARD_NAME",
     "CONFIG_NAME",
     "CURVE_NAME",
+    "SHA256_PATTERN",
     "WEIGHTS_NAME",
     "CheckpointMeta",
     "atomic_path",
@@ -72,7 +73,8 @@ FORMAT_VERSION = 1
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 """Key prefixes added by DistributedDataParallel / DataParallel and by torch.compile."""
 
-_SHA256 = re.compile(r"[0-9a-f]{64}")
+SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
+"""A hex sha256 as zoo writes and pins them: 64 lowercase hex digits."""
 
 
 @contextmanager
@@ -254,7 +256,7 @@ class CheckpointMeta:
     git_commit: str | None = None
 
     def __post_init__(self) -> None:
-        if self.dataset_sha256 is not None and not _SHA256.fullmatch(self.dataset_sha256):
+        if self.dataset_sha256 is not None and not SHA256_PATTERN.fullmatch(self.dataset_sha256):
             raise CheckpointError(f"dataset_sha256 must be 64 lowercase hex digits, got {self.dataset_sha256!r}")
         if self.label_names is not None and len(self.label_names) != self.num_classes:
             raise CheckpointError(
@@ -414,29 +416,22 @@ def _shape_hints(
     return hints
 
 
-def _reference(meta: CheckpointMeta, where: str) -> nn.Module:
-    from zoo.registry import create_model, list_models
-
-    if meta.arch not in list_models():
-        raise CheckpointError(
-            f"{where} holds weights for {meta.arch!r}, which this zoo version does not know; upgrade zoo"
-        )
-    with torch.device("meta"):
-        return create_model(meta.arch, **meta.model_kwargs)
-
-
 def check_compatible(
-    model: nn.Module, tensors: Mapping[str, torch.Tensor], meta: CheckpointMeta | None, where: str
+    model: nn.Module,
+    tensors: Mapping[str, torch.Tensor],
+    meta: CheckpointMeta | None,
+    where: str,
+    reference: nn.Module | None = None,
 ) -> None:
     """Refuse weights that do not belong to ``model``, saying how to build the model they do belong to.
 
-    Keys and shapes must match exactly. When the file records its architecture
-    the model must also be that architecture: same class and same structure
-    (see :func:`_structure`), so weights of ``googlenet_res5x5`` never load
-    silently into a ``googlenet_5x5`` of identical shapes.
+    Keys and shapes must match exactly. ``reference`` is the model the file's
+    metadata describes (the caller builds it, e.g. on the meta device); the
+    model must then be that architecture: same class and same structure (see
+    :func:`_structure`), so weights of ``googlenet_res5x5`` never load silently
+    into a ``googlenet_5x5`` of identical shapes.
     """
     model = unwrap_model(model)
-    reference = _reference(meta, where) if meta else None
     fix = f"build it with {meta.create_call}" if meta else "build the model these weights were saved from"
     if reference is not None and type(reference) is not type(model):
         raise CheckpointError(
@@ -449,9 +444,10 @@ def check_compatible(
     unexpected = sorted(tensors.keys() - expected.keys())
     if missing or unexpected:
         parts = [f"{label} {_some(keys)}" for label, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
-        if unexpected and not missing and all(k.startswith(("aux1.", "aux2.")) for k in unexpected):
+        aux = getattr(model, "aux_prefixes", ())  # a family's training-only heads (zoo.models.layers.ZooModel)
+        if aux and unexpected and not missing and all(k.startswith(aux) for k in unexpected):
             fix = f"the weights include the auxiliary classifiers: pass aux_logits=True, or {fix}"
-        elif missing and not unexpected and all(k.startswith(("aux1.", "aux2.")) for k in missing):
+        elif aux and missing and not unexpected and all(k.startswith(aux) for k in missing):
             fix = f"the weights have no auxiliary classifiers: pass aux_logits=False, or {fix}"
         raise CheckpointError(f"{where} does not match the model's keys ({'; '.join(parts)}): {fix}")
 
@@ -497,9 +493,13 @@ def _a(kind: str) -> str:
 
 
 def load_into(
-    model: nn.Module, tensors: Mapping[str, torch.Tensor], meta: CheckpointMeta | None, where: str
+    model: nn.Module,
+    tensors: Mapping[str, torch.Tensor],
+    meta: CheckpointMeta | None,
+    where: str,
+    reference: nn.Module | None = None,
 ) -> nn.Module:
     """Check ``tensors`` against ``model`` (:func:`check_compatible`) and copy them in; returns ``model``."""
-    check_compatible(model, tensors, meta, where)
+    check_compatible(model, tensors, meta, where, reference)
     unwrap_model(model).load_state_dict(tensors, strict=True)
     return model

@@ -1,38 +1,44 @@
-"""The ``zoo`` command: list, info, train, eval, export, bench, push, card, reproduce."""
+"""The ``zoo`` command: list, info, train, eval, release, reproduce, push, card; export and bench come from
+the ``export`` package through the ``zoo.commands`` entry points (zoo never imports export).
+
+Exit status: 0 success, 2 a refused input or failed check (one line on stderr, no traceback),
+130 a training run stopped by SIGINT / SIGTERM with its state saved.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
 
-from zoo.errors import ZooError
+from zoo.cards import write_run_card
+from zoo.cliutil import format_table, key_value, run_command
+from zoo.errors import UnknownModelError
+from zoo.hub import push_to_hub
+from zoo.recipes import RECIPES
+from zoo.registry import BUNDLED_DIR, TAGS_FILE, list_models, model_info
+from zoo.release import release
+from zoo.reproduce import EXPERIMENTS, estimate, plan_configs, reproduce, unique_configs
+from zoo.train import TrainConfig, evaluate_checkpoint, train
 
-
-def format_table(rows: list[dict], columns: list[str]) -> str:
-    """A GitHub-flavoured markdown table of ``rows`` restricted to ``columns``."""
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
+PLUGIN_GROUP = "zoo.commands"
+"""Entry points adding subcommands: each loads ``build_parser(parser)`` of a package built on zoo (export's)."""
+EXIT_STOPPED = 130
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    import zoo
-
-    for name in zoo.list_models(args.pattern or "*", pretrained=args.pretrained):
+    for name in list_models(args.pattern or "*", pretrained=args.pretrained):
         print(name)
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    import zoo
-
-    names = zoo.list_models(args.pattern or "*")
+    names = list_models(args.pattern or "*")
     if not names:
-        raise zoo.UnknownModelError(f"no model matches {args.pattern}; zoo list shows them all")
+        raise UnknownModelError(f"no model matches {args.pattern}; zoo list shows them all")
     kwargs = {"num_classes": args.num_classes, "in_chans": args.input_size[0] if args.input_size else None}
-    rows = [zoo.model_info(n, input_size=args.input_size, **kwargs) for n in names]
+    rows = [model_info(n, input_size=args.input_size, **kwargs) for n in names]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -45,20 +51,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def key_value(item: str) -> tuple[str, Any]:
-    """argparse type: ``"stem=cifar"`` -> ``("stem", "cifar")``; the value is JSON when it parses (``aux_logits=false``)."""
-    key, sep, value = item.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"takes KEY=VALUE, got {item!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    from zoo.train import TrainConfig, train
-
     cfg = TrainConfig(
         arch=args.model, dataset=args.dataset, recipe=args.recipe, out=args.out or f"runs/{args.model}-{args.dataset}-{args.recipe}",
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, model_kwargs=dict(args.model_arg),
@@ -67,18 +60,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         test_subset=args.test_subset, seed=args.seed, device=args.device, compile=args.compile, resume=args.resume,
         progress=not args.quiet,
     )
-    try:
-        summary = train(cfg)
-    except KeyboardInterrupt as e:
-        print(f"zoo train: {e}", file=sys.stderr)
-        return 130
+    summary = train(cfg)
+    if summary.get("stopped"):
+        print(f"zoo train: {summary['message']}", file=sys.stderr)
+        return EXIT_STOPPED
     print(json.dumps(summary, indent=2))
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from zoo.train import evaluate_checkpoint
-
     result = evaluate_checkpoint(
         args.model, args.weights, args.dataset, data_dir=args.data_dir, device=args.device, out=args.out, tta_flip=args.tta
     )
@@ -96,31 +86,24 @@ def seed_list(values: list[int]) -> tuple[int, ...]:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from zoo.reproduce import estimate, plan_configs, reproduce, unique_configs
-
+    options = dict(epochs=args.epochs, recipes=tuple(args.recipe) if args.recipe else None, seeds=seed_list(args.seeds),
+                   val_split=args.val_split, model_args=dict(args.model_arg))
     if args.plan:
-        plan = plan_configs(args.experiment, Path(args.out), epochs=args.epochs, recipes=tuple(args.recipe) if args.recipe else None,
-                            seeds=seed_list(args.seeds), val_split=args.val_split, model_args=dict(args.model_arg))
-        est = estimate(unique_configs(plan), jobs=args.jobs, throughput=args.throughput)
+        est = estimate(unique_configs(plan_configs(args.experiment, Path(args.out), **options)), jobs=args.jobs,
+                       throughput=args.throughput)
         print(format_table([{**r, "img_s": f"{r['img_s']:.0f}", "minutes": f"{r['minutes']:.2f}"} for r in est["runs"]],
                            ["run", "epochs", "images", "img_s", "minutes", "source"]))
         print(f"\n{len(est['runs'])} runs, {est['images']:,} images (evaluation counted at 1/3), {args.jobs} at a time: "
               f"about {est['minutes']:.1f} GPU minutes")
         return 0
-
-    report = reproduce(
-        args.experiment, args.out, quick=args.quick, epochs=args.epochs, recipes=tuple(args.recipe) if args.recipe else None,
-        data_dir=args.data_dir, device=args.device, jobs=args.jobs, report_only=args.report_only,
-        seeds=seed_list(args.seeds), val_split=args.val_split, model_args=dict(args.model_arg),
-    )
+    report = reproduce(args.experiment, args.out, quick=args.quick, data_dir=args.data_dir, device=args.device,
+                       jobs=args.jobs, report_only=args.report_only, **options)
     print(report.read_text())
     print(f"report: {report}")
     return 0
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from zoo.hub import push_to_hub
-
     result = push_to_hub(args.folder, args.repo_id, private=args.private, dry_run=args.dry_run, commit_message=args.message)
     if args.dry_run:
         print(f"dry run: would upload to {result.repo_id} (private={args.private}):")
@@ -132,8 +115,6 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_card(args: argparse.Namespace) -> int:
-    from zoo.cards import write_run_card
-
     latency = None
     if args.latency:
         with open(args.latency) as f:
@@ -143,18 +124,13 @@ def cmd_card(args: argparse.Namespace) -> int:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
-    from zoo.release import release
-
     folder = release(args.run_dir, args.tag, data_dir=args.data_dir, out_root=args.out_root, tags_file=args.tags_file,
                      device=args.device)
     print(f"wrote {folder} and pinned it in {args.tags_file}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zoo", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_inspect(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", help="registered model names (or pretrained arch.tag names)")
     p.add_argument("pattern", nargs="*", help="shell-style wildcards, e.g. 'googlenet*'")
     p.add_argument("--pretrained", action="store_true", help="list arch.tag names with published weights")
@@ -167,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_info)
 
+
+def _add_publish(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("push", help="upload a save_pretrained folder to a Hugging Face model repo")
     p.add_argument("folder", help="e.g. runs/NAME/model")
     p.add_argument("repo_id", help="owner/name; the token comes from HF_TOKEN or `hf auth login`")
@@ -181,8 +159,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo-id", help="owner/name, for the card's usage snippet")
     p.set_defaults(func=cmd_card)
 
-    from zoo.registry import BUNDLED_DIR, TAGS_FILE
-
     p = sub.add_parser("release", help="bundle a finished run as a pretrained tag: fp16 weights, card, pinned sha256")
     p.add_argument("run_dir", help="the --out directory of a finished zoo train")
     p.add_argument("tag", help="the tag, e.g. cifar10_paper: the weights become ARCH.TAG")
@@ -192,8 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="device for the accuracy measurement (fp32)")
     p.set_defaults(func=cmd_release)
 
-    from zoo.recipes import RECIPES
 
+def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model with one of the paper's recipes or ours")
     p.add_argument("model", help="registry name, e.g. resnet18")
     p.add_argument("--dataset", default="cifar10", choices=["mnist", "cifar10"])
@@ -216,12 +192,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     p.set_defaults(func=cmd_train)
 
-    from export.__main__ import build_parser as export_parser
-    from export.bench import build_parser as bench_parser
-
-    export_parser(sub.add_parser("export", help="export a model to ONNX, check it and its parity with torch"))
-    bench_parser(sub.add_parser("bench", help="onnxruntime vs torch: the paper's efficiency comparison (JSON, CSV, markdown, PNG)"))
-
     p = sub.add_parser("eval", help="top-1/top-5 error, per-class accuracy and confusion matrix of a checkpoint")
     p.add_argument("model", help="a pretrained tag (googlenet_res5x5.cifar10_paper), or the arch --weights belong to")
     p.add_argument("--weights", help="a .safetensors file, a save_pretrained folder or hf-hub:owner/name[@rev] (default: the tag's)")
@@ -232,8 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="directory for eval.json and confusion.png")
     p.set_defaults(func=cmd_eval)
 
-    from zoo.reproduce import EXPERIMENTS
 
+def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reproduce", help="the paper's experiments: runs, curves and a report beside the paper's numbers")
     p.add_argument("experiment", nargs="+", choices=[*EXPERIMENTS, "all"], help="one or more; runs they share are trained once")
     p.add_argument("--out", default="reproduce", help="directory for runs, curves and report.md")
@@ -253,16 +223,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", action="store_true", help="train nothing: print the runs, images and estimated GPU minutes")
     p.add_argument("--throughput", type=float, metavar="IMG_S", help="with --plan: img/s per process instead of the measured ones")
     p.set_defaults(func=cmd_reproduce)
+
+
+def plugins() -> dict:
+    """The subcommands other packages add (``zoo export``, ``zoo bench``), by name; none is imported yet."""
+    return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zoo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_inspect, _add_train, _add_reproduce, _add_publish):
+        add(sub)
+    for name, ep in plugins().items():
+        sub.add_parser(name, help=f"from {ep.value.split(':')[0]}: see zoo {name} --help", add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except ZooError as e:
-        print(f"zoo {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    argv = sys.argv[1:] if argv is None else list(argv)
+    found = plugins()
+    if argv and argv[0] in found:  # a plugin's own parser, loaded only when its command runs
+        parser = argparse.ArgumentParser(prog=f"zoo {argv[0]}", formatter_class=argparse.RawDescriptionHelpFormatter)
+        return run_command(found[argv[0]].load()(parser), argv[1:])
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ class DatasetInfo:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     label_names: tuple[str, ...]
+    title: str  # for people: "CIFAR-10"
+    hub_id: str  # the Hugging Face dataset a card links to
 
     @property
     def input_size(self) -> tuple[int, int, int]:
@@ -47,8 +49,9 @@ class DatasetInfo:
 
 DATASETS: dict[str, DatasetInfo] = {
     # MNIST enters as 1x32x32 (28x28 zero-padded by 2) so every family accepts it
-    "mnist": DatasetInfo("mnist", 1, 10, (0.1307,), (0.3081,), tuple(str(i) for i in range(10))),
-    "cifar10": DatasetInfo("cifar10", 3, 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), CIFAR10_LABELS),
+    "mnist": DatasetInfo("mnist", 1, 10, (0.1307,), (0.3081,), tuple(str(i) for i in range(10)), "MNIST", "ylecun/mnist"),
+    "cifar10": DatasetInfo("cifar10", 3, 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), CIFAR10_LABELS,
+                           "CIFAR-10", "uoft-cs/cifar10"),
 }
 
 
@@ -122,7 +125,7 @@ def _from_npz(path: Path, info: DatasetInfo) -> Dataset:
 
 
 def _from_torchvision(root: Path, info: DatasetInfo) -> Dataset:
-    import torchvision
+    import torchvision  # lazy: only the download path needs it
 
     cls = {"mnist": torchvision.datasets.MNIST, "cifar10": torchvision.datasets.CIFAR10}[info.name]
     splits = [cls(str(root), train=train, download=True) for train in (True, False)]

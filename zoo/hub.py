@@ -46,10 +46,12 @@ from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidationError
 from torch import nn
 
+from zoo.cards import build_card, metrics_from_history
 from zoo.checkpoint import (
     CARD_NAME,
     CONFIG_NAME,
     CURVE_NAME,
+    SHA256_PATTERN,
     WEIGHTS_NAME,
     CheckpointMeta,
     atomic_write_bytes,
@@ -67,7 +69,8 @@ from zoo.checkpoint import (
 )
 from zoo.errors import CheckpointError, HubError
 from zoo.plots import history_png
-from zoo.registry import TIMM_PREFIX, PretrainedTag, create_model
+from zoo.registry import TIMM_PREFIX, PretrainedTag, build_model, list_models
+from zoo.version import __version__
 
 __all__ = [
     "HF_PREFIX",
@@ -86,7 +89,6 @@ MIRROR_ENV = "ZOO_HUB_DIR"
 
 _REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def save_pretrained(
@@ -117,14 +119,12 @@ def save_pretrained(
     folder appears whole or not at all (an existing one keeps its old files
     on failure). Returns ``out_dir``.
     """
-    from zoo import __version__, cards
-
     try:
         json.dumps(model_kwargs)
     except TypeError as e:
         raise CheckpointError(f"model_kwargs must be JSON values (numbers, strings, lists, dicts): {e}") from None
     with torch.device("meta"):
-        reference = create_model(arch, **model_kwargs)
+        reference = build_model(arch, **model_kwargs)
     detail = structure_difference(model, reference, arch)
     if detail:
         raise CheckpointError(
@@ -135,7 +135,7 @@ def save_pretrained(
     tensors = state_dict_of(model)
     check_finite(tensors, "the model given to save_pretrained")
     if metrics is None and history:
-        metrics = cards.metrics_from_history(history)
+        metrics = metrics_from_history(history)
     meta = CheckpointMeta(
         arch=arch,
         model_kwargs=dict(model_kwargs),
@@ -161,7 +161,7 @@ def save_pretrained(
         atomic_write_bytes(staging / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
         if history:
             atomic_write_bytes(staging / CURVE_NAME, history_png(history))
-        card = cards.build_card(meta, staging / WEIGHTS_NAME, curve=bool(history), notes=notes)
+        card = build_card(meta, staging / WEIGHTS_NAME, curve=bool(history), notes=notes)
         atomic_write_bytes(staging / CARD_NAME, str(card).encode())
     return out_dir
 
@@ -199,6 +199,27 @@ def _timm_config(meta: CheckpointMeta, model: nn.Module, sha256: str) -> dict[st
     return config
 
 
+def _reference(meta: CheckpointMeta, where: str) -> nn.Module:
+    """The model a checkpoint's metadata describes, built on the meta device to check the weights against."""
+    if meta.arch not in list_models():
+        raise CheckpointError(f"{where} holds weights for {meta.arch!r}, which this zoo version does not know; upgrade zoo")
+    with torch.device("meta"):
+        return build_model(meta.arch, **meta.model_kwargs)
+
+
+def _load(model: nn.Module, tensors: dict[str, torch.Tensor], meta: CheckpointMeta | None, where: str) -> nn.Module:
+    return load_into(model, tensors, meta, where, _reference(meta, where) if meta else None)
+
+
+def _read(source: str | os.PathLike, filename: str, sha256: str | None) -> tuple[dict[str, torch.Tensor], CheckpointMeta | None, str]:
+    """Resolve ``source``, check the file against every digest known for it, read it: (tensors, meta, where)."""
+    path, pins, where = _resolve(source, filename)
+    if sha256 is not None:
+        pins["the sha256 argument"] = sha256
+    tensors, meta = read_checkpoint(path, sha256=pins)
+    return tensors, meta, where
+
+
 def load_weights(model: nn.Module, source: str | os.PathLike, *, sha256: str | None = None) -> nn.Module:
     """Load checked weights into ``model`` from a file, a folder or ``hf-hub:owner/name[@revision]``.
 
@@ -208,11 +229,8 @@ def load_weights(model: nn.Module, source: str | os.PathLike, *, sha256: str | N
     one in the folder's config.json. Errors are :class:`~zoo.errors.CheckpointError`
     (the file) or :class:`~zoo.errors.HubError` (fetching it); each says what to do.
     """
-    path, pins, where = _resolve(source, WEIGHTS_NAME)
-    if sha256 is not None:
-        pins["the sha256 argument"] = sha256
-    tensors, meta = read_checkpoint(path, sha256=pins)
-    return load_into(model, tensors, meta, where)
+    tensors, meta, where = _read(source, WEIGHTS_NAME, sha256)
+    return _load(model, tensors, meta, where)
 
 
 def load_model(source: str | os.PathLike, arch: str | None = None, *, sha256: str | None = None, **kwargs: Any) -> nn.Module:
@@ -222,18 +240,15 @@ def load_model(source: str | os.PathLike, arch: str | None = None, *, sha256: st
     (``arch``, when given, must agree); for a bare safetensors file pass
     ``arch`` and the ``kwargs`` it was built with.
     """
-    path, pins, where = _resolve(source, WEIGHTS_NAME)
-    if sha256 is not None:
-        pins["the sha256 argument"] = sha256
-    tensors, meta = read_checkpoint(path, sha256=pins)
+    tensors, meta, where = _read(source, WEIGHTS_NAME, sha256)
     if meta is not None and arch is not None and arch != meta.arch:
         raise CheckpointError(f"{where} holds {meta.arch!r} weights, not {arch!r}; pass {meta.arch!r} or other weights")
     if meta is None and arch is None:
         raise CheckpointError(f"{where} has no zoo metadata; pass the arch (and kwargs) the weights belong to")
     name, model_kwargs = (meta.arch, {**meta.model_kwargs, **kwargs}) if meta else (arch, kwargs)
     with torch.device("meta"):
-        model = create_model(name, **model_kwargs)
-    return load_into(model.to_empty(device="cpu"), tensors, meta, where)
+        model = build_model(name, **model_kwargs)
+    return _load(model.to_empty(device="cpu"), tensors, meta, where)
 
 
 def load_pretrained(model: nn.Module, entry: PretrainedTag) -> nn.Module:
@@ -243,7 +258,7 @@ def load_pretrained(model: nn.Module, entry: PretrainedTag) -> nn.Module:
     source checkout bundles (``model_cards/<arch>.<tag>/``), then the Hub at the
     tag's pinned commit.
     """
-    if not _SHA256.fullmatch(entry.sha256):
+    if not SHA256_PATTERN.fullmatch(entry.sha256):
         raise HubError(f"tag {entry.name} pins sha256 {entry.sha256!r}; a tag must pin 64 lowercase hex digits")
     if entry.revision is not None and not _COMMIT.fullmatch(entry.revision):
         raise HubError(f"tag {entry.name} pins revision {entry.revision!r}; a tag must pin a 40-hex commit")
@@ -265,7 +280,7 @@ def load_pretrained(model: nn.Module, entry: PretrainedTag) -> nn.Module:
     if meta is None or meta.arch != entry.arch:
         found = f"{meta.arch!r} weights" if meta else "no zoo metadata"
         raise CheckpointError(f"{where} holds {found}, but tag {entry.name} is for {entry.arch!r}; fix the tag entry")
-    return load_into(model, tensors, meta, where)
+    return _load(model, tensors, meta, where)
 
 
 def _resolve(source: str | os.PathLike, filename: str) -> tuple[Path, dict[str, str], str]:
@@ -303,13 +318,15 @@ def _config_pins(config_path: Path, filename: str) -> dict[str, str]:
     return {str(config_path): recorded["sha256"]}
 
 
-def _download(repo_id: str, revision: str, filename: str) -> tuple[Path, dict[str, str], str]:
-    """Fetch config.json and the weights through the Hugging Face cache.
+def _endpoint() -> str | None:
+    """``HF_ENDPOINT`` read at call time, not only when huggingface_hub was imported (timm imports it with zoo),
+    so a mirror set after ``import zoo`` is used."""
+    return os.environ.get("HF_ENDPOINT", "").rstrip("/") or None
 
-    ``HF_ENDPOINT`` is read here, not only when huggingface_hub is imported
-    (timm imports it with zoo), so a mirror set after ``import zoo`` is used.
-    """
-    endpoint = os.environ.get("HF_ENDPOINT", "").rstrip("/") or None
+
+def _download(repo_id: str, revision: str, filename: str) -> tuple[Path, dict[str, str], str]:
+    """Fetch config.json and the weights through the Hugging Face cache (at :func:`_endpoint`)."""
+    endpoint = _endpoint()
     where = f"{HF_PREFIX}{repo_id}@{revision}"
     try:
         config = huggingface_hub.hf_hub_download(repo_id, CONFIG_NAME, revision=revision, endpoint=endpoint)
@@ -357,8 +374,8 @@ def publishable_files(folder: str | os.PathLike) -> tuple[str, ...]:
         raise CheckpointError(
             f"{folder / CONFIG_NAME} says {architecture!r} but the weights are {meta.arch!r}; re-save the folder"
         )
-    with torch.device("meta"):
-        check_compatible(create_model(meta.arch, **meta.model_kwargs), tensors, meta, str(weights))
+    reference = _reference(meta, str(weights))
+    check_compatible(reference, tensors, meta, str(weights), reference)
     results = ModelCard.load(folder / CARD_NAME).data.eval_results or []
     if not results:
         raise HubError(
@@ -389,7 +406,7 @@ def push_to_hub(
     files = publishable_files(folder)
     if dry_run:
         return PushResult(repo_id, files, None)
-    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT", "").rstrip("/") or None, token=token)
+    api = HfApi(endpoint=_endpoint(), token=token)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
         commit = api.upload_folder(

@@ -1,17 +1,18 @@
-"""The model registry: names to factories, pretrained tags, and the timm bridge.
+"""The model registry: names to factories, and the pretrained tags. The lowest layer but errors.
 
 Every architecture and variant is a factory function decorated with
 ``@register_model``; its ``__name__`` is the registry name. Pretrained
-weights are addressed as ``<arch>.<tag>`` (``resnet18.cifar10_paper``) and
-listed in ``zoo/pretrained.json``; only tags whose file was really trained
-appear there.
+weights are addressed as ``<arch>.<tag>`` (``googlenet_res5x5.cifar10_paper``)
+and listed in ``zoo/pretrained.json``; only tags whose file was really trained
+appear there. This module builds models without weights (:func:`build_model`);
+``zoo.factory.create_model`` adds the weights and the timm bridge.
 """
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import json
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +27,10 @@ __all__ = [
     "BUNDLED_DIR",
     "TAGS_FILE",
     "PretrainedTag",
-    "create_model",
+    "build_model",
     "get_pretrained_tag",
     "list_models",
+    "model_class",
     "model_info",
     "register_model",
     "split_model_name",
@@ -99,8 +101,27 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     if name in _MODELS:
         raise ValueError(f"model {name!r} is already registered by {_MODELS[name].__module__}; pick another name")
     _MODELS[name] = fn
-    _register_in_timm(name)
+    for hook in _ON_REGISTER:
+        hook(name)
     return fn
+
+
+_ON_REGISTER: list[Callable[[str], None]] = []
+"""Called with each name registered from now on (zoo.factory mirrors every model into timm)."""
+
+
+def on_register(hook: Callable[[str], None]) -> None:
+    """Call ``hook(name)`` for every model registered so far and every one registered later."""
+    _ON_REGISTER.append(hook)
+    for name in list(_MODELS):
+        hook(name)
+
+
+def factory(name: str) -> Callable[..., nn.Module]:
+    """The registered factory function of arch ``name``."""
+    if name not in _MODELS:
+        raise _unknown_model(name)
+    return _MODELS[name]
 
 
 def split_model_name(name: str) -> tuple[str, str]:
@@ -133,37 +154,29 @@ def get_pretrained_tag(name: str) -> PretrainedTag:
     )
 
 
-def create_model(
-    name: str,
-    *,
-    pretrained: bool = False,
-    num_classes: int | None = None,
-    in_chans: int | None = None,
-    **kwargs: Any,
-) -> nn.Module:
-    """Build a registered model, optionally with its published weights.
+def build_model(name: str, *, num_classes: int | None = None, in_chans: int | None = None, **kwargs: Any) -> nn.Module:
+    """Build a registered model with fresh (random) weights.
 
-    ``name`` is ``arch`` or ``arch.tag``. A tag supplies the kwargs its
-    checkpoint was trained with (num_classes, in_chans, stem, ...); explicit
-    arguments win. ``pretrained=True`` loads the tag's weights (the arch's
-    first tag when the name has none), checked against its pinned sha256.
+    ``name`` is ``arch`` or ``arch.tag``; a tag supplies the kwargs its checkpoint was trained with
+    (num_classes, in_chans, stem, ...), explicit arguments win. Weights: ``zoo.create_model``.
     """
     arch, tag = split_model_name(name)
     if arch not in _MODELS:
         raise _unknown_model(arch)
-    entry = get_pretrained_tag(name) if (tag or pretrained) else None
-    if entry is not None:
-        kwargs = {**entry.model_kwargs, **kwargs}
+    if tag:
+        kwargs = {**get_pretrained_tag(name).model_kwargs, **kwargs}
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     if in_chans is not None:
         kwargs["in_chans"] = in_chans
-    model = _MODELS[arch](**kwargs)
-    if pretrained:
-        from zoo.hub import load_pretrained
+    return _MODELS[arch](**kwargs)
 
-        load_pretrained(model, entry)
-    return model
+
+@functools.cache
+def model_class(arch: str) -> type[nn.Module]:
+    """The class arch ``arch`` builds (read its family facts: ``family``, ``variant_arg``, ``aux_prefixes``)."""
+    with torch.device("meta"):
+        return type(build_model(arch))
 
 
 def list_models(pattern: str | Iterable[str] = "*", pretrained: bool = False) -> list[str]:
@@ -184,10 +197,10 @@ def model_info(name: str, input_size: tuple[int, int, int] | None = None, **kwar
     matrix products; MACs = FLOPs / 2. ``input_size`` defaults to the model's
     own (``model.default_input_size``). Aux heads are not counted (eval mode).
     """
-    from torch.utils.flop_counter import FlopCounterMode
+    from torch.utils.flop_counter import FlopCounterMode  # lazy: torch.utils.flop_counter is only for this count
 
     with torch.device("meta"):
-        model = create_model(name, **kwargs).eval()
+        model = build_model(name, **kwargs).eval()
         size = tuple(input_size or model.default_input_size)
         counter = FlopCounterMode(display=False)
         with counter, torch.no_grad():
@@ -200,58 +213,3 @@ def model_info(name: str, input_size: tuple[int, int, int] | None = None, **kwar
         "macs": flops // 2,
         "flops": flops,
     }
-
-
-def _tag_cfg(tag: PretrainedTag) -> dict[str, Any]:
-    """timm's pretrained_cfg keys for a zoo tag: what the weights were trained on, not ImageNet's defaults."""
-    return {
-        "tag": tag.tag, "num_classes": len(tag.label_names), "input_size": tag.input_size, "mean": tag.mean,
-        "std": tag.std, "label_names": tag.label_names, "interpolation": "bilinear", "crop_pct": 1.0,
-        "crop_mode": "center", "license": "mit",
-    }
-
-
-def _register_in_timm(name: str) -> None:
-    """Make ``timm.create_model("zoo_<name>")`` build our model, weights included.
-
-    The entry point goes through timm's own builder, so timm's pretrained-config
-    machinery (``hf-hub:`` ids, ``config.json`` ``model_args``, classifier reset
-    and input-conv adaptation) works as for timm's models.
-    """
-    from timm.models import build_model_with_cfg, register_model as timm_register
-
-    def entry(pretrained: bool = False, **kwargs: Any) -> nn.Module:
-        factory = _MODELS[name]
-        cfg = kwargs.get("pretrained_cfg")
-        tag = None
-        if isinstance(cfg, str) or (pretrained and cfg is None):  # "zoo_<arch>.<tag>", or the arch's first tag
-            tag = get_pretrained_tag(f"{name}.{cfg}" if isinstance(cfg, str) else name)
-            kwargs = {**tag.model_kwargs, **kwargs}
-        with torch.device("meta"):
-            probe = factory(**{k: v for k, v in kwargs.items() if k in ("stem", "head", "aux_logits")})
-        default_cfg = {
-            "num_classes": 1000,
-            "input_size": probe.default_input_size,
-            "mean": (0.485, 0.456, 0.406),
-            "std": (0.229, 0.224, 0.225),
-            "first_conv": probe.first_conv,
-            "classifier": probe.classifier_names,
-        }
-        if tag is not None:
-            kwargs["pretrained_cfg"] = {**default_cfg, **_tag_cfg(tag)}
-        elif cfg is None:
-            kwargs["pretrained_cfg"] = default_cfg
-        elif isinstance(cfg, dict):
-            kwargs["pretrained_cfg"] = {**default_cfg, **cfg}
-        model = build_model_with_cfg(factory, TIMM_PREFIX + name, pretrained and tag is None, **kwargs)
-        if pretrained and tag is not None:
-            from zoo.hub import load_pretrained  # the hub layer sits above the registry
-
-            load_pretrained(model, tag)
-        return model
-
-    entry.__name__ = entry.__qualname__ = TIMM_PREFIX + name
-    entry.__module__ = __name__
-    entry.__doc__ = f"zoo's {name} through timm; see zoo.create_model."
-    setattr(sys.modules[__name__], entry.__name__, entry)
-    timm_register(entry)

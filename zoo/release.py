@@ -22,7 +22,8 @@ from zoo.cards import TOP1, TOP5, read_run, write_bundle_card
 from zoo.checkpoint import WEIGHTS_NAME, atomic_write_bytes, sha256_file
 from zoo.errors import CheckpointError
 from zoo.hub import load_model, save_pretrained
-from zoo.registry import BUNDLED_DIR, TAGS_FILE, create_model
+from zoo.factory import create_model
+from zoo.registry import BUNDLED_DIR, TAGS_FILE
 from zoo.train import evaluate_model
 
 __all__ = ["bundle_model", "release"]
@@ -33,7 +34,7 @@ BUNDLE_DTYPE = torch.float16
 def bundle_model(model: nn.Module, model_kwargs: dict[str, Any], arch: str) -> tuple[nn.Module, dict[str, Any]]:
     """The inference model users get: aux heads dropped (they only serve training), weights in fp16."""
     kwargs = dict(model_kwargs)
-    if hasattr(model, "aux_logits"):  # GoogLeNet, trained with or without them
+    if model.aux_prefixes:  # GoogLeNet's aux heads, trained with or without them
         kwargs["aux_logits"] = False
     bundle = create_model(arch, **kwargs)
     keep = {k: v for k, v in model.state_dict().items() if k in bundle.state_dict()}

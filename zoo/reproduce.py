@@ -21,10 +21,12 @@ from typing import Any
 from zoo import verdicts
 from zoo.checkpoint import atomic_write_bytes
 from zoo.data import PAPER_CROP_SCALE, PAPER_JITTER, PAPER_ROTATION_DEG
-from zoo.errors import ZooError
+from zoo.errors import TrainingError, ZooError
 from zoo.plots import curves_png
 from zoo.recipes import get_recipe
-from zoo.train import STATE_FILE, TrainConfig, prepare_data, train
+from zoo.registry import model_class
+from zoo.rundir import RunDir
+from zoo.train import TrainConfig, prepare_data, train
 from zoo.verdicts import Summary, summarize
 
 # --------------------------------------------------------------------------- the paper's numbers
@@ -198,7 +200,7 @@ def _config(run: Run, recipe: str, out: Path, *, quick: bool, epochs: int | None
             seed: int = 0, val_split: int = 0, model_args: dict[str, Any] | None = None) -> TrainConfig:
     extra: dict[str, Any] = dict(QUICK) if quick else {"epochs": epochs, "device": device}
     model_kwargs = {**(model_args or {}), **run.model_kwargs}
-    if quick and run.arch.startswith("vgg"):
+    if quick and model_class(run.arch).family == "vgg":
         model_kwargs.update(QUICK_VGG_KWARGS)
     if quick and val_split:
         val_split = QUICK_VAL_SPLIT
@@ -216,10 +218,7 @@ def _config(run: Run, recipe: str, out: Path, *, quick: bool, epochs: int | None
 
 
 def _status(cfg: TrainConfig) -> str:
-    out = Path(cfg.out)
-    if (out / "model" / "model.safetensors").exists():
-        return "done"
-    return "resume" if (out / STATE_FILE).exists() else "new"
+    return RunDir(cfg.out).status()
 
 
 def _cli_args(cfg: TrainConfig) -> list[str]:
@@ -246,7 +245,9 @@ def run_configs(configs: list[TrainConfig], jobs: int = 1) -> None:
             if key not in datasets:
                 datasets[key] = prepare_data(cfg)
             print(f"[reproduce] {Path(cfg.out).name}", flush=True)
-            train(TrainConfig(**{**cfg.__dict__, "resume": _status(cfg) == "resume"}), data=datasets[key])
+            summary = train(TrainConfig(**{**cfg.__dict__, "resume": _status(cfg) == "resume"}), data=datasets[key])
+            if summary.get("stopped"):
+                raise TrainingError(f"{Path(cfg.out).name} {summary['message']}; rerun zoo reproduce to go on")
         return
     queue, running, failed = list(todo), [], []
     while queue or running:
@@ -254,7 +255,7 @@ def run_configs(configs: list[TrainConfig], jobs: int = 1) -> None:
             cfg = queue.pop(0)
             Path(cfg.out).mkdir(parents=True, exist_ok=True)
             print(f"[reproduce] {Path(cfg.out).name}", flush=True)
-            with open(Path(cfg.out) / "train.log", "ab") as log:
+            with open(RunDir(cfg.out).log, "ab") as log:
                 proc = subprocess.Popen([sys.executable, "-m", "zoo.cli", *_cli_args(cfg)], stdout=log, stderr=log)
             running.append((proc, cfg))
         time.sleep(0.5)
@@ -267,13 +268,12 @@ def run_configs(configs: list[TrainConfig], jobs: int = 1) -> None:
 
 
 def _history(cfg: TrainConfig) -> list[dict[str, Any]]:
-    path = Path(cfg.out) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return RunDir(cfg.out).read_history()
 
 
 def _run_json(cfg: TrainConfig) -> dict[str, Any]:
-    path = Path(cfg.out) / "run.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    run_dir = RunDir(cfg.out)
+    return run_dir.read_run() if run_dir.run_json.exists() else {}
 
 
 def run_metrics(history: list[dict[str, Any]]) -> dict[str, float]:
@@ -415,9 +415,8 @@ TEST_IMAGES = 10000
 def _throughput(cfg: TrainConfig) -> tuple[float, str]:
     recipe = get_recipe(cfg.recipe, cfg.arch, cfg.dataset, **cfg.recipe_overrides)
     kwargs = {**recipe.model_kwargs, **cfg.model_kwargs}
-    family = next(f for f in ("googlenet", "resnet", "vgg") if cfg.arch.startswith(f))
-    variant = kwargs.get("head" if family == "vgg" else "stem", "imagenet")
-    return THROUGHPUT.get((family, variant, cfg.recipe), UNMEASURED)
+    cls = model_class(cfg.arch)
+    return THROUGHPUT.get((cls.family, kwargs.get(cls.variant_arg, "imagenet"), cfg.recipe), UNMEASURED)
 
 
 def estimate(configs: list[TrainConfig], jobs: int = 1, throughput: float | None = None) -> dict[str, Any]:

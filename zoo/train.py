@@ -1,14 +1,14 @@
 """The training loop: GPU-resident data, exact resume, DDP under torchrun.
 
-Read top to bottom: ``train(config)`` builds the recipe, data, model and
-optimizer, restores ``state.safetensors`` when resuming, then runs epochs of
-steps. The learning rate is a pure function of the step (and, for the plateau
-schedule, of the drops so far, which the state keeps), and the batches a pure
-function of (seed, epoch), so a resumed run continues exactly where it left off.
-
-A run directory holds ``run.json`` (what was run), ``metrics.jsonl`` (one line
-per epoch), ``state.safetensors`` (everything needed to resume; no pickle) and,
-when finished, ``model/`` (``zoo.hub.save_pretrained``).
+Read top to bottom: :func:`setup` builds the recipe, data, model and optimizer
+(restoring the state when resuming), :func:`train` runs :func:`run_epoch` until
+the recipe's epochs are done, each step is :func:`train_step`, each epoch ends
+in :func:`end_epoch` (evaluate, plateau, checkpoint) and the run in
+:func:`finish` (the model folder). The learning rate is a pure function of the
+step (and, for the plateau schedule, of the drops so far, which the state
+keeps), and the batches a pure function of (seed, epoch), so a resumed run
+continues exactly where it left off. The run directory's layout is
+``zoo.rundir``'s.
 """
 from __future__ import annotations
 
@@ -30,14 +30,17 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-import zoo
 from zoo.cards import run_notes
 from zoo.checkpoint import atomic_write_bytes, git_commit, load_tensors, save_tensors, unwrap_model
 from zoo.data import Dataset, DeviceLoader, load_dataset, split_validation, subset, synthetic
 from zoo.errors import TrainingError
+from zoo.factory import create_model
+from zoo.hub import load_model, save_pretrained
+from zoo.plots import confusion_png
 from zoo.recipes import Recipe, get_recipe
-
-STATE_FILE = "state.safetensors"
+from zoo.registry import get_pretrained_tag
+from zoo.rundir import RunDir
+from zoo.version import __version__
 
 
 @dataclass
@@ -199,12 +202,9 @@ def evaluate_checkpoint(
     Without ``weights``, ``arch`` names a pretrained tag (``googlenet_res5x5.cifar10_paper``, or an
     arch whose first tag is meant), whose weights and dataset are used.
     """
-    from zoo.hub import load_model
-    from zoo.plots import confusion_png
-
     if weights is None:
-        tag = zoo.get_pretrained_tag(arch)
-        model, dataset = zoo.create_model(tag.name, pretrained=True), dataset or tag.dataset
+        tag = get_pretrained_tag(arch)
+        model, dataset = create_model(tag.name, pretrained=True), dataset or tag.dataset
     else:
         model = load_model(weights, arch)
     if dataset is None:
@@ -222,7 +222,21 @@ def evaluate_checkpoint(
 # ---------------------------------------------------------------------------- resume state
 
 
-def save_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, meta: dict[str, Any], sums: dict[str, Tensor]) -> None:
+@dataclass
+class LoopState:
+    """Where the loop is. Saved with every checkpoint, so a resumed run continues exactly here."""
+
+    epoch: int = 0  # epochs finished
+    step: int = 0  # steps finished in the current epoch
+    global_step: int = 0
+    plateau_scale: float = 1.0  # the product of the plateau schedule's drops so far
+    plateau_best: float = math.inf
+    plateau_bad: int = 0
+    train_seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def save_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: LoopState, sums: dict[str, Tensor]) -> None:
     """Model, optimizer, RNG and loop state as one safetensors file, written atomically."""
     tensors = {f"model/{k}": v for k, v in unwrap_model(model).state_dict().items()}
     opt = optimizer.state_dict()
@@ -237,39 +251,44 @@ def save_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, m
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         tensors["rng/cuda"] = torch.cuda.get_rng_state()
     tensors.update({f"sums/{k}": v for k, v in sums.items()})
-    meta = {**meta, "optim_param_groups": opt["param_groups"], "optim_scalars": scalars}
+    meta = {**dataclasses.asdict(state), "optim_param_groups": opt["param_groups"], "optim_scalars": scalars}
     save_tensors(path, tensors, {"zoo_train_state": json.dumps(meta)})
 
 
-def load_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> tuple[dict[str, Any], dict[str, Tensor]]:
+def load_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> tuple[LoopState, dict[str, Tensor]]:
     tensors, metadata = load_tensors(path)
     if "zoo_train_state" not in metadata:
         raise TrainingError(f"{path} is not a zoo training state; resume from a run directory written by zoo train")
     meta = json.loads(metadata["zoo_train_state"])
     unwrap_model(model).load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")}, strict=True)
-    state: dict[int, dict[str, Any]] = {}
+    opt_state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         if key.startswith("optim/"):
             _, idx, name = key.split("/", 2)
-            state.setdefault(int(idx), {})[name] = value.to(device)
+            opt_state.setdefault(int(idx), {})[name] = value.to(device)
     for key, value in meta.pop("optim_scalars").items():
         idx, name = key.split("/", 1)
-        state.setdefault(int(idx), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta.pop("optim_param_groups")})
+        opt_state.setdefault(int(idx), {})[name] = value
+    optimizer.load_state_dict({"state": opt_state, "param_groups": meta.pop("optim_param_groups")})
     torch.set_rng_state(tensors["rng/cpu"])
     if "rng/cuda" in tensors and device.type == "cuda":
         torch.cuda.set_rng_state(tensors["rng/cuda"])
     sums = {k[5:]: v.to(device) for k, v in tensors.items() if k.startswith("sums/")}
-    return meta, sums
+    return LoopState(**meta), sums
+
+
+@dataclass
+class StopFlag:
+    requested: bool = False
 
 
 @contextmanager
-def stop_requests() -> Iterator[dict[str, bool]]:
-    """SIGINT / SIGTERM set a flag instead of killing: the loop finishes its step, saves and exits."""
-    flag = {"stop": False}
+def stop_requests() -> Iterator[StopFlag]:
+    """SIGINT / SIGTERM set a flag instead of killing: the loop checks it at each step boundary, saves and returns."""
+    flag = StopFlag()
 
     def handler(signum: int, frame: Any) -> None:
-        flag["stop"] = True
+        flag.requested = True
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -279,172 +298,216 @@ def stop_requests() -> Iterator[dict[str, bool]]:
             signal.signal(s, h)
 
 
-# ---------------------------------------------------------------------------- the loop
+# ---------------------------------------------------------------------------- setup of one run
 
 
-def train(cfg: TrainConfig, data: Dataset | None = None) -> dict[str, Any]:
-    """Train ``cfg.arch`` per ``cfg.recipe``; returns the run summary. ``data`` skips reloading."""
-    device, rank, world = setup_distributed(cfg.device)
-    recipe = get_recipe(
-        cfg.recipe, cfg.arch, cfg.dataset, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, **cfg.recipe_overrides
-    )
-    data = data or prepare_data(cfg)
-    info = data.info
-    out = Path(cfg.out)
-    state_path = out / STATE_FILE
-    if state_path.exists() and not cfg.resume:
-        raise TrainingError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    if cfg.resume and not state_path.exists():
-        raise TrainingError(f"nothing to resume: {state_path} does not exist")
+@dataclass
+class Trainer:
+    """Everything one run needs, built by :func:`setup`; the loop's functions take it."""
 
+    cfg: TrainConfig
+    recipe: Recipe
+    device: torch.device
+    rank: int
+    world: int
+    data: Dataset
+    run_dir: RunDir
+    train_loader: DeviceLoader
+    eval_loaders: dict[str, DeviceLoader]
+    model: nn.Module  # the plain model: evaluated and saved
+    net: nn.Module  # what steps: the model in DDP and / or torch.compile
+    optimizer: torch.optim.Optimizer
+    model_kwargs: dict[str, Any]
+    state: LoopState = field(default_factory=LoopState)
+    sums: dict[str, Tensor] = field(default_factory=dict)
+
+    @property
+    def watch(self) -> str:
+        """The split that selects epochs and steers plateaus: validation when held out, else test (the paper's way)."""
+        return "val" if "val" in self.eval_loaders else "test"
+
+    def lr(self, step: int) -> float:
+        """The learning rate at global step ``step``: the one place it is computed."""
+        return self.recipe.lr_at(step, len(self.train_loader), self.state.plateau_scale)
+
+
+def _loaders(cfg: TrainConfig, recipe: Recipe, data: Dataset, device: torch.device, rank: int, world: int):
     x_train, y_train = subset(data.x_train, data.y_train, cfg.train_subset, cfg.seed)
     x_test, y_test = subset(data.x_test, data.y_test, cfg.test_subset, cfg.seed)
-    cuda = device.type == "cuda"
-    common = dict(mean=info.mean, std=info.std, device=device, channels_last=cuda)
+    common = dict(mean=data.info.mean, std=data.info.std, device=device, channels_last=device.type == "cuda")
     train_loader = DeviceLoader(
         x_train, y_train, batch_size=recipe.batch_size, augment=recipe.augment, flip=recipe.flip,
         seed=cfg.seed, rank=rank, world_size=world, **common,
     )
     if len(train_loader) == 0:
         raise TrainingError(f"{len(y_train)} training images make no full batch of {recipe.batch_size}; lower --batch-size")
-    eval_sets = {"test": (x_test, y_test)}
-    if data.x_val is not None:
-        eval_sets["val"] = (data.x_val, data.y_val)
+    eval_sets = {"test": (x_test, y_test)} | ({"val": (data.x_val, data.y_val)} if data.x_val is not None else {})
     eval_loaders = {
         k: DeviceLoader(x, y, batch_size=cfg.eval_batch_size, shuffle=False, drop_last=False, **common)
         for k, (x, y) in eval_sets.items()
     }
-    watch = "val" if "val" in eval_loaders else "test"  # the paper watched the test set
+    return train_loader, eval_loaders
 
-    model_kwargs = {"num_classes": info.num_classes, "in_chans": info.in_chans, **recipe.model_kwargs, **cfg.model_kwargs}
+
+def _run_record(t: Trainer) -> dict[str, Any]:
+    """run.json: what is being run, enough to rebuild the model and to refuse a mismatched --resume."""
+    info = t.data.info
+    return {
+        "arch": t.cfg.arch, "model_kwargs": t.model_kwargs, "dataset": info.name, "dataset_sha256": t.data.sha256,
+        "dataset_source": t.data.source, "recipe": t.recipe.name, "recipe_config": t.recipe.to_dict(),
+        "config": dataclasses.asdict(t.cfg), "seed": t.cfg.seed, "epochs": t.recipe.epochs, "world_size": t.world,
+        "machine": describe_device(t.device), "input_size": list(info.input_size), "mean": list(info.mean),
+        "std": list(info.std), "label_names": list(info.label_names), "zoo_version": __version__,
+        "git_commit": git_commit(),
+    }
+
+
+def setup(cfg: TrainConfig, data: Dataset | None = None) -> Trainer:
+    """Recipe, data, loaders, model and optimizer of ``cfg``; resumed from the run directory with ``cfg.resume``."""
+    device, rank, world = setup_distributed(cfg.device)
+    recipe = get_recipe(
+        cfg.recipe, cfg.arch, cfg.dataset, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, **cfg.recipe_overrides
+    )
+    run_dir = RunDir(cfg.out)
+    if run_dir.state.exists() and not cfg.resume:
+        raise TrainingError(f"{run_dir.path} already holds a run; pass --resume to continue it or choose another --out")
+    if cfg.resume and not run_dir.state.exists():
+        raise TrainingError(f"nothing to resume: {run_dir.state} does not exist")
+    data = data or prepare_data(cfg)
+    train_loader, eval_loaders = _loaders(cfg, recipe, data, device, rank, world)
+    model_kwargs = {"num_classes": data.info.num_classes, "in_chans": data.info.in_chans, **recipe.model_kwargs, **cfg.model_kwargs}
     torch.manual_seed(cfg.seed)
-    model = zoo.create_model(cfg.arch, **model_kwargs).to(device)
+    model = create_model(cfg.arch, **model_kwargs).to(device)
+    cuda = device.type == "cuda"
     if cuda:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
         weight_decay=recipe.weight_decay, fused=cuda or None,
     )
-    run = {
-        "arch": cfg.arch,
-        "model_kwargs": model_kwargs,
-        "dataset": info.name,
-        "dataset_sha256": data.sha256,
-        "dataset_source": data.source,
-        "recipe": recipe.name,
-        "recipe_config": recipe.to_dict(),
-        "config": dataclasses.asdict(cfg),
-        "seed": cfg.seed,
-        "epochs": recipe.epochs,
-        "world_size": world,
-        "machine": describe_device(device),
-        "input_size": list(info.input_size),
-        "mean": list(info.mean),
-        "std": list(info.std),
-        "label_names": list(info.label_names),
-        "zoo_version": zoo.__version__,
-        "git_commit": git_commit(),
-    }
-    meta: dict[str, Any] = {
-        "epoch": 0, "step": 0, "global_step": 0, "plateau_scale": 1.0, "plateau_best": math.inf,
-        "plateau_bad": 0, "train_seconds": 0.0, "history": [],
-    }
-    sums = {k: torch.zeros((), device=device) for k in ("loss", "correct", "seen")}
+    net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None) if world > 1 else model
+    t = Trainer(cfg, recipe, device, rank, world, data, run_dir, train_loader, eval_loaders, model,
+                torch.compile(net) if cfg.compile else net, optimizer, model_kwargs)
+    t.sums = {k: torch.zeros((), device=device) for k in ("loss", "correct", "seen")}
+    run = _run_record(t)
     if cfg.resume:
-        _check_same_run(json.loads((out / "run.json").read_text()), run)
-        meta, sums = load_state(state_path, model, optimizer, device)
+        _check_same_run(run_dir.read_run(), run)
+        t.state, t.sums = load_state(run_dir.state, model, optimizer, device)
         if rank != 0:  # only rank 0's partial-epoch sums were saved
-            sums = {k: torch.zeros_like(v) for k, v in sums.items()}
+            t.sums = {k: torch.zeros_like(v) for k, v in t.sums.items()}
     elif rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(out / "run.json", json.dumps(run, indent=2).encode())
+        run_dir.write_run(run)
+    return t
 
-    net = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
-    if cfg.compile:
-        net = torch.compile(net)
 
-    def checkpoint() -> None:
-        if rank == 0:
-            save_state(state_path, model, optimizer, meta, sums)
+# ---------------------------------------------------------------------------- the loop
 
-    steps_per_epoch = len(train_loader)
+
+def train(cfg: TrainConfig, data: Dataset | None = None) -> dict[str, Any]:
+    """Train ``cfg.arch`` per ``cfg.recipe``; returns the run summary. ``data`` skips reloading.
+
+    A SIGINT / SIGTERM ends the run at the next step boundary, its state saved: the summary then
+    has ``stopped`` set and says how to resume.
+    """
+    t = setup(cfg, data)
     with stop_requests() as stop:
-        for epoch in range(meta["epoch"], recipe.epochs):
-            net.train()
-            start_step = meta["step"]
-            bar = _progress(cfg.progress and rank == 0 and sys.stderr.isatty(), epoch, recipe.epochs, steps_per_epoch, start_step, recipe.batch_size)
-            t0 = time.perf_counter()
-            lr = recipe.lr_at(meta["global_step"], steps_per_epoch, meta["plateau_scale"])
-            for step, (x, y) in enumerate(train_loader.batches(epoch, start_step), start=start_step):
-                lr = recipe.lr_at(meta["global_step"], steps_per_epoch, meta["plateau_scale"])
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                with autocast(device):
-                    loss, logits = compute_loss(net(x), y, recipe)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                sums["loss"] += loss.detach().float() * len(y)
-                sums["correct"] += (logits.argmax(1) == y).sum()
-                sums["seen"] += len(y)
-                meta["step"], meta["global_step"] = step + 1, meta["global_step"] + 1
-                if step % 20 == 0:  # one host sync every 20 steps
-                    _check_finite(sums["loss"], epoch, step, lr, out)
-                    if bar is not None:
-                        bar.set_postfix(loss=f"{sums['loss'].item() / max(1, sums['seen'].item()):.3f}", lr=f"{lr:.3g}")
-                if bar is not None:
-                    bar.update(recipe.batch_size)
-                if stop["stop"]:
-                    _check_finite(sums["loss"], epoch, step, lr, out)
-                    meta["train_seconds"] += time.perf_counter() - t0
-                    checkpoint()
-                    raise KeyboardInterrupt(f"stopped at epoch {epoch} step {step + 1}; state saved in {state_path}; --resume continues")
-            if cuda:
-                torch.cuda.synchronize()
-            epoch_s = time.perf_counter() - t0
+        while t.state.epoch < t.recipe.epochs:
+            if not run_epoch(t, stop):
+                return {"stopped": True, "message": f"stopped at epoch {t.state.epoch + 1} step {t.state.step}; "
+                                                    f"state saved in {t.run_dir.state}; --resume continues"}
+    return finish(t)
+
+
+def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, recipe: Recipe, lr: float) -> tuple[Tensor, Tensor]:
+    """One SGD step at ``lr`` under bf16 autocast on CUDA; returns the (detached) loss and the main logits."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with autocast(x.device):
+        loss, logits = compute_loss(net(x), y, recipe)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), logits
+
+
+def run_epoch(t: Trainer, stop: StopFlag) -> bool:
+    """Step through the rest of the current epoch, then evaluate and checkpoint; False when stopped early."""
+    t.net.train()
+    epoch, steps = t.state.epoch, len(t.train_loader)
+    bar = _progress(t.cfg.progress and t.rank == 0 and sys.stderr.isatty(), epoch, t.recipe.epochs, steps,
+                    t.state.step, t.recipe.batch_size)
+    start = time.perf_counter()
+    for step, (x, y) in enumerate(t.train_loader.batches(epoch, t.state.step), start=t.state.step):
+        lr = t.lr(t.state.global_step)
+        loss, logits = train_step(t.net, t.optimizer, x, y, t.recipe, lr)
+        t.sums["loss"] += loss.float() * len(y)
+        t.sums["correct"] += (logits.argmax(1) == y).sum()
+        t.sums["seen"] += len(y)
+        t.state.step, t.state.global_step = step + 1, t.state.global_step + 1
+        if step % 20 == 0:  # one host sync every 20 steps
+            _check_finite(t.sums["loss"], epoch, step, lr, t.run_dir.path)
             if bar is not None:
-                bar.close()
-            _check_finite(sums["loss"], epoch, steps_per_epoch, lr, out)
-            if world > 1:
-                for v in sums.values():
-                    dist.all_reduce(v)
-            seen = sums["seen"].item()
-            row: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "lr": lr,
-                "train_loss": sums["loss"].item() / seen,
-                "train_err": 100.0 * (1 - sums["correct"].item() / seen),
-            }
-            for name, loader in eval_loaders.items():
-                result = evaluate(model, loader, info.num_classes, recipe.tta_flip)
-                row.update({f"{name}_loss": result["loss"], f"{name}_err": result["err"], f"{name}_top5_err": result["top5_err"]})
-            meta["train_seconds"] += epoch_s
-            row.update(epoch_s=epoch_s, img_s=seen / epoch_s, train_seconds=meta["train_seconds"])
-            _plateau(meta, recipe, row[f"{watch}_err"])
-            meta["history"].append(row)
-            meta.update(epoch=epoch + 1, step=0)
-            sums = {k: torch.zeros_like(v) for k, v in sums.items()}
-            checkpoint()
-            if rank == 0:
-                lines = "".join(json.dumps(r) + "\n" for r in meta["history"])
-                atomic_write_bytes(out / "metrics.jsonl", lines.encode())
-                if cfg.progress:
-                    print(_epoch_line(row, watch), flush=True)
+                bar.set_postfix(loss=f"{t.sums['loss'].item() / max(1, t.sums['seen'].item()):.3f}", lr=f"{lr:.3g}")
+        if bar is not None:
+            bar.update(t.recipe.batch_size)
+        if stop.requested:
+            _check_finite(t.sums["loss"], epoch, step, lr, t.run_dir.path)
+            t.state.train_seconds += time.perf_counter() - start
+            checkpoint(t)
+            return False
+    if t.device.type == "cuda":
+        torch.cuda.synchronize()
+    if bar is not None:
+        bar.close()
+    end_epoch(t, time.perf_counter() - start)
+    return True
 
-    summary = summarize(meta["history"], watch)
-    dataset_label = f"synthetic-{info.name}" if data.source.startswith("synthetic") else info.name
-    if rank == 0:
-        from zoo.hub import save_pretrained
 
+def end_epoch(t: Trainer, epoch_s: float) -> None:
+    """The epoch's row (train sums, evaluation), the plateau schedule, then checkpoint and metrics.jsonl."""
+    lr = t.lr(t.state.global_step - 1)  # the last step's
+    _check_finite(t.sums["loss"], t.state.epoch, len(t.train_loader), lr, t.run_dir.path)
+    if t.world > 1:
+        for v in t.sums.values():
+            dist.all_reduce(v)
+    seen = t.sums["seen"].item()
+    row: dict[str, Any] = {"epoch": t.state.epoch + 1, "lr": lr, "train_loss": t.sums["loss"].item() / seen,
+                           "train_err": 100.0 * (1 - t.sums["correct"].item() / seen)}
+    for name, loader in t.eval_loaders.items():
+        result = evaluate(t.model, loader, t.data.info.num_classes, t.recipe.tta_flip)
+        row.update({f"{name}_loss": result["loss"], f"{name}_err": result["err"], f"{name}_top5_err": result["top5_err"]})
+    t.state.train_seconds += epoch_s
+    row.update(epoch_s=epoch_s, img_s=seen / epoch_s, train_seconds=t.state.train_seconds)
+    _plateau(t.state, t.recipe, row[f"{t.watch}_err"])
+    t.state.history.append(row)
+    t.state.epoch, t.state.step = t.state.epoch + 1, 0
+    t.sums = {k: torch.zeros_like(v) for k, v in t.sums.items()}
+    checkpoint(t)
+    if t.rank == 0:
+        t.run_dir.write_history(t.state.history)
+        if t.cfg.progress:
+            print(_epoch_line(row, t.watch), flush=True)
+
+
+def checkpoint(t: Trainer) -> None:
+    if t.rank == 0:
+        save_state(t.run_dir.state, t.model, t.optimizer, t.state, t.sums)
+
+
+def finish(t: Trainer) -> dict[str, Any]:
+    """The run's summary; rank 0 writes the finished model (``RUN_DIR/model``) with its card."""
+    history = t.state.history
+    summary = summarize(history, t.watch)
+    info = t.data.info
+    label = f"synthetic-{info.name}" if t.data.source.startswith("synthetic") else info.name
+    if t.rank == 0:
         save_pretrained(
-            model, out / "model", arch=cfg.arch, model_kwargs=model_kwargs, tag=run_tag(dataset_label, recipe, cfg.model_kwargs),
-            dataset=dataset_label, dataset_sha256=data.sha256, input_size=info.input_size, mean=info.mean,
-            std=info.std, label_names=info.label_names, recipe=recipe.name, metrics=summary, history=meta["history"],
-            notes=run_notes(recipe.to_dict(), meta["history"]),
+            t.model, t.run_dir.model, arch=t.cfg.arch, model_kwargs=t.model_kwargs,
+            tag=run_tag(label, t.recipe, t.cfg.model_kwargs), dataset=label, dataset_sha256=t.data.sha256,
+            input_size=info.input_size, mean=info.mean, std=info.std, label_names=info.label_names,
+            recipe=t.recipe.name, metrics=summary, history=history, notes=run_notes(t.recipe.to_dict(), history),
         )
-    if world > 1:
+    if t.world > 1:
         dist.barrier()
     return summary
 
@@ -489,19 +552,19 @@ def summarize(history: list[dict[str, Any]], watch: str = "test") -> dict[str, A
 PLATEAU_EPS = 1e-8  # torch's ReduceLROnPlateau eps: a drop smaller than this is not made
 
 
-def _plateau(meta: dict[str, Any], recipe: Recipe, err: float) -> None:
-    """torch's ReduceLROnPlateau (mode min, relative threshold 1e-4, eps 1e-8), kept in ``meta`` for resume."""
+def _plateau(state: LoopState, recipe: Recipe, err: float) -> None:
+    """torch's ReduceLROnPlateau (mode min, relative threshold 1e-4, eps 1e-8), kept in the loop state for resume."""
     if recipe.schedule != "plateau":
         return
-    if err < meta["plateau_best"] * (1 - 1e-4):
-        meta["plateau_best"], meta["plateau_bad"] = err, 0
+    if err < state.plateau_best * (1 - 1e-4):
+        state.plateau_best, state.plateau_bad = err, 0
     else:
-        meta["plateau_bad"] += 1
-    if meta["plateau_bad"] > recipe.plateau_patience:
-        lr = recipe.lr * meta["plateau_scale"]
+        state.plateau_bad += 1
+    if state.plateau_bad > recipe.plateau_patience:
+        lr = recipe.lr * state.plateau_scale
         if lr - lr * recipe.plateau_factor > PLATEAU_EPS:
-            meta["plateau_scale"] *= recipe.plateau_factor
-        meta["plateau_bad"] = 0
+            state.plateau_scale *= recipe.plateau_factor
+        state.plateau_bad = 0
 
 
 def _check_finite(loss_sum: Tensor, epoch: int, step: int, lr: float, out: Path) -> None:
@@ -515,7 +578,7 @@ def _check_finite(loss_sum: Tensor, epoch: int, step: int, lr: float, out: Path)
 def _progress(enabled: bool, epoch: int, epochs: int, steps: int, start: int, batch: int):
     if not enabled:
         return None
-    from tqdm import tqdm
+    from tqdm import tqdm  # lazy: only an interactive run draws a bar
 
     return tqdm(
         total=steps * batch, initial=start * batch, desc=f"epoch {epoch + 1}/{epochs}", unit="img",

@@ -10,7 +10,8 @@ kept so torchvision checkpoints load. The paper's variants:
 - ``resall``: every module residual, with a 1x1 conv + BN projection where the
   channel count changes, the paper's "further work".
 
-A residual variant's plain twin has exactly its parameter count.
+``res`` adds no parameter to its plain twin; ``resall`` adds its projections
+(with aux heads and 10 classes: googlenet_resall3x3 11.95M, googlenet 9.96M).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.models.layers import check_input
+from zoo.models.layers import ZooModel, check_input
 from zoo.registry import register_model
 
 Stem = Literal["imagenet", "cifar"]
@@ -119,7 +120,7 @@ class InceptionAux(nn.Module):
         return self.fc2(self.dropout(x))
 
 
-class GoogLeNet(nn.Module):
+class GoogLeNet(ZooModel):
     """GoogLeNet (Inception v1) with the paper's ablation switches.
 
     ``kernel5x5``: 3 (torchvision's, #906) or 5. ``residual``: "none", "same"
@@ -131,7 +132,10 @@ class GoogLeNet(nn.Module):
     downsampling).
     """
 
+    family = "googlenet"
+    variant_arg = "stem"
     first_conv = "conv1.conv"
+    aux_prefixes = ("aux1.", "aux2.")
 
     def __init__(
         self,
@@ -152,7 +156,7 @@ class GoogLeNet(nn.Module):
         if kernel5x5 not in (3, 5):
             raise ValueError(f"kernel5x5 must be 3 or 5, got {kernel5x5!r}")
         self.num_classes, self.in_chans, self.stem = num_classes, in_chans, stem
-        self.aux_logits = aux_logits
+        self.aux_logits, self.kernel5x5 = aux_logits, kernel5x5
         self.default_input_size = (in_chans, 224, 224) if stem == "imagenet" else (in_chans, 32, 32)
         # ceil-mode 3x3/2 pools need 2 pixels: imagenet stem 4 pools after a stride-2 conv, cifar stem 1
         self.min_input_size = 15 if stem == "imagenet" else 2

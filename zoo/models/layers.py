@@ -1,9 +1,31 @@
-"""Small pieces shared by the model families."""
+"""Small pieces shared by the model families, and what every family declares about itself."""
 from __future__ import annotations
 
-from torch import Tensor
+from typing import ClassVar
+
+from torch import Tensor, nn
 
 from zoo.errors import ZooInputError
+
+
+class ZooModel(nn.Module):
+    """The base of every zoo model: the facts other layers read (checkpoint, cards, recipes, export, timm).
+
+    Per family (class attributes): ``family``; ``variant_arg``, the kwarg that picks the paper's
+    ImageNet-sized layers or the CIFAR ones ("stem" or "head"); ``first_conv``; ``aux_prefixes``,
+    the state_dict prefixes of training-only heads. Per model (set in ``__init__``): ``num_classes``,
+    ``in_chans``, ``default_input_size``, ``min_input_size``, ``classifier_names``.
+    """
+
+    family: ClassVar[str]
+    variant_arg: ClassVar[str]
+    first_conv: ClassVar[str]
+    aux_prefixes: ClassVar[tuple[str, ...]] = ()
+    num_classes: int
+    in_chans: int
+    default_input_size: tuple[int, int, int]
+    min_input_size: int
+    classifier_names: str | tuple[str, ...]
 
 
 def check_input(x: Tensor, arch: str, in_chans: int, min_size: int) -> None:

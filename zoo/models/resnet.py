@@ -6,7 +6,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from zoo.models.layers import check_input
+from zoo.models.layers import ZooModel, check_input
 from zoo.registry import register_model
 
 Stem = Literal["imagenet", "cifar"]
@@ -64,7 +64,7 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-class ResNet(nn.Module):
+class ResNet(ZooModel):
     """ResNet with a choice of stem.
 
     ``stem="imagenet"`` is torchvision's (7x7/2 conv + 3x3/2 max pool), what the
@@ -72,6 +72,8 @@ class ResNet(nn.Module):
     which keeps the 32x32 resolution for the first stage.
     """
 
+    family = "resnet"
+    variant_arg = "stem"
     first_conv = "conv1"
     classifier_names = "fc"
 

@@ -6,7 +6,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from zoo.models.layers import check_input
+from zoo.models.layers import ZooModel, check_input
 from zoo.registry import register_model
 
 Head = Literal["imagenet", "cifar"]
@@ -35,7 +35,7 @@ def make_features(cfg: list[int | str], batch_norm: bool, in_chans: int) -> nn.S
     return nn.Sequential(*layers)
 
 
-class VGG(nn.Module):
+class VGG(ZooModel):
     """VGG with a choice of head.
 
     ``head="imagenet"`` is torchvision's (7x7 adaptive pool, 4096-4096 FC,
@@ -43,6 +43,8 @@ class VGG(nn.Module):
     is a global average pool and one linear layer, 512 -> classes.
     """
 
+    family = "vgg"
+    variant_arg = "head"
     first_conv = "features.0"
 
     def __init__(

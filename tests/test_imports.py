@@ -1,0 +1,119 @@
+"""The shape of the code: imports run one way, bottom to top, with no cycle and nothing hidden in a function.
+
+Layers: errors -> registry -> models -> checkpoint -> hub / cards -> factory -> train / reproduce -> CLI,
+and export/ above zoo/. The test reads the source (module- and function-level imports) rather than
+importing it, so a cycle that happens to resolve at run time still fails here.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("zoo", "export")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for pkg in PACKAGES for p in sorted((REPO / pkg).rglob("*.py"))}
+
+
+def imported(node: ast.Import | ast.ImportFrom, current: str) -> list[str]:
+    """The project modules an import statement loads (``from zoo import cards`` is zoo.cards, ``from zoo import x``
+    an attribute of zoo)."""
+    if isinstance(node, ast.Import):
+        names = [a.name for a in node.names]
+    else:
+        base = node.module or ""
+        if node.level:
+            package = current.split(".")[: -node.level] if not MODULES[current].name == "__init__.py" else current.split(".")
+            base = ".".join(package + ([base] if base else []))
+        names = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
+    out = []
+    for name in names:
+        while name and name not in MODULES:
+            name = name.rpartition(".")[0]
+        if name:
+            out.append(name)
+    return out
+
+
+def edges() -> dict[str, dict[str, list[tuple[int, bool]]]]:
+    """module -> imported project module -> [(line, inside a function)]."""
+    graph: dict[str, dict[str, list[tuple[int, bool]]]] = {m: {} for m in MODULES}
+    for module, path in MODULES.items():
+        tree = ast.parse(path.read_text(), str(path))
+        functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        inner = {id(n) for f in functions for n in ast.walk(f)}
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                for target in imported(node, module):
+                    if target != module:
+                        graph[module].setdefault(target, []).append((node.lineno, id(node) in inner))
+    return graph
+
+
+GRAPH = edges()
+
+
+def find_cycle(graph: dict[str, dict]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in graph[node]:
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in graph:
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_walker_sees_imports():
+    assert "zoo.registry" in GRAPH["zoo.models.resnet"]
+    assert "zoo" in GRAPH["export.onnx"]
+    assert find_cycle({"a": {"b": []}, "b": {"c": []}, "c": {"a": []}}) == ["a", "b", "c", "a"]  # negative control
+    assert find_cycle({"a": {"b": []}, "b": {}}) is None
+
+
+def test_no_import_cycle():
+    assert find_cycle(GRAPH) is None, f"import cycle: {' -> '.join(find_cycle(GRAPH))}"
+
+
+def test_zoo_never_imports_export():
+    wrong = [(m, t) for m, targets in GRAPH.items() if m.startswith("zoo") for t in targets if t.startswith("export")]
+    assert not wrong, wrong
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_project_import_hidden_in_a_function(module):
+    hidden = [(t, line) for t, uses in GRAPH[module].items() for line, inside in uses if inside]
+    assert not hidden, f"{module} imports {hidden} inside functions"
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_every_lazy_import_says_why(module):
+    """A third-party import inside a function is there for start-up time; a comment on its line says so."""
+    path = MODULES[module]
+    lines = path.read_text().splitlines()
+    tree = ast.parse(path.read_text())
+    bare = []
+    for fn in (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))):
+        for node in ast.walk(fn):
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and "#" not in lines[node.lineno - 1]:
+                bare.append(node.lineno)
+    assert not bare, f"{path.name}: lazy imports without a reason on lines {bare}"

@@ -1,0 +1,98 @@
+"""``create_model``: a registered model with its published weights, and the same through timm.
+
+The factory sits above the registry (names, tags, building without weights) and
+the hub (fetching and checking weights), so that neither needs the other.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from timm.models import build_model_with_cfg
+from timm.models import register_model as timm_register_model
+from torch import nn
+
+from zoo import registry
+from zoo.hub import load_pretrained
+from zoo.registry import TIMM_PREFIX, PretrainedTag, build_model, get_pretrained_tag, split_model_name
+
+__all__ = ["TIMM_PREFIX", "create_model"]
+
+
+def create_model(
+    name: str,
+    *,
+    pretrained: bool = False,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a registered model, optionally with its published weights.
+
+    ``name`` is ``arch`` or ``arch.tag``. A tag supplies the kwargs its
+    checkpoint was trained with (num_classes, in_chans, stem, ...); explicit
+    arguments win. ``pretrained=True`` loads the tag's weights (the arch's
+    first tag when the name has none), checked against its pinned sha256.
+    """
+    arch, tag = split_model_name(name)
+    entry = get_pretrained_tag(name) if (tag or pretrained) else None
+    model = build_model(entry.name if entry else arch, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    if pretrained:
+        load_pretrained(model, entry)
+    return model
+
+
+def _tag_cfg(tag: PretrainedTag) -> dict[str, Any]:
+    """timm's pretrained_cfg keys for a zoo tag: what the weights were trained on, not ImageNet's defaults."""
+    return {
+        "tag": tag.tag, "num_classes": len(tag.label_names), "input_size": tag.input_size, "mean": tag.mean,
+        "std": tag.std, "label_names": tag.label_names, "interpolation": "bilinear", "crop_pct": 1.0,
+        "crop_mode": "center", "license": "mit",
+    }
+
+
+def _timm_entry(name: str):
+    """timm's entry point for ``zoo_<name>``: timm's builder (features_only, hf-hub: configs, head reset),
+    with a zoo tag's weights loaded and checked by zoo."""
+
+    def entry(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+        cfg = kwargs.get("pretrained_cfg")
+        tag = None
+        if isinstance(cfg, str) or (pretrained and cfg is None):  # "zoo_<arch>.<tag>", or the arch's first tag
+            tag = get_pretrained_tag(f"{name}.{cfg}" if isinstance(cfg, str) else name)
+            kwargs = {**tag.model_kwargs, **kwargs}
+        with torch.device("meta"):
+            probe = build_model(name, **{k: v for k, v in kwargs.items() if k in ("stem", "head", "aux_logits")})
+        default_cfg = {
+            "num_classes": 1000,
+            "input_size": probe.default_input_size,
+            "mean": (0.485, 0.456, 0.406),
+            "std": (0.229, 0.224, 0.225),
+            "first_conv": probe.first_conv,
+            "classifier": probe.classifier_names,
+        }
+        if tag is not None:
+            kwargs["pretrained_cfg"] = {**default_cfg, **_tag_cfg(tag)}
+        elif cfg is None:
+            kwargs["pretrained_cfg"] = default_cfg
+        elif isinstance(cfg, dict):
+            kwargs["pretrained_cfg"] = {**default_cfg, **cfg}
+        model = build_model_with_cfg(registry.factory(name), TIMM_PREFIX + name, pretrained and tag is None, **kwargs)
+        if pretrained and tag is not None:
+            load_pretrained(model, tag)
+        return model
+
+    entry.__name__ = entry.__qualname__ = TIMM_PREFIX + name
+    entry.__module__ = __name__
+    entry.__doc__ = f"zoo's {name} through timm; see zoo.create_model."
+    return entry
+
+
+def _register_in_timm(name: str) -> None:
+    """Make ``timm.create_model("zoo_<name>")`` build our model, weights included; our names never shadow timm's."""
+    entry = _timm_entry(name)
+    globals()[entry.__name__] = entry  # timm records the entry's module; the function must be reachable there
+    timm_register_model(entry)
+
+
+registry.on_register(_register_in_timm)

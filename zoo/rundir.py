@@ -1,0 +1,82 @@
+"""The run directory of ``zoo train``: this module owns its layout; everything else goes through it.
+
+    RUN_DIR/run.json           what was run: arch, kwargs, dataset and its sha256, recipe, seed, machine, commit
+    RUN_DIR/metrics.jsonl      one JSON line per finished epoch
+    RUN_DIR/state.safetensors  everything needed to resume (packed by zoo.train; no pickle)
+    RUN_DIR/model/             the finished model, a zoo.hub.save_pretrained folder
+    RUN_DIR/train.log          the output of a run started by ``zoo reproduce --jobs``
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from zoo.checkpoint import WEIGHTS_NAME, atomic_write_bytes
+from zoo.errors import CheckpointError
+
+__all__ = ["RunDir"]
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        object.__setattr__(self, "path", Path(path))
+
+    @property
+    def run_json(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def state(self) -> Path:
+        return self.path / "state.safetensors"
+
+    @property
+    def model(self) -> Path:
+        return self.path / "model"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "train.log"
+
+    def status(self) -> Literal["done", "resume", "new"]:
+        """``done`` when the finished model is there, ``resume`` when only the training state is."""
+        if (self.model / WEIGHTS_NAME).exists():
+            return "done"
+        return "resume" if self.state.exists() else "new"
+
+    def write_run(self, run: Mapping[str, Any]) -> None:
+        atomic_write_bytes(self.run_json, json.dumps(run, indent=2).encode())
+
+    def write_history(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        atomic_write_bytes(self.metrics, "".join(json.dumps(r) + "\n" for r in rows).encode())
+
+    def read_run(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.run_json.read_text())
+        except FileNotFoundError:
+            raise CheckpointError(f"{self.run_json} not found: pass the run directory that zoo train wrote (--out)") from None
+        except ValueError as e:
+            raise CheckpointError(f"{self.run_json} is not valid JSON ({e})") from None
+
+    def read_history(self) -> list[dict[str, Any]]:
+        """The rows of metrics.jsonl; none when the run has not finished an epoch."""
+        if not self.metrics.is_file():
+            return []
+        rows = []
+        for number, line in enumerate(self.metrics.read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError as e:
+                    raise CheckpointError(f"{self.metrics}:{number} is not a JSON line ({e})") from None
+        return rows
