@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 import zoo
+import zoo.registry
 from export import check_parity, export_onnx
 from export.__main__ import build_parser, main
 from zoo.errors import ExportError
@@ -28,7 +29,7 @@ FAST = {"googlenet_resall5x5", "resnet18", "vgg11_bn"}
 
 
 def cifar_kwargs(name: str) -> dict:
-    return {"head": "cifar"} if name.startswith("vgg") else {"stem": "cifar"}
+    return {zoo.registry.model_class(name).variant_arg: "cifar"}
 
 
 def with_real_bn_statistics(model: nn.Module, input_size: tuple[int, int, int]) -> nn.Module:
@@ -166,3 +167,17 @@ def test_parser_mounts_as_a_subcommand():
     args = root.parse_args(["export", "googlenet", "--out", "g.onnx", "--batch", "8", "--model-arg", "stem=cifar", "--model-arg", "aux_logits=false"])
     assert (args.model, args.batch, dict(args.model_arg)) == ("googlenet", 8, {"stem": "cifar", "aux_logits": False})
     assert callable(args.func)
+
+
+def test_batchnorm_folding_keeps_outputs_and_the_original_model():
+    from export.onnx import fold_batchnorm
+
+    model = with_real_bn_statistics(zoo.create_model("googlenet_resall5x5", num_classes=10, stem="cifar"), (3, 33, 33))
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) > 50  # the original keeps its BatchNorms
+    x = torch.randn(4, 3, 33, 33)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)
+    vgg = zoo.create_model("vgg11", num_classes=10, head="cifar")
+    assert fold_batchnorm(vgg) is vgg  # nothing to fold: no copy

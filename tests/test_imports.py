@@ -117,3 +117,18 @@ def test_every_lazy_import_says_why(module):
             if isinstance(node, (ast.Import, ast.ImportFrom)) and "#" not in lines[node.lineno - 1]:
                 bare.append(node.lineno)
     assert not bare, f"{path.name}: lazy imports without a reason on lines {bare}"
+
+
+MAX_BODY_LINES = 50
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_function_longer_than_a_screen(module):
+    """Bodies (signature and docstring aside) fit a screen; data tables are module-level, not functions."""
+    tree = ast.parse(MODULES[module].read_text())
+    long = []
+    for fn in (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))):
+        body = fn.body[1:] if isinstance(fn.body[0], ast.Expr) and isinstance(fn.body[0].value, ast.Constant) else fn.body
+        if body and body[-1].end_lineno - body[0].lineno + 1 > MAX_BODY_LINES:
+            long.append(f"{fn.name} ({body[-1].end_lineno - body[0].lineno + 1} lines)")
+    assert not long, f"{module}: {', '.join(long)}"

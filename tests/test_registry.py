@@ -1,6 +1,9 @@
 """The registry, its errors, and the torch.hub and timm entry points."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from pathlib import Path
 
 import pytest
@@ -8,6 +11,7 @@ import timm
 import torch
 
 import zoo
+import zoo.registry
 from zoo.errors import UnknownModelError, ZooInputError
 from zoo.registry import TIMM_PREFIX, register_model
 
@@ -64,7 +68,8 @@ BAD_INPUTS = [
 @pytest.mark.parametrize("name", zoo.list_models())
 @pytest.mark.parametrize(("case", "x", "fix"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
 def test_bad_input_refused_before_first_conv(name, case, x, fix):
-    model = zoo.create_model(name, num_classes=10).eval()
+    # on the meta device: the check runs before the first conv; without it the forward would fail differently
+    model = zoo.registry.meta_model(name, num_classes=10)
     with pytest.raises(ZooInputError, match=fix.replace("(", r"\(").replace(")", r"\)")):
         model(x)
 
@@ -112,3 +117,12 @@ def test_timm_own_models_untouched():
     assert type(timm.create_model("vgg11")).__module__ == "timm.models.vgg"
     assert all(n.startswith(TIMM_PREFIX) for n in timm.list_models(TIMM_PREFIX + "*"))
     assert len(timm.list_models(TIMM_PREFIX + "*")) == len(zoo.list_models())
+
+
+def test_zoo_does_not_import_timm_but_timm_sees_zoo_models_either_order():
+    """timm costs ~1.7 s at import (torchvision, torch._dynamo): zoo registers its models the moment timm arrives."""
+    zoo_first = "import sys, zoo; assert 'timm' not in sys.modules; import timm; print(len(timm.list_models('zoo_*')))"
+    timm_first = "import timm, zoo; print(type(timm.create_model('zoo_resnet18', num_classes=3)).__name__)"
+    outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+            for code in (zoo_first, timm_first)]
+    assert outs == [str(len(zoo.list_models())), "ResNet"]

@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from zoo.checkpoint import (
@@ -34,7 +33,7 @@ from zoo.checkpoint import (
 from zoo.data import DATASETS
 from zoo.errors import CheckpointError
 from zoo.plots import history_png
-from zoo.registry import TIMM_PREFIX, build_model, model_info
+from zoo.registry import TIMM_PREFIX, meta_model, model_info
 from zoo.rundir import RunDir
 
 __all__ = ["build_card", "metrics_from_history", "read_run", "run_notes", "write_bundle_card", "write_run_card"]
@@ -119,8 +118,7 @@ def _limitations(meta: CheckpointMeta) -> list[str]:
         "with the mean and std above.",
         "Not evaluated for calibration, robustness to corruptions or adversarial inputs.",
     ]
-    with torch.device("meta"):
-        model = build_model(meta.arch, **meta.model_kwargs)
+    model = meta_model(meta.arch, **meta.model_kwargs)
     if model.family == "googlenet":
         kernel = f"{model.kernel5x5}x{model.kernel5x5}"
         notes.append(
@@ -266,26 +264,11 @@ def build_card(
     run = {"epochs": epochs, "seed": seed, "machine": machine, "git_commit": train_commit, "train_seconds": train_seconds,
            "recipe_config": recipe_config}
     body = [
-        f"# {name}",
-        "",
-        f"{meta.arch} trained from scratch on {dataset_name} with zoo, "
-        f'the model zoo of "{PAPER}".',
-        "",
-        "## Results",
-        "",
-        *_results(meta, dataset_name, selection, per_class),
-        "",
-        "## Usage",
-        "",
-        *_usage(meta, repo_id, pretrained_name),
-        "",
-        "## Model",
-        "",
-        _table(_model_rows(meta, weights)),
-        "",
-        "## Training",
-        "",
-        _table(_training_rows(meta, run)),
+        f"# {name}", "", f'{meta.arch} trained from scratch on {dataset_name} with zoo, the model zoo of "{PAPER}".', "",
+        "## Results", "", *_results(meta, dataset_name, selection, per_class), "",
+        "## Usage", "", *_usage(meta, repo_id, pretrained_name), "",
+        "## Model", "", _table(_model_rows(meta, weights)), "",
+        "## Training", "", _table(_training_rows(meta, run)),
     ]
     if curve:
         body += ["", f"![training curves]({CURVE_NAME})"]

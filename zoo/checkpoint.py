@@ -151,26 +151,20 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta
 
 def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read a safetensors file; anything else is a CheckpointError (never a pickle fallback)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
-    try:
-        with safe_open(path, framework="pt") as f:
-            metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except SafetensorError as e:
-        raise _not_safetensors(path, e) from e
-    return tensors, metadata
+    return _read_safetensors(Path(path), tensors=True)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The string metadata of a safetensors file, without reading its tensors."""
-    path = Path(path)
+    return _read_safetensors(Path(path), tensors=False)[1]
+
+
+def _read_safetensors(path: Path, *, tensors: bool) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
         with safe_open(path, framework="pt") as f:
-            return f.metadata() or {}
+            return ({k: f.get_tensor(k) for k in f.keys()} if tensors else {}), f.metadata() or {}
     except SafetensorError as e:
         raise _not_safetensors(path, e) from e
 

@@ -90,8 +90,8 @@ def _dataset(info: DatasetInfo, x_train: Tensor, y_train: Tensor, x_test: Tensor
 
 def _to_nchw(x: np.ndarray, info: DatasetInfo) -> Tensor:
     t = torch.from_numpy(np.ascontiguousarray(x))
-    if info.in_chans == 1:
-        return F.pad(t.unsqueeze(1), (2, 2, 2, 2)) if t.shape[-1] == 28 else t.unsqueeze(1)
+    if info.in_chans == 1:  # 28x28 digits (checked) enter zero-padded to 32x32
+        return F.pad(t.unsqueeze(1), (2, 2, 2, 2))
     return t.permute(0, 3, 1, 2).contiguous()
 
 

@@ -2,19 +2,24 @@
 
 The factory sits above the registry (names, tags, building without weights) and
 the hub (fetching and checking weights), so that neither needs the other.
+
+Every zoo model is also ``timm.create_model("zoo_<name>")``. Importing timm costs
+about 1.7 s (it imports torchvision and torch._dynamo), so zoo does not import it:
+the models are registered in timm the moment timm is imported, before or after zoo.
 """
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
+import sys
+from collections.abc import Callable
 from typing import Any
 
-import torch
-from timm.models import build_model_with_cfg
-from timm.models import register_model as timm_register_model
 from torch import nn
 
 from zoo import registry
 from zoo.hub import load_pretrained
-from zoo.registry import TIMM_PREFIX, PretrainedTag, build_model, get_pretrained_tag, split_model_name
+from zoo.registry import TIMM_PREFIX, PretrainedTag, build_model, get_pretrained_tag, meta_model, split_model_name
 
 __all__ = ["TIMM_PREFIX", "create_model"]
 
@@ -61,8 +66,7 @@ def _timm_entry(name: str):
         if isinstance(cfg, str) or (pretrained and cfg is None):  # "zoo_<arch>.<tag>", or the arch's first tag
             tag = get_pretrained_tag(f"{name}.{cfg}" if isinstance(cfg, str) else name)
             kwargs = {**tag.model_kwargs, **kwargs}
-        with torch.device("meta"):
-            probe = build_model(name, **{k: v for k, v in kwargs.items() if k in ("stem", "head", "aux_logits")})
+        probe = meta_model(name, **{k: v for k, v in kwargs.items() if k in ("stem", "head", "aux_logits")})
         default_cfg = {
             "num_classes": 1000,
             "input_size": probe.default_input_size,
@@ -77,6 +81,8 @@ def _timm_entry(name: str):
             kwargs["pretrained_cfg"] = default_cfg
         elif isinstance(cfg, dict):
             kwargs["pretrained_cfg"] = {**default_cfg, **cfg}
+        from timm.models import build_model_with_cfg  # lazy: timm is imported already, it is calling us
+
         model = build_model_with_cfg(registry.factory(name), TIMM_PREFIX + name, pretrained and tag is None, **kwargs)
         if pretrained and tag is not None:
             load_pretrained(model, tag)
@@ -90,9 +96,40 @@ def _timm_entry(name: str):
 
 def _register_in_timm(name: str) -> None:
     """Make ``timm.create_model("zoo_<name>")`` build our model, weights included; our names never shadow timm's."""
+    from timm.models import register_model as timm_register_model  # lazy: only once timm is imported
+
     entry = _timm_entry(name)
     globals()[entry.__name__] = entry  # timm records the entry's module; the function must be reachable there
     timm_register_model(entry)
 
 
-registry.on_register(_register_in_timm)
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Run ``callback`` once, right after the module ``name`` is first imported (by anyone)."""
+
+    def __init__(self, name: str, callback: Callable[[], None]) -> None:
+        self.name, self.callback = name, callback
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is not None and spec.loader is not None:
+            run = spec.loader.exec_module
+
+            def exec_module(module: Any) -> None:
+                run(module)
+                self.callback()
+
+            spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+def _mirror_into_timm() -> None:
+    registry.on_register(_register_in_timm)
+
+
+if "timm" in sys.modules:
+    _mirror_into_timm()
+else:
+    sys.meta_path.insert(0, _AfterImport("timm", _mirror_into_timm))

@@ -69,7 +69,7 @@ from zoo.checkpoint import (
 )
 from zoo.errors import CheckpointError, HubError
 from zoo.plots import history_png
-from zoo.registry import TIMM_PREFIX, PretrainedTag, build_model, list_models
+from zoo.registry import TIMM_PREFIX, PretrainedTag, build_model, list_models, meta_model
 from zoo.version import __version__
 
 __all__ = [
@@ -119,18 +119,7 @@ def save_pretrained(
     folder appears whole or not at all (an existing one keeps its old files
     on failure). Returns ``out_dir``.
     """
-    try:
-        json.dumps(model_kwargs)
-    except TypeError as e:
-        raise CheckpointError(f"model_kwargs must be JSON values (numbers, strings, lists, dicts): {e}") from None
-    with torch.device("meta"):
-        reference = build_model(arch, **model_kwargs)
-    detail = structure_difference(model, reference, arch)
-    if detail:
-        raise CheckpointError(
-            f"the model is not zoo.create_model({arch!r}, **{model_kwargs!r}) ({detail}); "
-            "pass the arch and model_kwargs it was built with"
-        )
+    _check_is(model, arch, model_kwargs)
     base = unwrap_model(model)
     tensors = state_dict_of(model)
     check_finite(tensors, "the model given to save_pretrained")
@@ -164,6 +153,20 @@ def save_pretrained(
         card = build_card(meta, staging / WEIGHTS_NAME, curve=bool(history), notes=notes)
         atomic_write_bytes(staging / CARD_NAME, str(card).encode())
     return out_dir
+
+
+def _check_is(model: nn.Module, arch: str, model_kwargs: dict[str, Any]) -> None:
+    """Refuse to save a model under an arch and kwargs that do not build it."""
+    try:
+        json.dumps(model_kwargs)
+    except TypeError as e:
+        raise CheckpointError(f"model_kwargs must be JSON values (numbers, strings, lists, dicts): {e}") from None
+    detail = structure_difference(model, meta_model(arch, **model_kwargs), arch)
+    if detail:
+        raise CheckpointError(
+            f"the model is not zoo.create_model({arch!r}, **{model_kwargs!r}) ({detail}); "
+            "pass the arch and model_kwargs it was built with"
+        )
 
 
 def _timm_config(meta: CheckpointMeta, model: nn.Module, sha256: str) -> dict[str, Any]:
@@ -203,8 +206,7 @@ def _reference(meta: CheckpointMeta, where: str) -> nn.Module:
     """The model a checkpoint's metadata describes, built on the meta device to check the weights against."""
     if meta.arch not in list_models():
         raise CheckpointError(f"{where} holds weights for {meta.arch!r}, which this zoo version does not know; upgrade zoo")
-    with torch.device("meta"):
-        return build_model(meta.arch, **meta.model_kwargs)
+    return meta_model(meta.arch, **meta.model_kwargs)
 
 
 def _load(model: nn.Module, tensors: dict[str, torch.Tensor], meta: CheckpointMeta | None, where: str) -> nn.Module:

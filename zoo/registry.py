@@ -30,6 +30,7 @@ __all__ = [
     "build_model",
     "get_pretrained_tag",
     "list_models",
+    "meta_model",
     "model_class",
     "model_info",
     "register_model",
@@ -172,11 +173,24 @@ def build_model(name: str, *, num_classes: int | None = None, in_chans: int | No
     return _MODELS[arch](**kwargs)
 
 
-@functools.cache
+def meta_model(name: str, **kwargs: Any) -> nn.Module:
+    """``build_model(name, **kwargs)`` on the meta device, in eval mode: structure and shapes, no memory.
+
+    The instance is shared (cached: a build costs up to 0.3 s), so read it and never change it;
+    ``kwargs`` must be JSON values, as a checkpoint records them.
+    """
+    return _meta_model(name, json.dumps(kwargs, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=256)
+def _meta_model(name: str, kwargs_json: str) -> nn.Module:
+    with torch.device("meta"):
+        return build_model(name, **json.loads(kwargs_json)).eval()
+
+
 def model_class(arch: str) -> type[nn.Module]:
     """The class arch ``arch`` builds (read its family facts: ``family``, ``variant_arg``, ``aux_prefixes``)."""
-    with torch.device("meta"):
-        return type(build_model(arch))
+    return type(meta_model(arch))
 
 
 def list_models(pattern: str | Iterable[str] = "*", pretrained: bool = False) -> list[str]:
@@ -197,14 +211,19 @@ def model_info(name: str, input_size: tuple[int, int, int] | None = None, **kwar
     matrix products; MACs = FLOPs / 2. ``input_size`` defaults to the model's
     own (``model.default_input_size``). Aux heads are not counted (eval mode).
     """
+    size = tuple(input_size) if input_size is not None else None
+    return dict(_model_info(name, size, json.dumps({k: v for k, v in kwargs.items() if v is not None}, sort_keys=True)))
+
+
+@functools.lru_cache(maxsize=256)
+def _model_info(name: str, input_size: tuple[int, int, int] | None, kwargs_json: str) -> dict[str, Any]:
     from torch.utils.flop_counter import FlopCounterMode  # lazy: torch.utils.flop_counter is only for this count
 
-    with torch.device("meta"):
-        model = build_model(name, **kwargs).eval()
-        size = tuple(input_size or model.default_input_size)
-        counter = FlopCounterMode(display=False)
-        with counter, torch.no_grad():
-            model(torch.empty(1, *size))
+    model = meta_model(name, **json.loads(kwargs_json))
+    size = tuple(input_size or model.default_input_size)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad(), torch.device("meta"):
+        model(torch.empty(1, *size))
     flops = counter.get_total_flops()
     return {
         "name": name,

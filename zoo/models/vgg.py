@@ -20,6 +20,12 @@ CFGS: dict[str, list[int | str]] = {
 }
 
 
+def _linear(in_features: int, out_features: int) -> nn.Linear:
+    """A Linear left uninitialised: the model's init below overwrites every value, and the default
+    kaiming init of the 102M-weight first FC layer alone took 0.45 s per model on 2 cores."""
+    return torch.nn.utils.skip_init(nn.Linear, in_features, out_features, device=torch.get_default_device())
+
+
 def make_features(cfg: list[int | str], batch_norm: bool, in_chans: int) -> nn.Sequential:
     layers: list[nn.Module] = []
     channels = in_chans
@@ -66,10 +72,10 @@ class VGG(ZooModel):
         if head == "imagenet":
             self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
             self.classifier: nn.Module = nn.Sequential(
-                nn.Linear(512 * 7 * 7, 4096),
+                _linear(512 * 7 * 7, 4096),
                 nn.ReLU(True),
                 nn.Dropout(p=dropout),
-                nn.Linear(4096, 4096),
+                _linear(4096, 4096),
                 nn.ReLU(True),
                 nn.Dropout(p=dropout),
                 nn.Linear(4096, num_classes),
