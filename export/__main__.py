@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from export.onnx import PARITY_BATCHES, check_parity, export_onnx, load_model
+from zoo.checkpoint import atomic_path, check_writable
 from zoo.cliutil import key_value, run_command
 
 
@@ -48,16 +49,19 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def run(args: argparse.Namespace) -> int:
+    check_writable(args.out)
     kwargs = dict(args.model_arg)
     if args.input_size:
         kwargs["in_chans"] = args.input_size[0]
     model = load_model(args.model, weights=args.weights, num_classes=args.num_classes, **kwargs)
     input_size = tuple(args.input_size or model.default_input_size)
     dynamic = args.batch is None
-    path = export_onnx(
-        model, args.out, input_size=input_size, opset=args.opset, dynamic_batch=dynamic, batch_size=2 if dynamic else args.batch
-    )
-    diffs = check_parity(model, path, input_size=input_size, batch_sizes=PARITY_BATCHES if dynamic else (args.batch,), tolerance=args.tolerance)
+    with atomic_path(args.out) as tmp:  # a file that fails the checker or the parity check never reaches --out
+        export_onnx(model, tmp, input_size=input_size, opset=args.opset, dynamic_batch=dynamic,
+                    batch_size=2 if dynamic else args.batch)
+        diffs = check_parity(model, tmp, input_size=input_size, batch_sizes=PARITY_BATCHES if dynamic else (args.batch,),
+                             tolerance=args.tolerance)
+    path = Path(args.out)
     size_mb = path.stat().st_size / 2**20
     parity = ", ".join(f"batch {b}: {d:.2e}" for b, d in diffs.items())
     print(f"wrote {path} ({size_mb:.1f} MB, input {'x'.join(map(str, input_size))}, batch {args.batch or 'dynamic'})")

@@ -45,9 +45,10 @@ import zoo
 from export.__main__ import add_model_arguments
 from zoo.cliutil import format_table, run_command
 from export.onnx import INPUT_NAME, check_parity, create_session, export_onnx, load_model
-from zoo.checkpoint import atomic_write_bytes
+from zoo.arguments import Range, check_arguments
+from zoo.checkpoint import atomic_write_bytes, check_writable
 from zoo.data import Dataset, DeviceLoader, load_dataset, subset
-from zoo.errors import DataError, ExportError, UnknownModelError
+from zoo.errors import ArgumentError, DataError, ExportError, UnknownModelError
 from zoo.plots import png_bytes
 from zoo.registry import split_model_name
 
@@ -79,6 +80,16 @@ class BenchConfig:
     opset: int | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     num_classes: int | None = None
+
+    def __post_init__(self) -> None:
+        ranges = {"threads": Range(1), "warmup": Range(0), "budget_s": Range(0), "min_runs": Range(1),
+                  "eval_images": Range(1), "calibration_images": Range(1), "num_classes": Range(1)}
+        check_arguments("zoo bench", {k: v for k, v in dataclasses.asdict(self).items() if k != "batch_sizes"},
+                        BenchConfig, ranges=ranges)
+        if not self.batch_sizes or min(self.batch_sizes) < 1:
+            raise ArgumentError(f"zoo bench: batch sizes must be >= 1, got {list(self.batch_sizes)}")
+        if self.input not in INPUTS:
+            raise ArgumentError(f"zoo bench: input={self.input!r} is not one of {', '.join(INPUTS)}")
 
     @property
     def input_size(self) -> tuple[int, int, int]:
@@ -463,6 +474,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def run(args: argparse.Namespace) -> int:
+    check_writable(args.out / "results.json")
     tags = [p for p in args.patterns if "." in p]  # arch.tag patterns: pretrained tags, with their weights
     names = zoo.list_models([p for p in args.patterns if p not in tags]) + zoo.list_models(tags, pretrained=True) if tags else zoo.list_models(args.patterns)
     wrong_input = [n for n in names if "." in n and zoo.get_pretrained_tag(n).dataset != args.input]

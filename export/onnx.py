@@ -34,8 +34,9 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 import zoo
-from zoo.errors import ExportError, UnknownModelError, ZooError
-from zoo.registry import model_class, split_model_name
+from zoo.checkpoint import atomic_path
+from zoo.errors import ExportError, ZooError
+from zoo.registry import split_model_name
 
 __all__ = [
     "INPUT_NAME", "OUTPUT_NAME", "PARITY_BATCHES", "check_onnx", "check_parity", "create_session", "export_onnx",
@@ -128,8 +129,13 @@ def export_onnx(
             f"{type(model).__name__} in eval mode returns {len(outputs)} outputs ({outputs}); "
             "export takes models whose forward returns one logits tensor in eval mode"
         )
-    program.save(path)  # one self-contained file; weights go to a side file only above protobuf's 2 GB
-    check_onnx(path)
+    wrote = program.model.opset_imports.get("")
+    if opset is not None and wrote != opset:  # the exporter falls back silently when its converter fails
+        raise ExportError(f"the exporter could not write ONNX opset {opset} (it wrote {wrote}); pass --opset {wrote} "
+                          "or higher, or leave --opset out")
+    with atomic_path(path) as tmp:  # no rejected or half-written file at path
+        program.save(tmp)  # one self-contained file; weights go to a side file only above protobuf's 2 GB
+        check_onnx(tmp)
     return path
 
 
@@ -193,14 +199,10 @@ def check_parity(
 
 
 def load_model(name: str, *, weights: str | None = None, **kwargs: Any) -> nn.Module:
-    """The model to export, in eval mode: ``name`` with ``weights`` (zoo.hub.load_model), an
-    ``arch.tag`` with its published weights, or a bare arch randomly initialised."""
-    try:
-        if weights is not None:
-            model = zoo.load_model(weights, name, **kwargs)
-        else:
-            model = zoo.create_model(name, pretrained=bool(split_model_name(name)[1]), **kwargs)
-    except TypeError as e:  # a kwarg the family does not take, e.g. head= on a ResNet
-        variant = model_class(split_model_name(name)[0]).variant_arg
-        raise UnknownModelError(f"{name}: {e}; this family takes {variant}=imagenet|cifar (and num_classes, in_chans)") from e
-    return model.eval()
+    """The model to export, in eval mode: ``name`` with ``weights`` (zoo.hub.load_model: the weights'
+    recorded configuration, which explicit ``kwargs`` may only repeat), an ``arch.tag`` with its
+    published weights, or a bare arch randomly initialised. ``None`` values mean "not given"."""
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if weights is not None:
+        return zoo.load_model(weights, name, **kwargs).eval()
+    return zoo.create_model(name, pretrained=bool(split_model_name(name)[1]), **kwargs).eval()

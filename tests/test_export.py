@@ -145,7 +145,7 @@ def test_parity_failure_raises_export_error(static_export):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["resnet18", "--model-arg", "head=cifar"], "unexpected keyword argument 'head'"),
+        (["resnet18", "--model-arg", "head=cifar"], "resnet18 takes no 'head'; it takes num_classes, in_chans, stem"),
         (["vgg11", "--input-size", "3", "16", "16"], "at least 32x32"),
         (["resnet1"], "unknown model 'resnet1'"),
     ],

@@ -143,7 +143,7 @@ def test_model_info_macs():
 
 
 def test_stem_and_head_choices_are_checked():
-    with pytest.raises(ValueError, match="stem must be"):
+    with pytest.raises(ValueError, match="stem='mnist' is not one of 'imagenet', 'cifar'"):
         zoo.create_model("resnet18", stem="mnist")
-    with pytest.raises(ValueError, match="head must be"):
+    with pytest.raises(ValueError, match="head='tiny' is not one of 'imagenet', 'cifar'"):
         zoo.create_model("vgg11", head="tiny")

@@ -15,6 +15,7 @@ that leave the parameter shapes alone (GoogLeNet's residual shortcuts).
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import json
 import math
@@ -34,7 +35,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from zoo.errors import CheckpointError
+from zoo.errors import ArgumentError, CheckpointError
 
 __all__ = [
     "CARD_NAME",
@@ -47,9 +48,11 @@ __all__ = [
     "atomic_write_bytes",
     "check_compatible",
     "check_finite",
+    "check_writable",
     "git_commit",
     "load_into",
     "load_tensors",
+    "pid_alive",
     "read_checkpoint",
     "read_metadata",
     "save_tensors",
@@ -77,26 +80,78 @@ SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 """A hex sha256 as zoo writes and pins them: 64 lowercase hex digits."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def _remove_orphans(path: Path) -> None:
+    """Temporary siblings of ``path`` left by writers that were killed (their pid is in the name and gone)."""
+    for tmp in path.parent.glob(f"{glob.escape(_temp_prefix(path))}*.tmp"):
+        pid = tmp.name[len(_temp_prefix(path)):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to; on success it is fsynced and renamed over ``path``.
 
-    Readers see the old file or the whole new one; on an exception the temporary file is removed.
+    Readers see the old file or the whole new one; on an exception the temporary file is removed, and one
+    orphaned by a killed writer is removed by the next write to ``path``. The file gets the permissions
+    the user's umask gives (a temporary file is created private).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _remove_orphans(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f"{_temp_prefix(path)}{os.getpid()}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Refuse, before any work, an output path zoo could not write: one under a file, or in a read-only directory.
+    Nothing is created."""
+    path = Path(path)
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if path.exists() and path.is_dir() or not path.exists():
+        if not probe.is_dir():
+            raise ArgumentError(f"cannot write {path}: {probe} is a file, not a directory; choose another output path")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise ArgumentError(f"cannot write {path}: {probe} is not writable; choose another output path")
+    elif not os.access(path, os.W_OK):
+        raise ArgumentError(f"cannot write {path}: the file is read-only; choose another output path")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -125,7 +180,9 @@ def staged_dir(out_dir: str | os.PathLike, *, stale: tuple[str, ...] = ()) -> It
     """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
+    _remove_orphans(out_dir)
+    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f"{_temp_prefix(out_dir)}{os.getpid()}.", suffix=".tmp"))
+    os.chmod(staging, 0o777 & ~_umask())
     try:
         yield staging
         if not out_dir.exists():
@@ -185,7 +242,7 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _verify_sha256(path: Path, pins: Mapping[str, str]) -> None:
+def _verify_sha256(path: Path, pins: Mapping[str, str], remedy: str | None = None) -> None:
     """Refuse a file whose sha256 differs from any pinned digest (``pins``: who pins it -> digest)."""
     if not pins:
         return
@@ -194,7 +251,7 @@ def _verify_sha256(path: Path, pins: Mapping[str, str]) -> None:
         if actual != expected.lower():
             raise CheckpointError(
                 f"sha256 mismatch for {path}: {pinned_by} expects {expected}, the file has {actual}. "
-                f"The file is corrupt or was replaced; delete {os.path.realpath(path)} and load again"
+                f"The file is corrupt or was replaced; {remedy or f'restore {path}'}"
             )
 
 
@@ -352,17 +409,18 @@ def check_finite(tensors: Mapping[str, torch.Tensor], where: str) -> None:
 
 
 def read_checkpoint(
-    path: str | os.PathLike, *, sha256: Mapping[str, str] | None = None
+    path: str | os.PathLike, *, sha256: Mapping[str, str] | None = None, remedy: str | None = None
 ) -> tuple[dict[str, torch.Tensor], CheckpointMeta | None]:
     """Read and check a safetensors checkpoint: digests, format, finite values, metadata.
 
     ``sha256`` maps who pins a digest (``"tag resnet18.mnist_paper"``,
-    ``"config.json"``) to the digest; the file must match every one.
+    ``"config.json"``) to the digest; the file must match every one. ``remedy``
+    says how to mend a copy that does not (the caller knows where it came from).
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
-    _verify_sha256(path, sha256 or {})
+    _verify_sha256(path, sha256 or {}, remedy)
     tensors, metadata = load_tensors(path)
     tensors = strip_prefixes(tensors)
     check_finite(tensors, str(path))
@@ -452,11 +510,28 @@ def check_compatible(
         advice = "; ".join(hints) + (f" ({fix})" if meta else "") if hints else fix
         raise CheckpointError(f"shape mismatch between {where} and the model ({shown}): {advice}")
 
+    _check_dtypes(model, tensors, where)
     detail = structure_difference(model, reference, meta.arch) if reference is not None else None
     if detail:
         raise CheckpointError(
             f"wrong architecture: {where} holds {meta.arch!r} weights but the model differs ({detail}); {fix}"
         )
+
+
+def _check_dtypes(model: nn.Module, tensors: Mapping[str, torch.Tensor], where: str) -> None:
+    """Weights load into the model's dtype only between 16- and 32-bit floats (fp16 bundles into fp32 models,
+    and back), and only when every value stays finite there; float64 or integer where the model differs is refused."""
+    for key, want in ((k, v.dtype) for k, v in model.state_dict().items()):
+        got = tensors[key].dtype
+        if got == want:
+            continue
+        if not (got.is_floating_point and want.is_floating_point and torch.float64 not in (got, want)):
+            raise CheckpointError(
+                f"{where} stores {key} as {got}, the model holds {want}: zoo does not cast weights silently; "
+                f"convert the model (e.g. model.to({got})) or re-save the weights as {want}"
+            )
+        if not _finite(tensors[key].to(want)):
+            raise CheckpointError(f"{where}: {key} does not fit in {want} (values overflow to infinity); load it into a {got} model")
 
 
 def structure_difference(model: nn.Module, reference: nn.Module, label: str) -> str | None:

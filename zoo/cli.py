@@ -1,26 +1,29 @@
 """The ``zoo`` command: list, info, train, eval, release, reproduce, push, card; export and bench come from
 the ``export`` package through the ``zoo.commands`` entry points (zoo never imports export).
 
-Exit status: 0 success, 2 a refused input or failed check (one line on stderr, no traceback),
-130 a training run stopped by SIGINT / SIGTERM with its state saved.
+Exit status: 0 done; 1 the system failed (a file that cannot be read or written, a full disk);
+2 a refused input or a failed check; 130 a training run stopped by SIGINT / SIGTERM, its state
+saved. Each error is one line on stderr; --debug (or ZOO_DEBUG=1) shows the traceback.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
 from zoo.cards import write_run_card
-from zoo.cliutil import format_table, key_value, run_command
-from zoo.errors import UnknownModelError
+from zoo.cliutil import EXIT_CODES, format_table, key_value, positive, run_command
+from zoo.errors import ArgumentError, UnknownModelError
 from zoo.hub import push_to_hub
 from zoo.recipes import RECIPES
 from zoo.registry import BUNDLED_DIR, TAGS_FILE, list_models, model_info
 from zoo.release import release
 from zoo.reproduce import EXPERIMENTS, estimate, plan_configs, reproduce, unique_configs
 from zoo.train import TrainConfig, evaluate_checkpoint, train
+from zoo.version import __version__
 
 PLUGIN_GROUP = "zoo.commands"
 """Entry points adding subcommands: each loads ``build_parser(parser)`` of a package built on zoo (export's)."""
@@ -82,6 +85,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def seed_list(values: list[int]) -> tuple[int, ...]:
     """``--seeds 3`` means seeds 0, 1, 2; several values are the seeds themselves."""
+    if len(values) == 1 and values[0] < 1 or any(v < 0 for v in values):
+        raise ArgumentError(f"--seeds takes a count >= 1 or several seeds >= 0, got {' '.join(map(str, values))}")
     return tuple(range(values[0])) if len(values) == 1 else tuple(values)
 
 
@@ -212,7 +217,7 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", action="append", choices=RECIPES, help="only these recipes (default: the experiment's)")
     p.add_argument("--data-dir")
     p.add_argument("--device", default="auto")
-    p.add_argument("--jobs", type=int, default=1, help="concurrent training processes (they can share one GPU)")
+    p.add_argument("--jobs", type=positive(int), default=1, help="concurrent training processes (they can share one GPU)")
     p.add_argument("--report-only", action="store_true", help="train nothing; write the report from the runs in --out")
     p.add_argument("--seeds", type=int, nargs="+", default=[1], metavar="N",
                    help="one value: that many seeds (0..N-1); several: those seeds (default: seed 0 only)")
@@ -221,7 +226,7 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model-arg", action="append", type=key_value, default=[], metavar="KEY=VALUE",
                    help="applied to every run, e.g. stem=imagenet for the fast recipe in the paper's configuration")
     p.add_argument("--plan", action="store_true", help="train nothing: print the runs, images and estimated GPU minutes")
-    p.add_argument("--throughput", type=float, metavar="IMG_S", help="with --plan: img/s per process instead of the measured ones")
+    p.add_argument("--throughput", type=positive(float), metavar="IMG_S", help="with --plan: img/s per process instead of the measured ones")
     p.set_defaults(func=cmd_reproduce)
 
 
@@ -232,6 +237,8 @@ def plugins() -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zoo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"zoo {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_inspect, _add_train, _add_reproduce, _add_publish):
         add(sub)
@@ -243,8 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     found = plugins()
+    if argv[:1] == ["--debug"] and argv[1:2] and argv[1] in found:
+        os.environ["ZOO_DEBUG"] = "1"
+        argv = argv[1:]
     if argv and argv[0] in found:  # a plugin's own parser, loaded only when its command runs
-        parser = argparse.ArgumentParser(prog=f"zoo {argv[0]}", formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser = argparse.ArgumentParser(prog=f"zoo {argv[0]}", formatter_class=argparse.RawDescriptionHelpFormatter,
+                                         epilog=EXIT_CODES)
         return run_command(found[argv[0]].load()(parser), argv[1:])
     return run_command(build_parser(), argv)
 

@@ -6,27 +6,62 @@ commands both build on it without importing each other.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
+import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from zoo.errors import ZooError
 
-__all__ = ["EXIT_USER_ERROR", "format_table", "key_value", "run_command"]
+__all__ = ["EXIT_OS_ERROR", "EXIT_USER_ERROR", "EXIT_CODES", "format_table", "key_value", "positive", "run_command"]
 
 EXIT_USER_ERROR = 2
 """The exit status of a refused input or a failed check (argparse's usage errors use it too)."""
+EXIT_OS_ERROR = 1
+"""The exit status of a failure of the system: a file that cannot be read or written, a full disk."""
+EXIT_CODES = (
+    "exit status: 0 done; 1 the system failed (a file that cannot be read or written, a full disk); "
+    "2 a refused input or a failed check (usage, data, weights, export parity); 130 a run stopped by "
+    "SIGINT/SIGTERM with its state saved. Each error is one line; --debug (or ZOO_DEBUG=1) shows the traceback."
+)
+
+
+def positive(kind: type) -> Callable[[str], Any]:
+    """argparse type: a number of ``kind`` (int or float) greater than zero."""
+
+    noun = {int: "whole number", float: "number"}[kind]
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"takes a {noun} > 0, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"takes a {noun} > 0, got {text!r}")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
 
 
 def key_value(item: str) -> tuple[str, Any]:
-    """argparse type: ``"stem=cifar"`` -> ``("stem", "cifar")``; the value is JSON when it parses (``aux_logits=false``)."""
+    """argparse type: ``"stem=cifar"`` -> ``("stem", "cifar")``.
+
+    The value is a Python literal when it parses as one (``aux_logits=False``, ``lr=0.1``, as timm's
+    ParseKwargs reads them), else JSON (``aux_logits=false``), else the string itself. Whether the key
+    and value fit is checked where they are used, against the model's or the recipe's signature.
+    """
     key, sep, value = item.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"takes KEY=VALUE, got {item!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
+    for parse in (ast.literal_eval, json.loads):
+        try:
+            return key, parse(value)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+    return key, value
 
 
 def format_table(rows: list[dict], columns: list[str]) -> str:
@@ -37,10 +72,20 @@ def format_table(rows: list[dict], columns: list[str]) -> str:
 
 
 def run_command(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
-    """Parse ``argv`` and run its ``func``; a ZooError becomes one line on stderr and exit status 2."""
+    """Parse ``argv`` and run its ``func``. One of our errors becomes one line on stderr and exit status 2, a
+    system error (OSError) one line and status 1; anything else is a bug and keeps its traceback."""
     args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False) or bool(os.environ.get("ZOO_DEBUG"))
     try:
         return args.func(args)
     except ZooError as e:
+        if debug:
+            raise
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except OSError as e:
+        if debug:
+            raise
+        where = f": {e.filename}" if e.filename else ""
+        print(f"{parser.prog}: error: {e.strerror or e}{where}", file=sys.stderr)
+        return EXIT_OS_ERROR

@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import math
 import os
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,8 @@ def _check_arrays(arrays: dict[str, np.ndarray], info: DatasetInfo, where: str) 
         x, y = arrays.get(f"x_{split}"), arrays.get(f"y_{split}")
         if x is None or y is None:
             raise DataError(f"{where} lacks x_{split}/y_{split}; expected uint8 arrays x_train, y_train, x_test, y_test")
+        if y.dtype.kind not in "iu" or y.ndim != 1:
+            raise DataError(f"{where}: y_{split} is {y.dtype}{y.shape}; labels must be a 1-D array of integers 0..{info.num_classes - 1}")
         if x.dtype != np.uint8 or x.shape[1:] != hw or len(x) != len(y):
             raise DataError(
                 f"{where}: x_{split} is {x.dtype}{x.shape}, y_{split} has {len(y)} labels; "
@@ -111,8 +114,11 @@ def _check_arrays(arrays: dict[str, np.ndarray], info: DatasetInfo, where: str) 
 
 
 def _from_npz(path: Path, info: DatasetInfo) -> Dataset:
-    with np.load(path, allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # truncated, not a zip, a pickled array
+        raise DataError(f"{path} is not a readable .npz archive ({type(e).__name__}: {e}); restore or re-create it") from None
     _check_arrays(arrays, info, str(path))
     return _dataset(
         info,
@@ -169,28 +175,34 @@ def load_dataset(
     val_split: int = 0,
     seed: int = 0,
 ) -> Dataset:
-    """Load ``name`` ("mnist" or "cifar10") from ``data_dir`` / ``$ZOO_DATA_DIR`` or torchvision.
+    """Load ``name`` ("mnist" or "cifar10") from ``data_dir`` / ``$ZOO_DATA_DIR``, else torchvision's download.
 
-    ``val_split`` holds out that many training images (a seeded random choice)
-    as a validation set, so the learning-rate plateau need not watch the test set.
+    A directory given (argument or environment) must hold ``<name>.npz``: nothing is created or
+    downloaded there, so a mistyped path is an error that says where it looked. Without one,
+    torchvision downloads into ``~/.cache/zoo/datasets`` (``download=False`` refuses that too).
+    ``val_split`` holds out that many training images (a seeded random choice) as a validation set,
+    so the learning-rate plateau need not watch the test set.
     """
     info = get_info(name)
     data_dir = data_dir or os.environ.get("ZOO_DATA_DIR")
-    npz = Path(data_dir) / f"{name}.npz" if data_dir else None
-    if npz is not None and npz.is_file():
+    if data_dir:
+        npz = Path(data_dir) / f"{name}.npz"
+        if not npz.is_file():
+            where = "--data-dir / $ZOO_DATA_DIR"
+            raise DataError(f"{name}: looked for {npz} ({where}) and found no such file; pass the directory that holds "
+                            f"{name}.npz (uint8 x_train, y_train, x_test, y_test), or no directory to download it")
         ds = _from_npz(npz, info)
     elif download:
-        root = Path(data_dir) if data_dir else Path.home() / ".cache" / "zoo" / "datasets"
+        root = Path.home() / ".cache" / "zoo" / "datasets"
         try:
             ds = _from_torchvision(root, info)
         except Exception as e:  # torchvision raises URLError, RuntimeError, ... offline
             raise DataError(
-                f"{name}: no {name}.npz in {data_dir or '$ZOO_DATA_DIR (unset)'} and torchvision's download "
-                f"failed ({type(e).__name__}: {e}); pass --data-dir DIR holding {name}.npz "
-                "(uint8 x_train, y_train, x_test, y_test) or use a synthetic set"
+                f"{name}: no --data-dir given and torchvision's download into {root} failed ({type(e).__name__}: {e}); "
+                f"pass --data-dir DIR holding {name}.npz (uint8 x_train, y_train, x_test, y_test) or use a synthetic set"
             ) from e
     else:
-        raise DataError(f"{name}: no {name}.npz in {data_dir}; pass --data-dir DIR holding {name}.npz")
+        raise DataError(f"{name}: pass the directory that holds {name}.npz (data_dir or $ZOO_DATA_DIR)")
     if val_split:
         ds = split_validation(ds, val_split, seed)
     return ds

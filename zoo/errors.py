@@ -10,6 +10,10 @@ class UnknownModelError(ZooError, ValueError):
     """A model name, pretrained tag or weights source that zoo does not know."""
 
 
+class ArgumentError(ZooError, ValueError):
+    """A keyword argument (a model's, a recipe's, a command line's) that is unknown, of the wrong type or out of range."""
+
+
 class ZooInputError(ZooError, ValueError):
     """A tensor a model cannot take: wrong rank, dtype, channel count or size."""
 

@@ -38,7 +38,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import huggingface_hub
 import torch
@@ -67,7 +67,7 @@ from zoo.checkpoint import (
     structure_difference,
     unwrap_model,
 )
-from zoo.errors import CheckpointError, HubError
+from zoo.errors import ArgumentError, CheckpointError, HubError
 from zoo.plots import history_png
 from zoo.registry import TIMM_PREFIX, PretrainedTag, build_model, list_models, meta_model
 from zoo.version import __version__
@@ -87,7 +87,9 @@ __all__ = [
 HF_PREFIX = "hf-hub:"
 MIRROR_ENV = "ZOO_HUB_DIR"
 
-_REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
+_REPO_PART = r"(?!.*\.\.)[A-Za-z0-9_](?:[\w.-]*[A-Za-z0-9_])?"
+_REPO_ID = re.compile(rf"{_REPO_PART}/{_REPO_PART}")
+"""owner/name as the Hub allows them: no '..', no leading or trailing '.' or '-', exactly one '/': never a path out."""
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
@@ -206,20 +208,25 @@ def _reference(meta: CheckpointMeta, where: str) -> nn.Module:
     """The model a checkpoint's metadata describes, built on the meta device to check the weights against."""
     if meta.arch not in list_models():
         raise CheckpointError(f"{where} holds weights for {meta.arch!r}, which this zoo version does not know; upgrade zoo")
-    return meta_model(meta.arch, **meta.model_kwargs)
+    try:
+        return meta_model(meta.arch, **meta.model_kwargs)
+    except ArgumentError as e:
+        raise CheckpointError(f"{where}: field model_kwargs cannot build {meta.arch} ({e}); re-save it with zoo") from None
 
 
 def _load(model: nn.Module, tensors: dict[str, torch.Tensor], meta: CheckpointMeta | None, where: str) -> nn.Module:
-    return load_into(model, tensors, meta, where, _reference(meta, where) if meta else None)
+    load_into(model, tensors, meta, where, _reference(meta, where) if meta else None)
+    if meta is not None:  # the input the weights were trained at, not the architecture's default
+        unwrap_model(model).default_input_size = tuple(meta.input_size)
+    return model
 
 
 def _read(source: str | os.PathLike, filename: str, sha256: str | None) -> tuple[dict[str, torch.Tensor], CheckpointMeta | None, str]:
     """Resolve ``source``, check the file against every digest known for it, read it: (tensors, meta, where)."""
-    path, pins, where = _resolve(source, filename)
-    if sha256 is not None:
-        pins["the sha256 argument"] = sha256
-    tensors, meta = read_checkpoint(path, sha256=pins)
-    return tensors, meta, where
+    found = _resolve(source, filename)
+    pins = {**found.pins, **({"the sha256 argument": sha256} if sha256 is not None else {})}
+    tensors, meta = read_checkpoint(found.path, sha256=pins, remedy=found.remedy)
+    return tensors, meta, found.where
 
 
 def load_weights(model: nn.Module, source: str | os.PathLike, *, sha256: str | None = None) -> nn.Module:
@@ -247,6 +254,12 @@ def load_model(source: str | os.PathLike, arch: str | None = None, *, sha256: st
         raise CheckpointError(f"{where} holds {meta.arch!r} weights, not {arch!r}; pass {meta.arch!r} or other weights")
     if meta is None and arch is None:
         raise CheckpointError(f"{where} has no zoo metadata; pass the arch (and kwargs) the weights belong to")
+    if meta is not None:
+        conflicts = {k: v for k, v in kwargs.items() if k in meta.model_kwargs and meta.model_kwargs[k] != v}
+        if conflicts:
+            k, v = next(iter(conflicts.items()))
+            raise CheckpointError(f"{where} was saved with {k}={meta.model_kwargs[k]!r}, but {k}={v!r} was asked for; "
+                                  f"drop that option (the weights' own configuration is used) or pass {k}={meta.model_kwargs[k]!r}")
     name, model_kwargs = (meta.arch, {**meta.model_kwargs, **kwargs}) if meta else (arch, kwargs)
     with torch.device("meta"):
         model = build_model(name, **model_kwargs)
@@ -277,46 +290,75 @@ def load_pretrained(model: nn.Module, entry: PretrainedTag) -> nn.Module:
             f"(looked for {entry.bundled / entry.filename}); its weights ship in a source checkout: "
             "git clone the zoo repository and pip install -e it"
         )
-    path, pins, where = _resolve(source, entry.filename)
-    tensors, meta = read_checkpoint(path, sha256={f"tag {entry.name}": entry.sha256, **pins})
+    found = _resolve(source, entry.filename)
+    where = found.where
+    tensors, meta = read_checkpoint(found.path, sha256={f"tag {entry.name}": entry.sha256, **found.pins}, remedy=found.remedy)
     if meta is None or meta.arch != entry.arch:
         found = f"{meta.arch!r} weights" if meta else "no zoo metadata"
         raise CheckpointError(f"{where} holds {found}, but tag {entry.name} is for {entry.arch!r}; fix the tag entry")
     return _load(model, tensors, meta, where)
 
 
-def _resolve(source: str | os.PathLike, filename: str) -> tuple[Path, dict[str, str], str]:
-    """Local path of the weights, the digests known for them, and a name for messages."""
+class Source(NamedTuple):
+    """A weights file to read, the digests known for it, a name for messages, and how to mend a bad copy."""
+
+    path: Path
+    pins: dict[str, str]
+    where: str
+    remedy: str
+
+
+def _resolve(source: str | os.PathLike, filename: str) -> Source:
+    """Where the weights ``filename`` of ``source`` are, refusing any name that would leave its folder."""
+    if not filename or Path(filename).name != filename or filename in (".", ".."):
+        raise HubError(f"{filename!r} is not a file name; a weights file is addressed by its plain name in its folder")
     if isinstance(source, str) and source.startswith(HF_PREFIX):
         repo_id, _, revision = source[len(HF_PREFIX) :].partition("@")
         if not _REPO_ID.fullmatch(repo_id):
-            raise HubError(f"{source!r} is not hf-hub:owner/name[@revision]")
+            raise HubError(f"{source!r} is not hf-hub:owner/name[@revision] (letters, digits, '_', '-', '.'; no '..')")
         mirror = os.environ.get(MIRROR_ENV)
         if mirror and (Path(mirror) / repo_id).is_dir():
-            weights = Path(mirror) / repo_id / filename
-            return weights, _config_pins(weights.parent / CONFIG_NAME, filename), f"{source} (mirror {weights})"
+            weights = _inside(Path(mirror) / repo_id, filename)
+            return Source(weights, _config_pins(weights.parent, filename), f"{source} (mirror {weights})",
+                          f"restore {weights} from the published repo")
         return _download(repo_id, revision or "main", filename)
     path = Path(source)
-    weights = path / filename if path.is_dir() else path
+    weights = _inside(path, filename) if path.is_dir() else path
     if not weights.is_file():
         raise CheckpointError(
             f"no checkpoint at {weights}; pass a .safetensors file, a folder written by zoo.hub.save_pretrained, "
             "or hf-hub:owner/name[@revision]"
         )
-    return weights, _config_pins(weights.parent / CONFIG_NAME, weights.name), str(weights)
+    return Source(weights, _config_pins(weights.parent, weights.name), str(weights), f"restore {weights} (copy it again)")
 
 
-def _config_pins(config_path: Path, filename: str) -> dict[str, str]:
-    """The digest a save_pretrained config.json records for ``filename`` (none for other folders)."""
+def _inside(folder: Path, name: str) -> Path:
+    """``folder/name``, refused when a link takes it out of ``folder`` (a checkpoint folder is read as it is)."""
+    path = folder / name
+    if path.is_symlink() and not path.resolve().is_relative_to(folder.resolve()):
+        raise CheckpointError(f"{path} links to {path.resolve()}, outside {folder}; zoo does not follow links out of "
+                              "a checkpoint folder: copy the file into it")
+    return path
+
+
+def _config_pins(folder: Path, filename: str, *, cache: bool = False) -> dict[str, str]:
+    """The digest a save_pretrained config.json records for ``filename`` (none for other folders).
+
+    In the Hugging Face cache (``cache``) a snapshot's files are links to its blobs, by design.
+    """
+    config_path = folder / CONFIG_NAME if cache else _inside(folder, CONFIG_NAME)
     if not config_path.is_file():
         return {}
     try:
         config = json.loads(config_path.read_text())
     except ValueError as e:
-        raise CheckpointError(f"{config_path} is not valid JSON ({e}); restore it or delete it") from None
+        raise CheckpointError(f"{config_path} is not valid JSON ({e}); restore it from the published folder") from None
     recorded = config.get("zoo") if isinstance(config, dict) else None
     if not isinstance(recorded, dict) or recorded.get("weights") != filename or "sha256" not in recorded:
         return {}
+    if not isinstance(recorded["sha256"], str) or not SHA256_PATTERN.fullmatch(recorded["sha256"]):
+        raise CheckpointError(f"{config_path}: field zoo.sha256 is {recorded['sha256']!r}, not 64 lowercase hex digits; "
+                              "restore the file from the published folder")
     return {str(config_path): recorded["sha256"]}
 
 
@@ -339,7 +381,9 @@ def _download(repo_id: str, revision: str, filename: str) -> tuple[Path, dict[st
             f"Check the repo id and revision; offline, either it is in the Hugging Face cache (HF_HUB_OFFLINE=1) "
             f"or {MIRROR_ENV} points to a mirror holding {repo_id}/"
         ) from None
-    return Path(weights), _config_pins(Path(config), filename), f"{where} ({weights})"
+    cached = os.path.realpath(weights)  # the blob in the Hugging Face cache: removing it makes the next load fetch again
+    return Source(Path(weights), _config_pins(Path(config).parent, filename, cache=True), f"{where} ({weights})",
+                  f"the cached copy is bad: delete {cached} and load again")
 
 
 @dataclass(frozen=True)
@@ -365,7 +409,7 @@ def publishable_files(folder: str | os.PathLike) -> tuple[str, ...]:
     if missing:
         raise CheckpointError(f"{folder} lacks {', '.join(missing)}; write it with zoo.hub.save_pretrained")
     weights = folder / WEIGHTS_NAME
-    pins = _config_pins(folder / CONFIG_NAME, WEIGHTS_NAME)
+    pins = _config_pins(folder, WEIGHTS_NAME)
     if not pins:
         raise CheckpointError(f"{folder / CONFIG_NAME} records no sha256 for {WEIGHTS_NAME}; re-save the folder")
     tensors, meta = read_checkpoint(weights, sha256=pins)

@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from zoo.arguments import Range, check_arguments
+from zoo.data import AUGMENTATIONS
 from zoo.errors import TrainingError
 from zoo.registry import model_class
 
@@ -110,8 +112,18 @@ def get_recipe(name: str, arch: str, dataset: str, **overrides: Any) -> Recipe:
         )
     else:
         raise TrainingError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
-    unknown = set(overrides) - {f.name for f in dataclasses.fields(Recipe)}
-    if unknown:
-        raise TrainingError(f"unknown recipe fields {sorted(unknown)}; valid: {[f.name for f in dataclasses.fields(Recipe)]}")
-    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    check_arguments(f"the {name} recipe", given, Recipe, exclude=("name",), ranges=RANGES, error=TrainingError)
+    if given.get("augment", "none") not in AUGMENTATIONS:
+        raise TrainingError(f"the {name} recipe: augment={given['augment']!r} is not one of {', '.join(map(repr, AUGMENTATIONS))}")
+    cfg.update(given)
     return Recipe(name=name, **cfg)
+
+
+RANGES = {
+    "epochs": Range(1), "lr": Range(0, open_low=True), "batch_size": Range(1), "momentum": Range(0, 1),
+    "weight_decay": Range(0), "plateau_patience": Range(0), "plateau_factor": Range(0, 1, open_low=True),
+    "step_every": Range(1), "step_gamma": Range(0, 1.000001, open_low=True), "compress_from": Range(0),
+    "warmup_epochs": Range(0), "label_smoothing": Range(0, 1), "aux_weight": Range(0),
+}
+"""What each numeric field may be; a value outside is refused before any work."""

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from zoo.arguments import Range, check_arguments
 from zoo.errors import UnknownModelError
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "TAGS_FILE",
     "PretrainedTag",
     "build_model",
+    "check_model_kwargs",
     "get_pretrained_tag",
     "list_models",
     "meta_model",
@@ -170,7 +172,21 @@ def build_model(name: str, *, num_classes: int | None = None, in_chans: int | No
         kwargs["num_classes"] = num_classes
     if in_chans is not None:
         kwargs["in_chans"] = in_chans
+    if kwargs:
+        check_model_kwargs(arch, kwargs)
     return _MODELS[arch](**kwargs)
+
+
+def check_model_kwargs(arch: str, kwargs: dict[str, Any]) -> None:
+    """Refuse kwargs ``arch`` does not take, or takes with another type, choice or range, naming the valid ones."""
+    if arch not in _MODELS:
+        raise _unknown_model(arch)
+    cls = model_class(arch)
+    check_arguments(arch, kwargs, cls.__init__, exclude=cls.arch_args, ranges=MODEL_RANGES)
+
+
+MODEL_RANGES = {"num_classes": Range(0), "in_chans": Range(1), "dropout": Range(0, 1), "dropout_aux": Range(0, 1)}
+"""num_classes=0 is timm's "no classifier"; a model needs at least one input channel."""
 
 
 def meta_model(name: str, **kwargs: Any) -> nn.Module:

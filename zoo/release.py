@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from zoo.cards import TOP1, TOP5, read_run, write_bundle_card
-from zoo.checkpoint import WEIGHTS_NAME, atomic_write_bytes, sha256_file
+from zoo.checkpoint import WEIGHTS_NAME, atomic_write_bytes, check_writable, sha256_file
 from zoo.errors import CheckpointError
 from zoo.hub import load_model, save_pretrained
 from zoo.factory import create_model
@@ -54,6 +54,8 @@ def release(
     """Bundle the finished run in ``run_dir`` as ``<arch>.<tag>``; returns the folder written."""
     run_dir = Path(run_dir)
     run, history = read_run(run_dir)
+    check_writable(Path(out_root) / f"{run['arch']}.{tag}")
+    check_writable(tags_file)
     if str(run.get("dataset_source", "")).startswith("synthetic"):
         raise CheckpointError(f"{run_dir} was trained on synthetic images; only runs on the real dataset become tags")
     trained = load_model(run_dir / "model")

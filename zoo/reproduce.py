@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from zoo import verdicts
-from zoo.checkpoint import atomic_write_bytes
+from zoo.checkpoint import atomic_write_bytes, check_writable
 from zoo.data import PAPER_CROP_SCALE, PAPER_JITTER, PAPER_ROTATION_DEG
 from zoo.errors import TrainingError, ZooError
 from zoo.plots import curves_png
 from zoo.recipes import get_recipe
 from zoo.registry import model_class
-from zoo.rundir import RunDir
+from zoo.rundir import RunDir, directory_lock
 from zoo.train import TrainConfig, prepare_data, train
 from zoo.verdicts import Summary, summarize
 
@@ -495,11 +495,13 @@ def reproduce(
     paper's configuration).
     """
     out = Path(out)
+    check_writable(out / "report.md")
     plan = plan_configs([names] if isinstance(names, str) else list(names), out, quick=quick, epochs=epochs,
                         recipes=recipes, data_dir=data_dir, device=device, seeds=seeds, val_split=val_split,
                         model_args=model_args)
     if not report_only:
-        run_configs(unique_configs(plan), jobs=jobs)
+        with directory_lock(out):  # one reproduction per --out at a time
+            run_configs(unique_configs(plan), jobs=jobs)
     sections = []
     for n, cfgs in plan.items():
         exp = EXPERIMENTS[n]

@@ -5,20 +5,47 @@
     RUN_DIR/state.safetensors  everything needed to resume (packed by zoo.train; no pickle)
     RUN_DIR/model/             the finished model, a zoo.hub.save_pretrained folder
     RUN_DIR/train.log          the output of a run started by ``zoo reproduce --jobs``
+    RUN_DIR/.lock              the pid of the one process writing the directory, while it does
 """
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from zoo.checkpoint import WEIGHTS_NAME, atomic_write_bytes
-from zoo.errors import CheckpointError
+from zoo.checkpoint import WEIGHTS_NAME, atomic_write_bytes, pid_alive
+from zoo.errors import CheckpointError, TrainingError
 
-__all__ = ["RunDir"]
+__all__ = ["RunDir", "directory_lock"]
+
+
+@contextmanager
+def directory_lock(path: Path) -> Iterator[None]:
+    """Hold ``path/.lock`` (the directory is created): one writer at a time. A lock whose process is
+    gone (killed) is taken over; a live one is refused at once, naming its pid."""
+    path.mkdir(parents=True, exist_ok=True)
+    lock = path / ".lock"
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            text = lock.read_text().strip() if lock.exists() else ""
+            if text.isdigit() and int(text) != os.getpid() and pid_alive(int(text)):
+                raise TrainingError(f"{path} is in use by process {text}; wait for it to finish, or choose another directory") from None
+            lock.unlink(missing_ok=True)  # stale: left by a process that is gone
+    else:
+        raise TrainingError(f"{path}: could not take {lock}; another process keeps taking it")
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -47,6 +74,10 @@ class RunDir:
     @property
     def log(self) -> Path:
         return self.path / "train.log"
+
+    def lock(self):
+        """One writer per run directory (:func:`directory_lock`)."""
+        return directory_lock(self.path)
 
     def status(self) -> Literal["done", "resume", "new"]:
         """``done`` when the finished model is there, ``resume`` when only the training state is."""

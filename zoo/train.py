@@ -1,7 +1,8 @@
 """The training loop: GPU-resident data, exact resume, DDP under torchrun.
 
-Read top to bottom: :func:`setup` builds the recipe, data, model and optimizer
-(restoring the state when resuming), :func:`train` runs :func:`run_epoch` until
+Read top to bottom: :func:`setup` builds the recipe, data, model and optimizer,
+:func:`start` (under the run directory's lock) restores the state or records
+the run, :func:`train` runs :func:`run_epoch` until
 the recipe's epochs are done, each step is :func:`train_step`, each epoch ends
 in :func:`end_epoch` (evaluate, plateau, checkpoint) and the run in
 :func:`finish` (the model folder). The learning rate is a pure function of the
@@ -30,15 +31,16 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from zoo.arguments import Range, check_arguments
 from zoo.cards import run_notes
-from zoo.checkpoint import atomic_write_bytes, git_commit, load_tensors, save_tensors, unwrap_model
-from zoo.data import Dataset, DeviceLoader, load_dataset, split_validation, subset, synthetic
+from zoo.checkpoint import atomic_write_bytes, check_writable, git_commit, load_tensors, save_tensors, unwrap_model
+from zoo.data import DATASETS, Dataset, DeviceLoader, arrays_sha256, load_dataset, split_validation, subset, synthetic
 from zoo.errors import TrainingError
 from zoo.factory import create_model
 from zoo.hub import load_model, save_pretrained
 from zoo.plots import confusion_png
 from zoo.recipes import Recipe, get_recipe
-from zoo.registry import get_pretrained_tag
+from zoo.registry import check_model_kwargs, get_pretrained_tag
 from zoo.rundir import RunDir
 from zoo.version import __version__
 
@@ -65,6 +67,17 @@ class TrainConfig:
     resume: bool = False
     progress: bool = True
     eval_batch_size: int = 1024
+
+    def __post_init__(self) -> None:
+        check_arguments("zoo train", dataclasses.asdict(self), TrainConfig, ranges=CONFIG_RANGES, error=TrainingError)
+        if self.dataset not in DATASETS:
+            raise TrainingError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
+
+
+CONFIG_RANGES = {
+    "epochs": Range(1), "batch_size": Range(1), "lr": Range(0, open_low=True), "synthetic": Range(0),
+    "val_split": Range(0), "train_subset": Range(0), "test_subset": Range(0), "eval_batch_size": Range(1),
+}
 
 
 # ---------------------------------------------------------------------------- setup
@@ -320,6 +333,7 @@ class Trainer:
     model_kwargs: dict[str, Any]
     state: LoopState = field(default_factory=LoopState)
     sums: dict[str, Tensor] = field(default_factory=dict)
+    run: dict[str, Any] = field(default_factory=dict)  # run.json
 
     @property
     def watch(self) -> str:
@@ -346,7 +360,10 @@ def _loaders(cfg: TrainConfig, recipe: Recipe, data: Dataset, device: torch.devi
         k: DeviceLoader(x, y, batch_size=cfg.eval_batch_size, shuffle=False, drop_last=False, **common)
         for k, (x, y) in eval_sets.items()
     }
-    return train_loader, eval_loaders
+    seen = {"train": (x_train, y_train), **eval_sets}  # what this run trains and evaluates on, after subsets and split
+    identity = {f"{k}_{what}": f(x, y) for k, (x, y) in seen.items()
+                for what, f in (("images", lambda x, y: len(y)), ("sha256", arrays_sha256))}
+    return train_loader, eval_loaders, identity
 
 
 def _run_record(t: Trainer) -> dict[str, Any]:
@@ -368,13 +385,12 @@ def setup(cfg: TrainConfig, data: Dataset | None = None) -> Trainer:
     recipe = get_recipe(
         cfg.recipe, cfg.arch, cfg.dataset, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, **cfg.recipe_overrides
     )
+    check_model_kwargs(cfg.arch, {**recipe.model_kwargs, **cfg.model_kwargs})  # before the data is loaded
     run_dir = RunDir(cfg.out)
-    if run_dir.state.exists() and not cfg.resume:
-        raise TrainingError(f"{run_dir.path} already holds a run; pass --resume to continue it or choose another --out")
-    if cfg.resume and not run_dir.state.exists():
-        raise TrainingError(f"nothing to resume: {run_dir.state} does not exist")
+    _check_run_dir(cfg, run_dir)
+    check_writable(run_dir.run_json)
     data = data or prepare_data(cfg)
-    train_loader, eval_loaders = _loaders(cfg, recipe, data, device, rank, world)
+    train_loader, eval_loaders, data_identity = _loaders(cfg, recipe, data, device, rank, world)
     model_kwargs = {"num_classes": data.info.num_classes, "in_chans": data.info.in_chans, **recipe.model_kwargs, **cfg.model_kwargs}
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.arch, **model_kwargs).to(device)
@@ -389,15 +405,27 @@ def setup(cfg: TrainConfig, data: Dataset | None = None) -> Trainer:
     t = Trainer(cfg, recipe, device, rank, world, data, run_dir, train_loader, eval_loaders, model,
                 torch.compile(net) if cfg.compile else net, optimizer, model_kwargs)
     t.sums = {k: torch.zeros((), device=device) for k in ("loss", "correct", "seen")}
-    run = _run_record(t)
-    if cfg.resume:
-        _check_same_run(run_dir.read_run(), run)
-        t.state, t.sums = load_state(run_dir.state, model, optimizer, device)
-        if rank != 0:  # only rank 0's partial-epoch sums were saved
-            t.sums = {k: torch.zeros_like(v) for k, v in t.sums.items()}
-    elif rank == 0:
-        run_dir.write_run(run)
+    t.run = {**_run_record(t), "data": data_identity}
     return t
+
+
+def _check_run_dir(cfg: TrainConfig, run_dir: RunDir) -> None:
+    if run_dir.state.exists() and not cfg.resume:
+        raise TrainingError(f"{run_dir.path} already holds a run; pass --resume to continue it or choose another --out")
+    if cfg.resume and not run_dir.state.exists():
+        raise TrainingError(f"nothing to resume: {run_dir.state} does not exist")
+
+
+def start(t: Trainer) -> None:
+    """Under the run directory's lock: restore the state to resume, or record the new run in run.json."""
+    _check_run_dir(t.cfg, t.run_dir)  # again: another process may have written it since setup looked
+    if t.cfg.resume:
+        _check_same_run(t.run_dir.read_run(), t.run)
+        t.state, t.sums = load_state(t.run_dir.state, t.model, t.optimizer, t.device)
+        if t.rank != 0:  # only rank 0's partial-epoch sums were saved
+            t.sums = {k: torch.zeros_like(v) for k, v in t.sums.items()}
+    elif t.rank == 0:
+        t.run_dir.write_run(t.run)
 
 
 # ---------------------------------------------------------------------------- the loop
@@ -410,12 +438,13 @@ def train(cfg: TrainConfig, data: Dataset | None = None) -> dict[str, Any]:
     has ``stopped`` set and says how to resume.
     """
     t = setup(cfg, data)
-    with stop_requests() as stop:
+    with t.run_dir.lock() if t.rank == 0 else nullcontext(), stop_requests() as stop:
+        start(t)
         while t.state.epoch < t.recipe.epochs:
             if not run_epoch(t, stop):
                 return {"stopped": True, "message": f"stopped at epoch {t.state.epoch + 1} step {t.state.step}; "
                                                     f"state saved in {t.run_dir.state}; --resume continues"}
-    return finish(t)
+        return finish(t)
 
 
 def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, recipe: Recipe, lr: float) -> tuple[Tensor, Tensor]:
@@ -523,6 +552,8 @@ def _check_same_run(saved: dict[str, Any], now: dict[str, Any]) -> None:
     """Refuse to resume into a different run; only the number of epochs may grow."""
     keys = ("arch", "model_kwargs", "dataset", "dataset_sha256", "seed", "world_size")
     diffs = [k for k in keys if saved.get(k) != now.get(k)]
+    if "data" in saved:  # the images trained and evaluated on: subsets, validation split, synthetic size
+        diffs += [f"data.{k}" for k in now["data"] if saved["data"].get(k) != now["data"][k]]
     defaults = {f.name: f.default for f in dataclasses.fields(Recipe)}  # fields added since the run started
     recipe_then = {**defaults, **{k: v for k, v in saved["recipe_config"].items() if k != "epochs"}}
     recipe_now = {k: v for k, v in now["recipe_config"].items() if k != "epochs"}

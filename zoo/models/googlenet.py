@@ -134,6 +134,7 @@ class GoogLeNet(ZooModel):
 
     family = "googlenet"
     variant_arg = "stem"
+    arch_args = ("kernel5x5", "residual")
     first_conv = "conv1.conv"
     aux_prefixes = ("aux1.", "aux2.")
 
@@ -193,7 +194,7 @@ class GoogLeNet(ZooModel):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor) -> Tensor | GoogLeNetOutputs:
-        check_input(x, type(self).__name__, self.in_chans, self.min_input_size)
+        self.check_input(x)
         # N x C x 224 x 224 (shapes for the imagenet stem; the cifar stem keeps 32 -> 32 here)
         x = self.maxpool1(self.conv1(x))
         # N x 64 x 56 x 56

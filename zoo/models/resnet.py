@@ -74,6 +74,7 @@ class ResNet(ZooModel):
 
     family = "resnet"
     variant_arg = "stem"
+    arch_args = ("block", "layers")
     first_conv = "conv1"
     classifier_names = "fc"
 
@@ -126,7 +127,7 @@ class ResNet(ZooModel):
         return nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        check_input(x, type(self).__name__, self.in_chans, self.min_input_size)
+        self.check_input(x)
         # N x C x H x W
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.maxpool(x)

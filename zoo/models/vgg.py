@@ -51,6 +51,7 @@ class VGG(ZooModel):
 
     family = "vgg"
     variant_arg = "head"
+    arch_args = ("cfg", "batch_norm")
     first_conv = "features.0"
 
     def __init__(
@@ -98,7 +99,7 @@ class VGG(ZooModel):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        check_input(x, type(self).__name__, self.in_chans, self.min_input_size)
+        self.check_input(x)
         # N x C x H x W
         x = self.features(x)
         # N x 512 x H/32 x W/32
