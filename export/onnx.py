@@ -22,6 +22,7 @@ one op fewer per layer.
 from __future__ import annotations
 
 import copy
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,9 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 import zoo
 from zoo.checkpoint import atomic_path
-from zoo.errors import ExportError, ZooError
+from zoo.errors import ExportError
+from zoo.predict import ONNX_PREFIX
+from zoo.version import __version__
 from zoo.registry import split_model_name
 
 __all__ = [
@@ -56,6 +59,18 @@ def _check_input_size(model: nn.Module, input_size: tuple[int, int, int]) -> Non
         raise ExportError(f"{name} was built with in_chans={model.in_chans}; export it with input_size ({model.in_chans}, {h}, {w})")
     if min(h, w) < model.min_input_size:
         raise ExportError(f"{name} needs inputs of at least {model.min_input_size}x{model.min_input_size}, got {h}x{w}; pass a larger input_size")
+
+
+def metadata(model: nn.Module, input_size: tuple[int, int, int]) -> dict[str, str]:
+    """What an exported file says about itself (``metadata_props``): what zoo predict and users need to run it."""
+    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
+    keep = {k: cfg[k] for k in ("mean", "std", "label_names", "tag", "interpolation") if cfg.get(k) is not None}
+    config = {**keep, "input_size": list(input_size), "num_classes": model.num_classes}
+    props = {f"{ONNX_PREFIX}config": json.dumps(config), f"{ONNX_PREFIX}version": __version__}
+    for key, attr in (("arch", "_zoo_arch"), ("weights_sha256", "_zoo_weights_sha256")):
+        if getattr(model, attr, None):
+            props[f"{ONNX_PREFIX}{key}"] = getattr(model, attr)
+    return props
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
@@ -129,6 +144,10 @@ def export_onnx(
             f"{type(model).__name__} in eval mode returns {len(outputs)} outputs ({outputs}); "
             "export takes models whose forward returns one logits tensor in eval mode"
         )
+    program.model.metadata_props.update(metadata(model, input_size))
+    program.model.doc_string = (f"zoo {__version__}: {getattr(model, '_zoo_arch', type(model).__name__)}, input "
+                                f"{'x'.join(map(str, input_size))} float32 normalised with the mean and std in "
+                                f"{ONNX_PREFIX}config; output logits")
     wrote = program.model.opset_imports.get("")
     if opset is not None and wrote != opset:  # the exporter falls back silently when its converter fails
         raise ExportError(f"the exporter could not write ONNX opset {opset} (it wrote {wrote}); pass --opset {wrote} "

@@ -1,4 +1,4 @@
-"""The ``zoo`` command: list, info, train, eval, release, reproduce, push, card; export and bench come from
+"""The ``zoo`` command: list, info, predict, train, eval, release, reproduce, push, card; export and bench come from
 the ``export`` package through the ``zoo.commands`` entry points (zoo never imports export).
 
 Exit status: 0 done; 1 the system failed (a file that cannot be read or written, a full disk);
@@ -18,6 +18,7 @@ from zoo.cards import write_run_card
 from zoo.cliutil import EXIT_CODES, format_table, key_value, positive, run_command
 from zoo.errors import ArgumentError, UnknownModelError
 from zoo.hub import push_to_hub
+from zoo.predict import predict
 from zoo.recipes import RECIPES
 from zoo.registry import BUNDLED_DIR, TAGS_FILE, list_models, model_info
 from zoo.release import release
@@ -128,6 +129,16 @@ def cmd_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    results = predict(args.images, args.model, top_k=args.top_k)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for r in results:
+        print(f"{r['image']}: " + ", ".join(f"{t['label']} {t['probability']:.1%}" for t in r["top"]))
+    return 0
+
+
 def cmd_release(args: argparse.Namespace) -> int:
     folder = release(args.run_dir, args.tag, data_dir=args.data_dir, out_root=args.out_root, tags_file=args.tags_file,
                      device=args.device)
@@ -172,6 +183,17 @@ def _add_publish(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tags-file", default=str(TAGS_FILE), help="the pretrained.json to pin the tag in")
     p.add_argument("--device", default="cpu", help="device for the accuracy measurement (fp32)")
     p.set_defaults(func=cmd_release)
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="classify image files: label names with probabilities")
+    p.add_argument("images", nargs="+", help="PNG or JPEG files, any size or mode")
+    p.add_argument("--model", required=True,
+                   help="a pretrained tag (googlenet_res5x5.cifar10_paper), a save_pretrained folder, hf-hub:owner/name, "
+                        "or an .onnx file zoo exported (run by onnxruntime)")
+    p.add_argument("--top-k", type=positive(int), default=5, help="classes shown per image (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of one line per image")
+    p.set_defaults(func=cmd_predict)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -240,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"zoo {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_inspect, _add_train, _add_reproduce, _add_publish):
+    for add in (_add_inspect, _add_predict, _add_train, _add_reproduce, _add_publish):
         add(sub)
     for name, ep in plugins().items():
         sub.add_parser(name, help=f"from {ep.value.split(':')[0]}: see zoo {name} --help", add_help=False)

@@ -19,7 +19,7 @@ from torch import nn
 
 from zoo import registry
 from zoo.hub import load_pretrained
-from zoo.registry import TIMM_PREFIX, PretrainedTag, build_model, get_pretrained_tag, meta_model, split_model_name
+from zoo.registry import TIMM_PREFIX, build_model, data_config, get_pretrained_tag, meta_model, split_model_name
 
 __all__ = ["TIMM_PREFIX", "create_model"]
 
@@ -47,51 +47,38 @@ def create_model(
     return model
 
 
-def _tag_cfg(tag: PretrainedTag) -> dict[str, Any]:
-    """timm's pretrained_cfg keys for a zoo tag: what the weights were trained on, not ImageNet's defaults."""
-    return {
-        "tag": tag.tag, "num_classes": len(tag.label_names), "input_size": tag.input_size, "mean": tag.mean,
-        "std": tag.std, "label_names": tag.label_names, "interpolation": "bilinear", "crop_pct": 1.0,
-        "crop_mode": "center", "license": "mit",
-    }
-
-
 def _timm_entry(name: str):
     """timm's entry point for ``zoo_<name>``: timm's builder (features_only, hf-hub: configs, head reset),
-    with a zoo tag's weights loaded and checked by zoo."""
+    with a pretrained_cfg right for the configuration, and a zoo tag's weights loaded and checked by zoo."""
 
     def entry(pretrained: bool = False, **kwargs: Any) -> nn.Module:
-        cfg = kwargs.get("pretrained_cfg")
-        tag = None
-        if isinstance(cfg, str) or (pretrained and cfg is None):  # "zoo_<arch>.<tag>", or the arch's first tag
-            tag = get_pretrained_tag(f"{name}.{cfg}" if isinstance(cfg, str) else name)
-            kwargs = {**tag.model_kwargs, **kwargs}
-        probe = meta_model(name, **{k: v for k, v in kwargs.items() if k in ("stem", "head", "aux_logits")})
-        default_cfg = {
-            "num_classes": 1000,
-            "input_size": probe.default_input_size,
-            "mean": (0.485, 0.456, 0.406),
-            "std": (0.229, 0.224, 0.225),
-            "first_conv": probe.first_conv,
-            "classifier": probe.classifier_names,
-        }
-        if tag is not None:
-            kwargs["pretrained_cfg"] = {**default_cfg, **_tag_cfg(tag)}
-        elif cfg is None:
-            kwargs["pretrained_cfg"] = default_cfg
-        elif isinstance(cfg, dict):
-            kwargs["pretrained_cfg"] = {**default_cfg, **cfg}
         from timm.models import build_model_with_cfg  # lazy: timm is imported already, it is calling us
 
-        model = build_model_with_cfg(registry.factory(name), TIMM_PREFIX + name, pretrained and tag is None, **kwargs)
+        cfg = kwargs.get("pretrained_cfg")
+        tag = None
+        overlay = kwargs.get("pretrained_cfg_overlay") or {}
+        if isinstance(cfg, str) or (pretrained and cfg is None and not overlay):  # "zoo_<arch>.<tag>", or the first tag
+            tag = get_pretrained_tag(f"{name}.{cfg}" if isinstance(cfg, str) else name)
+            kwargs = {**tag.model_kwargs, **kwargs}
+        model_kwargs = {k: v for k, v in kwargs.items() if k in MODEL_ARGS}
+        ours = data_config(meta_model(name, **model_kwargs), tag)
+        kwargs["pretrained_cfg"] = {**ours, **cfg} if isinstance(cfg, dict) else ours
+        model = build_model_with_cfg(registry.factory(name), TIMM_PREFIX + name, pretrained and tag is None,
+                                     feature_cfg={"feature_cls": "getter"}, **kwargs)
         if pretrained and tag is not None:
             load_pretrained(model, tag)
+        if not kwargs.get("features_only"):
+            model._zoo_arch, model._zoo_kwargs = name, model_kwargs
         return model
 
     entry.__name__ = entry.__qualname__ = TIMM_PREFIX + name
     entry.__module__ = __name__
     entry.__doc__ = f"zoo's {name} through timm; see zoo.create_model."
     return entry
+
+
+MODEL_ARGS = ("num_classes", "in_chans", "stem", "head", "aux_logits", "dropout", "dropout_aux", "transform_input")
+"""The kwargs timm passes on that are the model's own (the rest are timm's: pretrained_cfg, features_only, ...)."""
 
 
 def _register_in_timm(name: str) -> None:

@@ -69,7 +69,7 @@ from zoo.checkpoint import (
 )
 from zoo.errors import ArgumentError, CheckpointError, HubError
 from zoo.plots import history_png
-from zoo.registry import TIMM_PREFIX, PretrainedTag, build_model, list_models, meta_model
+from zoo.registry import TIMM_PREFIX, PretrainedTag, build_model, data_config, list_models, meta_model
 from zoo.version import __version__
 
 __all__ = [
@@ -97,8 +97,8 @@ def save_pretrained(
     model: nn.Module,
     out_dir: str | os.PathLike,
     *,
-    arch: str,
-    model_kwargs: dict[str, Any],
+    arch: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
     tag: str | None = None,
     dataset: str | None = None,
     dataset_sha256: str | None = None,
@@ -114,15 +114,20 @@ def save_pretrained(
     """Write ``model`` as a publishable folder: weights, config.json, card (and curve with ``history``).
 
     ``model`` must be exactly ``zoo.create_model(arch, **model_kwargs)`` (any
-    DDP / ``torch.compile`` wrapper is removed). ``metrics`` is the trainer's
+    DDP / ``torch.compile`` wrapper is removed); a model built by zoo (or timm's
+    ``zoo_*``) knows both, so they are needed only to override. ``metrics`` is the trainer's
     summary (errors in percent; the card reports ``final_test_err`` and
     ``final_test_top5_err``); without it, the last epoch of ``history``, the
     per-epoch dicts of the trainer's ``metrics.jsonl``, supplies them. The
     folder appears whole or not at all (an existing one keeps its old files
     on failure). Returns ``out_dir``.
     """
-    _check_is(model, arch, model_kwargs)
     base = unwrap_model(model)
+    if arch is None or model_kwargs is None:
+        if not hasattr(base, "_zoo_arch"):
+            raise CheckpointError("this model was not built by zoo, so it does not know its arch: pass arch= and model_kwargs=")
+        arch, model_kwargs = arch or base._zoo_arch, base._zoo_kwargs if model_kwargs is None else model_kwargs
+    _check_is(model, arch, model_kwargs)
     tensors = state_dict_of(model)
     check_finite(tensors, "the model given to save_pretrained")
     if metrics is None and history:
@@ -178,25 +183,12 @@ def _timm_config(meta: CheckpointMeta, model: nn.Module, sha256: str) -> dict[st
     refuses unknown keys, so zoo's own fields live in the top-level ``zoo``
     section that timm ignores.
     """
-    pretrained_cfg: dict[str, Any] = {
-        "tag": meta.tag,
-        "input_size": list(meta.input_size),
-        "fixed_input_size": False,
-        "interpolation": "bilinear",
-        "crop_pct": 1.0,
-        "crop_mode": "center",
-        "mean": list(meta.mean) if meta.mean is not None else None,
-        "std": list(meta.std) if meta.std is not None else None,
-        "first_conv": model.first_conv,
-        "classifier": model.classifier_names,
-        "license": "mit",
-        "paper_name": "Deeper Networks for Image Classification",
-    }
+    pretrained_cfg = {**data_config(model), **cfg_from_meta(meta)}  # the checkpoint's facts over the config's
     config: dict[str, Any] = {
         "architecture": TIMM_PREFIX + meta.arch,
         "num_classes": meta.num_classes,
         "model_args": meta.model_kwargs,
-        "pretrained_cfg": {k: v for k, v in pretrained_cfg.items() if v is not None},
+        "pretrained_cfg": json.loads(json.dumps(pretrained_cfg)),  # tuples as JSON lists
         "zoo": {"weights": WEIGHTS_NAME, "sha256": sha256},
     }
     if meta.label_names is not None:
@@ -214,19 +206,34 @@ def _reference(meta: CheckpointMeta, where: str) -> nn.Module:
         raise CheckpointError(f"{where}: field model_kwargs cannot build {meta.arch} ({e}); re-save it with zoo") from None
 
 
-def _load(model: nn.Module, tensors: dict[str, torch.Tensor], meta: CheckpointMeta | None, where: str) -> nn.Module:
+def _load(model: nn.Module, tensors: dict[str, torch.Tensor], meta: CheckpointMeta | None, found: Source) -> nn.Module:
+    where = found.where
     load_into(model, tensors, meta, where, _reference(meta, where) if meta else None)
-    if meta is not None:  # the input the weights were trained at, not the architecture's default
-        unwrap_model(model).default_input_size = tuple(meta.input_size)
+    base = unwrap_model(model)
+    base._zoo_weights_sha256 = sha256_file(found.path)  # recorded by exports (ONNX metadata)
+    if meta is not None:  # the model now knows what it was trained on: input, statistics, labels, tag
+        base.default_input_size = tuple(meta.input_size)
+        base.pretrained_cfg = base.default_cfg = {**getattr(base, "pretrained_cfg", {}), **cfg_from_meta(meta)}
+        base._zoo_arch, base._zoo_kwargs = meta.arch, dict(meta.model_kwargs)
     return model
 
 
-def _read(source: str | os.PathLike, filename: str, sha256: str | None) -> tuple[dict[str, torch.Tensor], CheckpointMeta | None, str]:
-    """Resolve ``source``, check the file against every digest known for it, read it: (tensors, meta, where)."""
+def cfg_from_meta(meta: CheckpointMeta) -> dict[str, Any]:
+    """The pretrained_cfg keys (timm's) a checkpoint's metadata determines."""
+    cfg: dict[str, Any] = {"input_size": tuple(meta.input_size), "num_classes": meta.num_classes,
+                           "interpolation": "bilinear", "crop_pct": 1.0}
+    for key in ("mean", "std", "label_names", "tag"):
+        if getattr(meta, key) is not None:
+            cfg[key] = getattr(meta, key)
+    return cfg
+
+
+def _read(source: str | os.PathLike, filename: str, sha256: str | None) -> tuple[dict[str, torch.Tensor], CheckpointMeta | None, Source]:
+    """Resolve ``source``, check the file against every digest known for it, read it: (tensors, meta, source)."""
     found = _resolve(source, filename)
     pins = {**found.pins, **({"the sha256 argument": sha256} if sha256 is not None else {})}
     tensors, meta = read_checkpoint(found.path, sha256=pins, remedy=found.remedy)
-    return tensors, meta, found.where
+    return tensors, meta, found
 
 
 def load_weights(model: nn.Module, source: str | os.PathLike, *, sha256: str | None = None) -> nn.Module:
@@ -238,8 +245,8 @@ def load_weights(model: nn.Module, source: str | os.PathLike, *, sha256: str | N
     one in the folder's config.json. Errors are :class:`~zoo.errors.CheckpointError`
     (the file) or :class:`~zoo.errors.HubError` (fetching it); each says what to do.
     """
-    tensors, meta, where = _read(source, WEIGHTS_NAME, sha256)
-    return _load(model, tensors, meta, where)
+    tensors, meta, found = _read(source, WEIGHTS_NAME, sha256)
+    return _load(model, tensors, meta, found)
 
 
 def load_model(source: str | os.PathLike, arch: str | None = None, *, sha256: str | None = None, **kwargs: Any) -> nn.Module:
@@ -249,7 +256,8 @@ def load_model(source: str | os.PathLike, arch: str | None = None, *, sha256: st
     (``arch``, when given, must agree); for a bare safetensors file pass
     ``arch`` and the ``kwargs`` it was built with.
     """
-    tensors, meta, where = _read(source, WEIGHTS_NAME, sha256)
+    tensors, meta, found = _read(source, WEIGHTS_NAME, sha256)
+    where = found.where
     if meta is not None and arch is not None and arch != meta.arch:
         raise CheckpointError(f"{where} holds {meta.arch!r} weights, not {arch!r}; pass {meta.arch!r} or other weights")
     if meta is None and arch is None:
@@ -263,7 +271,7 @@ def load_model(source: str | os.PathLike, arch: str | None = None, *, sha256: st
     name, model_kwargs = (meta.arch, {**meta.model_kwargs, **kwargs}) if meta else (arch, kwargs)
     with torch.device("meta"):
         model = build_model(name, **model_kwargs)
-    return _load(model.to_empty(device="cpu"), tensors, meta, where)
+    return _load(model.to_empty(device="cpu"), tensors, meta, found)
 
 
 def load_pretrained(model: nn.Module, entry: PretrainedTag) -> nn.Module:
@@ -291,12 +299,11 @@ def load_pretrained(model: nn.Module, entry: PretrainedTag) -> nn.Module:
             "git clone the zoo repository and pip install -e it"
         )
     found = _resolve(source, entry.filename)
-    where = found.where
     tensors, meta = read_checkpoint(found.path, sha256={f"tag {entry.name}": entry.sha256, **found.pins}, remedy=found.remedy)
     if meta is None or meta.arch != entry.arch:
-        found = f"{meta.arch!r} weights" if meta else "no zoo metadata"
-        raise CheckpointError(f"{where} holds {found}, but tag {entry.name} is for {entry.arch!r}; fix the tag entry")
-    return _load(model, tensors, meta, where)
+        held = f"{meta.arch!r} weights" if meta else "no zoo metadata"
+        raise CheckpointError(f"{found.where} holds {held}, but tag {entry.name} is for {entry.arch!r}; fix the tag entry")
+    return _load(model, tensors, meta, found)
 
 
 class Source(NamedTuple):

@@ -30,6 +30,8 @@ __all__ = [
     "PretrainedTag",
     "build_model",
     "check_model_kwargs",
+    "data_config",
+    "describe",
     "get_pretrained_tag",
     "list_models",
     "meta_model",
@@ -174,7 +176,40 @@ def build_model(name: str, *, num_classes: int | None = None, in_chans: int | No
         kwargs["in_chans"] = in_chans
     if kwargs:
         check_model_kwargs(arch, kwargs)
-    return _MODELS[arch](**kwargs)
+    return describe(_MODELS[arch](**kwargs), arch, kwargs, get_pretrained_tag(name) if tag else None)
+
+
+def describe(model: nn.Module, arch: str, kwargs: dict[str, Any], tag: PretrainedTag | None = None) -> nn.Module:
+    """Let ``model`` know what it is: its arch and kwargs (save_pretrained needs no repeat of them) and a
+    ``pretrained_cfg`` in timm's keys, right for its configuration and tag (timm's resolve_data_config reads it)."""
+    model._zoo_arch, model._zoo_kwargs = arch, dict(kwargs)
+    model.pretrained_cfg = model.default_cfg = data_config(model, tag)
+    return model
+
+
+# mean, std of the datasets a config is made for; the ImageNet-sized configuration at 1000 classes is ImageNet's
+_STATS = {
+    "mnist": ((0.1307,), (0.3081,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+def data_config(model: nn.Module, tag: PretrainedTag | None = None) -> dict[str, Any]:
+    """timm's pretrained_cfg for ``model``: a tag's own (its dataset's statistics, input and labels), else the
+    data its configuration is for: 1 channel MNIST, a CIFAR stem/head or 10 classes CIFAR-10, else ImageNet."""
+    base = {"first_conv": model.first_conv, "classifier": model.classifier_names, "license": "mit",
+            "paper_name": "Deeper Networks for Image Classification", "fixed_input_size": False, "crop_mode": "center"}
+    if tag is not None:
+        return {**base, "tag": tag.tag, "num_classes": len(tag.label_names), "input_size": tuple(tag.input_size),
+                "mean": tuple(tag.mean), "std": tuple(tag.std), "label_names": tuple(tag.label_names),
+                "interpolation": "bilinear", "crop_pct": 1.0}
+    small = getattr(model, model.variant_arg, "imagenet") == "cifar" or model.num_classes == 10 or model.in_chans == 1
+    dataset = "mnist" if model.in_chans == 1 else "cifar10" if small else "imagenet"
+    mean, std = _STATS[dataset]
+    size = (model.in_chans, 32, 32) if small else model.default_input_size
+    return {**base, "num_classes": model.num_classes, "input_size": size, "mean": mean, "std": std,
+            "interpolation": "bilinear", "crop_pct": 1.0 if small else 0.875}
 
 
 def check_model_kwargs(arch: str, kwargs: dict[str, Any]) -> None:

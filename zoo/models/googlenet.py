@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.models.layers import ZooModel, check_input
+from zoo.models.layers import ZooModel, classifier, feature_info
 from zoo.registry import register_model
 
 Stem = Literal["imagenet", "cifar"]
@@ -108,7 +108,7 @@ class InceptionAux(nn.Module):
         super().__init__()
         self.conv = BasicConv2d(in_channels, 128, kernel_size=1)
         self.fc1 = nn.Linear(2048, 1024)
-        self.fc2 = nn.Linear(1024, num_classes)
+        self.fc2 = classifier(1024, num_classes)
         self.dropout = nn.Dropout(p=dropout)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -129,7 +129,8 @@ class GoogLeNet(ZooModel):
     train mode the model then returns ``GoogLeNetOutputs(logits, aux2, aux1)``,
     in eval mode always the logits. ``stem``: "imagenet" (torchvision's, what
     the paper ran on 32x32) or "cifar" (a 3x3 conv to 192 channels, no early
-    downsampling).
+    downsampling). ``transform_input``: torchvision's option, on for its
+    pretrained weights.
     """
 
     family = "googlenet"
@@ -148,6 +149,7 @@ class GoogLeNet(ZooModel):
         stem: Stem = "imagenet",
         dropout: float = 0.2,
         dropout_aux: float = 0.7,
+        transform_input: bool = False,
     ) -> None:
         super().__init__()
         if stem not in ("imagenet", "cifar"):
@@ -163,15 +165,11 @@ class GoogLeNet(ZooModel):
         self.min_input_size = 15 if stem == "imagenet" else 2
         self.classifier_names = ("fc", "aux1.fc2", "aux2.fc2") if aux_logits else "fc"
 
-        if stem == "imagenet":
-            self.conv1 = BasicConv2d(in_chans, 64, kernel_size=7, stride=2, padding=3)
-            self.maxpool1: nn.Module = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-            self.conv2: nn.Module = BasicConv2d(64, 64, kernel_size=1)
-            self.conv3: nn.Module = BasicConv2d(64, 192, kernel_size=3, padding=1)
-            self.maxpool2: nn.Module = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-        else:
-            self.conv1 = BasicConv2d(in_chans, 192, kernel_size=3, padding=1)
-            self.maxpool1 = self.conv2 = self.conv3 = self.maxpool2 = nn.Identity()
+        if transform_input and in_chans != 3:
+            raise ValueError(f"transform_input re-normalises RGB input; it needs in_chans=3, got {in_chans}")
+        self.transform_input = transform_input
+        self.transform: nn.Module | None = TransformInput() if transform_input else None
+        self._stem(in_chans, stem)
 
         for name, cfg in INCEPTION_CFGS.items():
             same_shape = cfg[0] == cfg[1] + cfg[3] + cfg[5] + cfg[6]
@@ -184,7 +182,13 @@ class GoogLeNet(ZooModel):
         self.aux2: InceptionAux | None = InceptionAux(528, num_classes, dropout_aux) if aux_logits else None
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.dropout = nn.Dropout(p=dropout)
-        self.fc = nn.Linear(1024, num_classes)
+        self.num_features = 1024
+        self.fc = classifier(1024, num_classes)
+        self.feature_info = feature_info(
+            [64 if stem == "imagenet" else 192, 192, 480, 832, 1024],
+            [2, 4, 8, 16, 32] if stem == "imagenet" else [1, 1, 1, 2, 4],
+            ["conv1", "conv3", "inception3b", "inception4e", "inception5b"],
+        )
 
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -193,30 +197,61 @@ class GoogLeNet(ZooModel):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
+    def _stem(self, in_chans: int, stem: str) -> None:
+        if stem == "imagenet":
+            self.conv1 = BasicConv2d(in_chans, 64, kernel_size=7, stride=2, padding=3)
+            self.maxpool1: nn.Module = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+            self.conv2: nn.Module = BasicConv2d(64, 64, kernel_size=1)
+            self.conv3: nn.Module = BasicConv2d(64, 192, kernel_size=3, padding=1)
+            self.maxpool2: nn.Module = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        else:
+            self.conv1 = BasicConv2d(in_chans, 192, kernel_size=3, padding=1)
+            self.maxpool1 = self.conv2 = self.conv3 = self.maxpool2 = nn.Identity()
+
+    def stages(self) -> list[list[nn.Module]]:
+        # imagenet stem at 224: N x 64 x 112, 192 x 56 -> 28, 480 x 28, 832 x 14, 1024 x 7 (after each stage);
+        # the cifar stem keeps 32 x 32 until the 4x modules (192, 192, 480 x 32, 832 x 16, 1024 x 8)
+        first = [self.transform, self.conv1] if self.transform is not None else [self.conv1]
+        return [
+            first,
+            [self.maxpool1, self.conv2, self.conv3],
+            [self.maxpool2, self.inception3a, self.inception3b],
+            [self.maxpool3, self.inception4a, self.inception4b, self.inception4c, self.inception4d, self.inception4e],
+            [self.maxpool4, self.inception5a, self.inception5b],
+        ]
+
+    def pool(self, x: Tensor) -> Tensor:
+        # N x 1024 x h x w -> N x 1024
+        return self.dropout(torch.flatten(self.avgpool(x), 1))
+
     def forward(self, x: Tensor) -> Tensor | GoogLeNetOutputs:
+        # in training, the aux heads read the outputs of 4a (N x 512) and 4d (N x 528)
+        taps = {id(self.inception4a): self.aux1, id(self.inception4d): self.aux2} if self.training and self.aux_logits else {}
         self.check_input(x)
-        # N x C x 224 x 224 (shapes for the imagenet stem; the cifar stem keeps 32 -> 32 here)
-        x = self.maxpool1(self.conv1(x))
-        # N x 64 x 56 x 56
-        x = self.maxpool2(self.conv3(self.conv2(x)))
-        # N x 192 x 28 x 28
-        x = self.inception3b(self.inception3a(x))
-        # N x 480 x 28 x 28
-        x = self.inception4a(self.maxpool3(x))
-        # N x 512 x 14 x 14
-        aux1 = self.aux1(x) if self.aux1 is not None and self.training else None
-        x = self.inception4d(self.inception4c(self.inception4b(x)))
-        # N x 528 x 14 x 14
-        aux2 = self.aux2(x) if self.aux2 is not None and self.training else None
-        x = self.maxpool4(self.inception4e(x))
-        # N x 832 x 7 x 7
-        x = self.inception5b(self.inception5a(x))
-        # N x 1024 x 7 x 7
-        x = self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
-        # N x num_classes
-        if aux1 is not None and aux2 is not None:
-            return GoogLeNetOutputs(x, aux2, aux1)
-        return x
+        aux = {}
+        for stage in self.stages():
+            for module in stage:
+                x = self.run(module, x)
+                if id(module) in taps:
+                    aux[id(module)] = taps[id(module)](x)
+        logits = self.forward_head(x)
+        if aux:
+            return GoogLeNetOutputs(logits, aux[id(self.inception4d)], aux[id(self.inception4a)])
+        return logits
+
+
+class TransformInput(nn.Module):
+    """torchvision's ``transform_input``: ImageNet-normalised RGB to the (x - 0.5) / 0.5 scale of Google's original
+    weights, which torchvision's pretrained GoogLeNet expects."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+        self.register_buffer("scale", (std / 0.5).view(1, 3, 1, 1), persistent=False)  # not in the state_dict
+        self.register_buffer("shift", ((mean - 0.5) / 0.5).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.scale + self.shift
 
 
 @register_model

@@ -6,7 +6,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from zoo.models.layers import ZooModel, check_input
+from zoo.models.layers import ZooModel, classifier, feature_info
 from zoo.registry import register_model
 
 Stem = Literal["imagenet", "cifar"]
@@ -106,7 +106,14 @@ class ResNet(ZooModel):
         self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
         self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(512 * block.expansion, num_classes)
+        self.num_features = 512 * block.expansion
+        self.fc = classifier(self.num_features, num_classes)
+        first = 2 if stem == "imagenet" else 1
+        self.feature_info = feature_info(
+            [64 * (block.expansion if i else 1) * 2 ** max(i - 1, 0) for i in range(5)],
+            [first * (2 if stem == "imagenet" and i else 1) * 2 ** max(i - 1, 0) for i in range(5)],
+            ["relu", "layer1", "layer2", "layer3", "layer4"],
+        )
 
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -126,19 +133,14 @@ class ResNet(ZooModel):
         layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
-    def forward(self, x: Tensor) -> Tensor:
-        self.check_input(x)
-        # N x C x H x W
-        x = self.relu(self.bn1(self.conv1(x)))
-        x = self.maxpool(x)
-        # imagenet stem: N x 64 x H/4 x W/4; cifar stem: N x 64 x H x W
-        x = self.layer1(x)
-        x = self.layer2(x)
-        x = self.layer3(x)
-        x = self.layer4(x)
-        # N x 512*expansion x H/32 x W/32 (imagenet stem) or H/8 x W/8 (cifar stem)
-        x = torch.flatten(self.avgpool(x), 1)
-        return self.fc(x)
+    def stages(self) -> list[list[nn.Module]]:
+        # imagenet stem: N x 64 x H/2, then /4 after the max pool, /8, /16, /32 with 64..512 x expansion channels;
+        # cifar stem: the same channels at H, H, H/2, H/4, H/8
+        return [[self.conv1, self.bn1, self.relu], [self.maxpool, self.layer1], [self.layer2], [self.layer3], [self.layer4]]
+
+    def pool(self, x: Tensor) -> Tensor:
+        # N x 512*expansion x h x w -> N x 512*expansion
+        return torch.flatten(self.avgpool(x), 1)
 
 
 @register_model

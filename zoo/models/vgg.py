@@ -6,7 +6,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from zoo.models.layers import ZooModel, check_input
+from zoo.models.layers import ZooModel, classifier, feature_info
 from zoo.registry import register_model
 
 Head = Literal["imagenet", "cifar"]
@@ -70,8 +70,12 @@ class VGG(ZooModel):
         self.default_input_size = (in_chans, 224, 224) if head == "imagenet" else (in_chans, 32, 32)
         self.min_input_size = 32  # five 2x2 max pools must leave one pixel
         self.features = make_features(cfg, batch_norm, in_chans)
+        pools = [i for i, m in enumerate(self.features) if isinstance(m, nn.MaxPool2d)]
+        self.stage_ends = pools  # the features after each 2x2 max pool: /2 .. /32
+        self.feature_info = feature_info([64, 128, 256, 512, 512], [2, 4, 8, 16, 32], [f"features.{i}" for i in pools])
         if head == "imagenet":
             self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+            self.num_features = 4096
             self.classifier: nn.Module = nn.Sequential(
                 _linear(512 * 7 * 7, 4096),
                 nn.ReLU(True),
@@ -79,12 +83,13 @@ class VGG(ZooModel):
                 _linear(4096, 4096),
                 nn.ReLU(True),
                 nn.Dropout(p=dropout),
-                nn.Linear(4096, num_classes),
+                classifier(4096, num_classes),
             )
             self.classifier_names = "classifier.6"
         else:
             self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-            self.classifier = nn.Linear(512, num_classes)
+            self.num_features = 512
+            self.classifier = classifier(512, num_classes)
             self.classifier_names = "classifier"
 
         for m in self.modules():
@@ -98,14 +103,17 @@ class VGG(ZooModel):
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
-        self.check_input(x)
-        # N x C x H x W
-        x = self.features(x)
-        # N x 512 x H/32 x W/32
+    def stages(self) -> list[list[nn.Module]]:
+        # N x 64 x H/2, 128 x H/4, 256 x H/8, 512 x H/16, 512 x H/32: the convolutions up to each max pool
+        starts = [0] + [end + 1 for end in self.stage_ends[:-1]]
+        return [list(self.features[a : b + 1]) for a, b in zip(starts, self.stage_ends)]
+
+    def pool(self, x: Tensor) -> Tensor:
+        # N x 512 x h x w -> N x 512*7*7 through the 4096-4096 MLP (imagenet head: its pre-logits), or N x 512 (cifar)
         x = torch.flatten(self.avgpool(x), 1)
-        # N x 512*7*7 (imagenet head) or N x 512 (cifar head)
-        return self.classifier(x)
+        for layer in list(self.classifier)[:-1] if self.head == "imagenet" else ():
+            x = layer(x)
+        return x
 
 
 def _vgg(cfg: str, batch_norm: bool, **kwargs) -> VGG:
