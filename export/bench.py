@@ -1,31 +1,32 @@
-"""onnxruntime against torch eager on the CPU: the paper's efficiency comparison.
+"""torch eager against onnxruntime (fp32 and int8) on the CPU: the paper's efficiency comparison.
 
-    python -m export.bench                       # the paper's models at CIFAR-10 input (zoo bench)
-    python -m export.bench 'resnet*' --input imagenet --threads 4
-    python -m export.bench resnet18 --weights resnet18=./ckpt/resnet18 --data-dir ../shared/data --quantize
+    zoo bench                                   # the paper's models and the bundled tags at CIFAR-10 input
+    zoo bench 'googlenet_res5x5.*' --input mnist --threads 1 2
+    zoo bench resnet18 --weights resnet18=./run/model --data-dir ../shared/data --quantize
+    zoo bench --compare old/results.json        # what changed beyond the intervals
 
-For every model: export to ONNX (in a temporary folder, removed afterwards:
-the paper's VGG19 is a 530 MB file), check parity, then time torch eager and
-onnxruntime in the same run with the same number of threads, at batch 1
-(p50/p90 latency) and at larger batches (throughput). With weights and data
-it also measures top-1 accuracy of both; ``--quantize`` adds an int8
-static-quantized copy (QDQ, calibrated on real training images) with its
-accuracy delta and speed-up. Results go to ``--out`` as results.json,
-results.csv, results.md and two PNG charts.
-
-Each measurement runs ``warmup`` calls, then repeats until ``budget_s``
-seconds have passed and at least ``min_runs`` calls were timed.
+For every model: export to ONNX (a temporary file), check parity, then time the
+engines with the same intra-op threads (onnxruntime's spinning off, so its idle
+threads do not slow the next engine) in interleaved rounds: each round times
+every engine once, after warm-up, in alternating order. A latency is the median
+over rounds of each round's median call, with a 95% bootstrap interval; a
+speed-up is the median of the per-round ratios with its interval (export.stats).
+A figure whose interval is wider than +-10% is timed for more rounds, within a
+time limit, and flagged noisy if it stays wide. Models with trained weights (a
+tag, or ``--weights``) get top-1 accuracy for every engine, on ``--data-dir``'s
+full test set or else on the sample of real test images shipped with zoo, and an
+int8 copy (static QDQ, per-channel weights, calibrated on training images only).
+Results go to ``--out``: results.json (every round kept), results.csv,
+results.md and PNG charts.
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import functools
-import io
-import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -43,16 +44,17 @@ from tqdm import tqdm
 
 import zoo
 from export.__main__ import add_model_arguments
-from zoo.cliutil import format_table, run_command
 from export.onnx import INPUT_NAME, check_parity, create_session, export_onnx, load_model
+from export.report import compare, write_results
+from export.stats import NOISY, ratios, summary
 from zoo.arguments import Range, check_arguments
-from zoo.checkpoint import atomic_write_bytes, check_writable
-from zoo.data import Dataset, DeviceLoader, load_dataset, subset
+from zoo.checkpoint import check_writable
+from zoo.cliutil import positive, run_command
+from zoo.data import Dataset, DeviceLoader, load_dataset, load_sample, subset
 from zoo.errors import ArgumentError, DataError, ExportError, UnknownModelError
-from zoo.plots import png_bytes
 from zoo.registry import split_model_name
 
-SCHEMA = "zoo.bench/1"
+SCHEMA = "zoo.bench/2"
 PAPER_MODELS = ("vgg19", "resnet18", "googlenet*")
 """The paper's three families and its GoogLeNet ablations, in their paper configuration (default stem/head)."""
 
@@ -61,33 +63,51 @@ INPUTS: dict[str, tuple[tuple[int, int, int], int]] = {
     "mnist": ((1, 32, 32), 10),
     "imagenet": ((3, 224, 224), 1000),
 }
-ENGINES = ("torch", "onnxruntime")
+
+
+def physical_cores() -> int:
+    """Cores, not hardware threads (two threads of one core share its arithmetic); os.cpu_count() if unknown."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return os.cpu_count() or 1
+    cores, physical = set(), "0"
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key.strip() == "physical id":
+            physical = value.strip()
+        elif key.strip() == "core id":
+            cores.add((physical, value.strip()))
+    return len(cores) or os.cpu_count() or 1
 
 
 @dataclass
 class BenchConfig:
-    """What to measure and how long; the defaults keep the paper's 8 models at CIFAR-10 input to minutes on 2 cores."""
+    """What to measure and how long; the defaults keep the paper's models at CIFAR-10 input to minutes on 2 cores."""
 
     input: str = "cifar10"
-    threads: int = field(default_factory=torch.get_num_threads)
+    threads: tuple[int, ...] = field(default_factory=lambda: (physical_cores(),))
     batch_sizes: tuple[int, ...] = (1, 8, 32)
+    rounds: int = 7
     warmup: int = 2
-    budget_s: float = 0.5
-    min_runs: int = 5
-    eval_images: int = 1000
-    calibration_images: int = 256
-    quantize: bool = False
+    round_s: float = 0.05  # each round times calls for at least this long (and 3 calls)
+    remeasure_s: float = 10.0  # per figure: time spent on more rounds while its interval is wider than +-10%
+    eval_images: int = 0  # 0: the whole test set given (or the shipped sample)
+    calibration_images: int = 100
+    quantize: bool = False  # int8 for every model; models with weights always get it
     opset: int | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     num_classes: int | None = None
 
     def __post_init__(self) -> None:
-        ranges = {"threads": Range(1), "warmup": Range(0), "budget_s": Range(0), "min_runs": Range(1),
-                  "eval_images": Range(1), "calibration_images": Range(1), "num_classes": Range(1)}
-        check_arguments("zoo bench", {k: v for k, v in dataclasses.asdict(self).items() if k != "batch_sizes"},
-                        BenchConfig, ranges=ranges)
-        if not self.batch_sizes or min(self.batch_sizes) < 1:
-            raise ArgumentError(f"zoo bench: batch sizes must be >= 1, got {list(self.batch_sizes)}")
+        ranges = {"rounds": Range(2), "warmup": Range(0), "round_s": Range(0), "remeasure_s": Range(0),
+                  "eval_images": Range(0), "calibration_images": Range(1), "num_classes": Range(1)}
+        scalars = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("threads", "batch_sizes")}
+        check_arguments("zoo bench", scalars, BenchConfig, ranges=ranges)
+        for name in ("threads", "batch_sizes"):
+            values = tuple(getattr(self, name))
+            if not values or min(values) < 1:
+                raise ArgumentError(f"zoo bench: {name} must be >= 1, got {list(values)}")
         if self.input not in INPUTS:
             raise ArgumentError(f"zoo bench: input={self.input!r} is not one of {', '.join(INPUTS)}")
 
@@ -114,40 +134,77 @@ def ort_predict(session: ort.InferenceSession) -> Predict:
     return lambda x: session.run(None, {INPUT_NAME: x})[0]
 
 
-def measure(call: Callable[[], Any], *, warmup: int, budget_s: float, min_runs: int) -> dict[str, float]:
-    """p50 and p90 wall time of ``call()`` in milliseconds, and how many runs were timed."""
+def time_round(call: Callable[[], Any], warmup: int, min_s: float) -> float:
+    """One round: ``warmup`` calls, then the median of at least 3 calls and ``min_s`` seconds of them, in ms."""
     for _ in range(warmup):
         call()
     times: list[float] = []
-    deadline = time.perf_counter() + budget_s
-    while time.perf_counter() < deadline or len(times) < min_runs:
-        start = time.perf_counter()
+    start = time.perf_counter()
+    while len(times) < 3 or time.perf_counter() - start < min_s:
+        t0 = time.perf_counter()
         call()
-        times.append(time.perf_counter() - start)
-    p50, p90 = np.percentile(times, [50, 90]) * 1e3
-    return {"p50_ms": float(p50), "p90_ms": float(p90), "runs": len(times)}
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
 
 
-def evaluate(predict: Predict, cfg: BenchConfig, data: Dataset | None) -> dict[str, Any]:
-    """One engine: latency at every batch size, throughput at the largest, and top-1 on ``data`` when given."""
-    rng = np.random.default_rng(0)
-    latency = {}
-    for batch in cfg.batch_sizes:
-        x = rng.standard_normal((batch, *cfg.input_size), dtype=np.float32)
-        latency[str(batch)] = measure(functools.partial(predict, x), warmup=cfg.warmup, budget_s=cfg.budget_s, min_runs=cfg.min_runs)
-    largest = max(cfg.batch_sizes)
-    result: dict[str, Any] = {"latency_ms": latency, "throughput_ips": largest / latency[str(largest)]["p50_ms"] * 1e3}
-    if data is not None:
-        result["accuracy"] = top1(predict, data, cfg.eval_images, largest)
-    return result
+def interleaved(calls: dict[str, Callable[[], Any]], rounds: int, warmup: int, min_s: float,
+                into: dict[str, list[float]] | None = None) -> dict[str, list[float]]:
+    """``rounds`` rounds in which every engine is timed once, the order reversed every other round (A B, B A, ...),
+    so that a change of the machine's load during the run reaches every engine alike."""
+    into = into if into is not None else {name: [] for name in calls}
+    done = len(into[next(iter(calls))])  # rounds already timed: the alternation continues from them
+    for r in range(done, done + rounds):
+        order = list(calls) if r % 2 == 0 else list(reversed(calls))
+        for name in order:
+            into[name].append(time_round(calls[name], warmup, min_s))
+    return into
 
 
-def speedups(slow: dict[str, Any], fast: dict[str, Any]) -> dict[str, float]:
-    """How many times ``fast`` beats ``slow``: p50 latency at batch 1, and throughput at the largest batch."""
-    return {
-        "latency_b1": slow["latency_ms"]["1"]["p50_ms"] / fast["latency_ms"]["1"]["p50_ms"],
-        "throughput": fast["throughput_ips"] / slow["throughput_ips"],
-    }
+CONTENDED = 0.10
+"""Share of the machine's CPU time other processes may take while a figure is timed before it is flagged noisy."""
+
+
+def cpu_clock() -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds busy on the whole machine, CPU seconds of this process), where /proc/stat exists."""
+    own = os.times()
+    try:
+        fields = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return time.perf_counter(), 0.0, 0.0
+    busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0.0)  # all but idle and iowait
+    return time.perf_counter(), busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
+
+
+def others_share(start: tuple[float, float, float], end: tuple[float, float, float]) -> float:
+    """The share of the machine's CPU time that other processes used between two cpu_clock() readings."""
+    wall = end[0] - start[0]
+    others = (end[1] - start[1]) - (end[2] - start[2])
+    return max(0.0, others / (wall * (os.cpu_count() or 1))) if wall > 0 else 0.0
+
+
+def measure(predicts: dict[str, Predict], batch: int, cfg: BenchConfig, input_size: tuple[int, int, int]) -> tuple[dict[str, list[float]], float]:
+    """Round times (ms) of every engine at ``batch``, more rounds within ``remeasure_s`` while one is noisy, and the
+    share of the machine's CPU other processes took meanwhile."""
+    x = np.random.default_rng(0).standard_normal((batch, *input_size), dtype=np.float32)
+    calls = {name: functools.partial(p, x) for name, p in predicts.items()}
+    start = cpu_clock()
+    rounds = interleaved(calls, cfg.rounds, cfg.warmup, cfg.round_s)
+    deadline = time.perf_counter() + cfg.remeasure_s
+    while time.perf_counter() < deadline and any(summary(r)["noisy"] for r in _figures(rounds)):
+        interleaved(calls, 2, cfg.warmup, cfg.round_s, into=rounds)
+    return rounds, others_share(start, cpu_clock())
+
+
+def _summary(rounds: list[float], contended: float) -> dict[str, Any]:
+    """A figure's summary; noisy too when other processes took more than CONTENDED of the CPU while it was timed."""
+    fig = summary(rounds)
+    return {**fig, "noisy": fig["noisy"] or contended > CONTENDED, "others_cpu_share": round(contended, 3)}
+
+
+def _figures(rounds: dict[str, list[float]]) -> list[list[float]]:
+    """Every figure reported from these rounds: each engine's times and each engine's ratio to the first (torch)."""
+    first, *others = rounds
+    return [*rounds.values(), *(ratios(rounds[first], rounds[o]) for o in others)]
 
 
 # ---------------------------------------------------------------------------- accuracy and int8
@@ -160,7 +217,7 @@ def normalised_batches(data: Dataset, x: torch.Tensor, y: torch.Tensor, batch: i
 
 
 def top1(predict: Predict, data: Dataset, n: int, batch: int) -> float:
-    """Top-1 accuracy of ``predict`` on a seeded ``n`` of the test set."""
+    """Top-1 accuracy of ``predict`` on a seeded ``n`` of the test set (0 or more than it has: all of it)."""
     x, y = subset(data.x_test, data.y_test, n)
     correct = sum(int((predict(xb).argmax(1) == yb).sum()) for xb, yb in normalised_batches(data, x, y, batch))
     return correct / len(y)
@@ -180,10 +237,10 @@ class _Calibration:
 def quantize_int8(src: Path, dst: Path, data: Dataset, n_images: int) -> Path:
     """Static int8 quantization of ``src`` into ``dst``: QDQ, calibrated (min-max) on ``n_images`` training images.
 
-    Activations uint8, weights int8 per channel, reduced range: onnxruntime's
-    advice for x86 CPUs without VNNI, which is what the 2-core machines have.
+    Activations uint8, weights int8 per output channel, reduced range: onnxruntime's advice for x86 CPUs
+    without VNNI, which is what the 2-core machines have.
     """
-    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static  # lazy: only --quantize needs it
+    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static  # lazy: only int8 needs it
 
     prepared = dst.with_name(dst.stem + ".pre.onnx")
     x, y = subset(data.x_train, data.y_train, n_images, seed=1)
@@ -204,57 +261,66 @@ def quantize_int8(src: Path, dst: Path, data: Dataset, n_images: int) -> Path:
 # ---------------------------------------------------------------------------- one model
 
 
-def bench_model(name: str, cfg: BenchConfig, workdir: Path, *, weights: str | None = None, data: Dataset | None = None) -> dict[str, Any]:
-    """Export, check and time one model; accuracy when ``weights`` and ``data``; int8 when ``cfg.quantize``."""
+@dataclass
+class Prepared:
+    """One model ready to time: its engines, what it is, and the files it came with."""
+
+    name: str
+    weights: str | None
+    kwargs: dict[str, Any]
+    predicts: dict[str, Predict]
+    facts: dict[str, Any]
+
+
+def prepare(name: str, cfg: BenchConfig, workdir: Path, threads: int, weights: str | None, data: Dataset | None) -> Prepared:
+    """Export and check ``name``, open its engines (torch, onnxruntime, int8 when quantized)."""
     kwargs = {"num_classes": cfg.num_classes or INPUTS[cfg.input][1], "in_chans": cfg.input_size[0], **cfg.model_kwargs}
     model = load_model(name, weights=weights, **kwargs)
     info = zoo.model_info(name, input_size=cfg.input_size, **kwargs)
     path = workdir / f"{name}.onnx"
     start = time.perf_counter()
     export_onnx(model, path, input_size=cfg.input_size, opset=cfg.opset)
-    export_s = time.perf_counter() - start
-    parity = check_parity(model, path, input_size=cfg.input_size)
-    # One engine at a time, each onnxruntime session released before the next engine runs: its worker
-    # threads keep spinning after a run, and on 2 cores that slows torch eager 2-3x (measured).
-    eval_data = data if weights is not None or split_model_name(name)[1] else None  # a tag brings its weights
-    results = {"torch": evaluate(torch_predict(model), cfg, eval_data)}
-    results["onnxruntime"] = evaluate(ort_predict(create_session(path, cfg.threads)), cfg, eval_data)
-    int8 = None
-    if cfg.quantize:
-        int8_path = quantize_int8(path, workdir / f"{name}.int8.onnx", data, cfg.calibration_images)
-        int8 = evaluate(ort_predict(create_session(int8_path, cfg.threads)), cfg, eval_data)
-        int8["onnx_bytes"] = int8_path.stat().st_size
-        int8["speedup_vs_fp32"] = speedups(results["onnxruntime"], int8)
-        if "accuracy" in int8:
-            int8["accuracy_delta"] = int8["accuracy"] - results["onnxruntime"]["accuracy"]
-        int8_path.unlink()
-    result = {
-        "name": name,
-        "model_kwargs": kwargs,
-        "weights": weights,
-        "params": info["params"],
-        "macs": info["macs"],
-        "onnx_bytes": path.stat().st_size,
-        "export_s": export_s,
-        "parity_max_abs_diff": {str(b): d for b, d in parity.items()},
-        **results,
-        "ort_speedup": speedups(results["torch"], results["onnxruntime"]),
-        "int8": int8,
-    }
-    path.unlink()
-    return result
+    facts: dict[str, Any] = {"params": info["params"], "macs": info["macs"], "onnx_bytes": path.stat().st_size,
+                             "export_s": time.perf_counter() - start}
+    facts["parity_max_abs_diff"] = {str(b): d for b, d in check_parity(model, path, input_size=cfg.input_size).items()}
+    predicts = {"torch": torch_predict(model), "onnxruntime": ort_predict(create_session(path, threads, spinning=False))}
+    trained = weights is not None or bool(split_model_name(name)[1])  # a tag brings its weights
+    if data is not None and (cfg.quantize or trained):
+        int8 = quantize_int8(path, workdir / f"{name}.int8.onnx", data, cfg.calibration_images)
+        facts["int8_onnx_bytes"] = int8.stat().st_size
+        predicts["int8"] = ort_predict(create_session(int8, threads, spinning=False))
+    return Prepared(name, weights, kwargs, predicts, facts)
+
+
+def bench_model(p: Prepared, cfg: BenchConfig, threads: int, data: Dataset | None) -> dict[str, Any]:
+    """Latency at every batch size and throughput at the largest, per engine; speed-ups; accuracy when trained."""
+    latency: dict[str, dict[str, Any]] = {engine: {} for engine in p.predicts}
+    speedups: dict[str, dict[str, Any]] = {engine: {} for engine in p.predicts if engine != "torch"}
+    largest = max(cfg.batch_sizes)
+    for batch in cfg.batch_sizes:
+        rounds, contended = measure(p.predicts, batch, cfg, cfg.input_size)
+        for engine, times in rounds.items():
+            latency[engine][str(batch)] = _summary(times, contended)
+        baseline = {"onnxruntime": "torch", "int8": "onnxruntime"}
+        for engine, base in baseline.items():
+            if engine in rounds and batch in (1, largest):
+                key = "latency_b1" if batch == 1 else "throughput"
+                speedups[engine][key] = _summary(ratios(rounds[base], rounds[engine]), contended)
+    throughput = {e: _summary([largest / ms * 1e3 for ms in latency[e][str(largest)]["rounds"]],
+                              latency[e][str(largest)]["others_cpu_share"]) for e in p.predicts}
+    trained = p.weights is not None or bool(split_model_name(p.name)[1])
+    accuracy = {e: top1(fn, data, cfg.eval_images, 100) for e, fn in p.predicts.items()} if trained and data else None
+    figures = [*(f for e in latency.values() for f in e.values()), *(f for s in speedups.values() for f in s.values())]
+    return {"name": p.name, "threads": threads, "model_kwargs": p.kwargs, "weights": p.weights, **p.facts,
+            "latency_ms": latency, "throughput_ips": throughput, "speedup": speedups, "accuracy": accuracy,
+            "noisy": any(f["noisy"] for f in figures)}
 
 
 # ---------------------------------------------------------------------------- the run
 
 
 def environment(cfg: BenchConfig) -> dict[str, Any]:
-    """Versions, CPU and the engines' settings: what a reader needs to compare two result files.
-
-    The 1-minute load average shows whether other work shared the CPU (over
-    ``cpu_count``, torch's OpenMP threads wait on descheduled peers and eager
-    latencies can grow a hundredfold).
-    """
+    """Versions, CPU, load and frequency settings and the engines' settings: what a reader needs to compare runs."""
     return {
         "load_average_1min": os.getloadavg()[0],
         "python": platform.python_version(),
@@ -264,12 +330,15 @@ def environment(cfg: BenchConfig) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu": _cpu_name(),
         "cpu_count": os.cpu_count(),
-        "torch_threads": cfg.threads,
-        "ort_intra_op_threads": cfg.threads,
+        "physical_cores": physical_cores(),
+        "cpu_frequency": _cpu_frequency(),
         "ort_inter_op_threads": 1,
+        "ort_spinning": False,
         "ort_graph_optimization_level": ort.GraphOptimizationLevel.ORT_ENABLE_ALL.name,
         "ort_execution_mode": ort.ExecutionMode.ORT_SEQUENTIAL.name,
         "ort_provider": "CPUExecutionProvider",
+        "noisy_beyond": NOISY,
+        "noisy_when_others_take": CONTENDED,
     }
 
 
@@ -282,163 +351,47 @@ def _cpu_name() -> str:
     return platform.processor()
 
 
-def run_bench(
-    names: list[str], cfg: BenchConfig, *, weights: dict[str, str] | None = None, data: Dataset | None = None
-) -> dict[str, Any]:
-    """Benchmark ``names`` one after the other (a tqdm bar on stderr); the whole result document."""
+def _cpu_frequency() -> dict[str, str]:
+    """What the kernel says of cpu0's frequency scaling, where it can be read (often not in containers)."""
+    base = Path("/sys/devices/system/cpu/cpu0/cpufreq")
+    found = {}
+    for name in ("scaling_governor", "scaling_cur_freq", "scaling_max_freq", "scaling_driver"):
+        try:
+            found[name] = (base / name).read_text().strip()
+        except OSError:
+            continue
+    return found or {"note": "not readable here"}
+
+
+def run_bench(names: list[str], cfg: BenchConfig, *, weights: dict[str, str] | None = None,
+              data: Dataset | None = None) -> dict[str, Any]:
+    """Benchmark ``names`` at every thread count (a tqdm bar on stderr); the whole result document."""
     if cfg.quantize and data is None:
         raise DataError("int8 quantization calibrates on real images: pass data (--data-dir DIR with cifar10.npz / mnist.npz)")
     weights = weights or {}
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    env = environment(cfg)
-    start = time.perf_counter()
-    models = []
+    previous = torch.get_num_threads()
+    env, start, models = environment(cfg), time.perf_counter(), []
     try:
         with tempfile.TemporaryDirectory(prefix="zoo-bench-") as workdir:
-            bar = tqdm(names, desc="bench", unit="model", file=sys.stderr)
-            for name in bar:
-                bar.set_postfix_str(name)
-                models.append(bench_model(name, cfg, Path(workdir), weights=weights.get(name), data=data))
+            bar = tqdm([(t, n) for t in cfg.threads for n in names], desc="bench", unit="model", file=sys.stderr,
+                       disable=not sys.stderr.isatty())
+            for threads, name in bar:
+                bar.set_postfix_str(f"{name}, {threads} threads")
+                torch.set_num_threads(threads)
+                prepared = prepare(name, cfg, Path(workdir), threads, weights.get(name), data)
+                models.append(bench_model(prepared, cfg, threads, data))
     finally:
-        torch.set_num_threads(previous_threads)
+        torch.set_num_threads(previous)
     return {
         "schema": SCHEMA,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "duration_s": time.perf_counter() - start,
         "environment": {**env, "load_average_1min_after": os.getloadavg()[0]},
         "settings": {**dataclasses.asdict(cfg), "input_size": list(cfg.input_size)},
+        "data": None if data is None else {"source": data.source, "test_images": len(data.y_test),
+                                           "sample": data.source.startswith("sample:")},
         "models": models,
     }
-
-
-# ---------------------------------------------------------------------------- outputs
-
-
-def table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """One flat row per model: the CSV's rows, and the markdown table's after formatting."""
-    largest = str(max(results["settings"]["batch_sizes"]))
-    rows = []
-    for m in results["models"]:
-        row = {
-            "model": m["name"],
-            "params_M": m["params"] / 1e6,
-            "GMACs": m["macs"] / 1e9,
-            "onnx_MB": m["onnx_bytes"] / 2**20,
-            "torch_p50_ms": m["torch"]["latency_ms"]["1"]["p50_ms"],
-            "torch_p90_ms": m["torch"]["latency_ms"]["1"]["p90_ms"],
-            "ort_p50_ms": m["onnxruntime"]["latency_ms"]["1"]["p50_ms"],
-            "ort_p90_ms": m["onnxruntime"]["latency_ms"]["1"]["p90_ms"],
-            "ort_speedup_b1": m["ort_speedup"]["latency_b1"],
-            f"torch_ips_b{largest}": m["torch"]["throughput_ips"],
-            f"ort_ips_b{largest}": m["onnxruntime"]["throughput_ips"],
-            "ort_speedup_throughput": m["ort_speedup"]["throughput"],
-            "torch_top1": m["torch"].get("accuracy"),
-            "ort_top1": m["onnxruntime"].get("accuracy"),
-        }
-        if m["int8"] is not None:
-            row |= {
-                "int8_p50_ms": m["int8"]["latency_ms"]["1"]["p50_ms"],
-                "int8_speedup_b1": m["int8"]["speedup_vs_fp32"]["latency_b1"],
-                "int8_speedup_throughput": m["int8"]["speedup_vs_fp32"]["throughput"],
-                "int8_top1_delta": m["int8"].get("accuracy_delta"),
-            }
-        rows.append(row)
-    return rows
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
-    return str(value)
-
-
-def write_markdown(results: dict[str, Any], path: Path) -> Path:
-
-    rows = table_rows(results)
-    columns = [c for c in rows[0] if any(r.get(c) is not None for r in rows)] if rows else []
-    env, settings = results["environment"], results["settings"]
-    header = (
-        f"Input {'x'.join(map(str, settings['input_size']))} ({settings['input']}), {env['torch_threads']} threads for "
-        f"torch and onnxruntime ({env['ort_graph_optimization_level']}), {env['cpu']}; latency at batch 1, throughput "
-        f"at batch {max(settings['batch_sizes'])}; speed-up = onnxruntime over torch eager (>1: onnxruntime faster)."
-    )
-    table = format_table([{c: _fmt(r.get(c)) for c in columns} for r in rows], columns)
-    atomic_write_bytes(path, f"{header}\n\n{table}\n".encode())
-    return path
-
-
-def write_csv(results: dict[str, Any], path: Path) -> Path:
-    rows = table_rows(results)
-    columns = list(dict.fromkeys(c for r in rows for c in r))
-    buf = io.StringIO(newline="")
-    writer = csv.DictWriter(buf, columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_bytes(path, buf.getvalue().encode())
-    return path
-
-
-def plot_charts(results: dict[str, Any], out: Path) -> list[Path]:
-    """Accuracy (MACs without it) against batch-1 latency, bubbles sized by params; latency against batch size."""
-    import matplotlib.ticker  # lazy: matplotlib costs start-up time; only the charts need it
-    from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
-
-    models = results["models"]
-    has_accuracy = bool(models) and all(m["onnxruntime"].get("accuracy") is not None for m in models)
-    fig = Figure(figsize=(8, 5.5))
-    ax = fig.subplots()
-    for engine, marker in zip(ENGINES, ("o", "s")):
-        xs = [m[engine]["latency_ms"]["1"]["p50_ms"] for m in models]
-        ys = [m[engine]["accuracy"] * 100 if has_accuracy else m["macs"] / 1e9 for m in models]
-        ax.scatter(xs, ys, s=[20 + m["params"] / 2e5 for m in models], alpha=0.5, marker=marker)
-        ax.scatter([], [], s=40, alpha=0.5, marker=marker, color=ax.collections[-1].get_facecolor()[0], label=engine)
-        if engine == "onnxruntime":
-            for m, x, y in zip(models, xs, ys):
-                ax.annotate(m["name"], (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
-    ax.set_xscale("log")
-    if not has_accuracy:
-        ax.set_yscale("log")
-    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
-    for axis in (ax.xaxis, ax.yaxis):
-        axis.set_major_formatter(plain)
-        axis.set_minor_formatter(plain)
-    ax.set_xlabel("latency at batch 1, p50 (ms)")
-    ax.set_ylabel("top-1 accuracy (%)" if has_accuracy else "GMACs per image")
-    ax.set_title(f"{'accuracy' if has_accuracy else 'MACs'} vs latency (bubble area ~ parameters)")
-    ax.legend()
-    fig.tight_layout()
-    scatter = out / ("accuracy_vs_latency.png" if has_accuracy else "macs_vs_latency.png")
-    atomic_write_bytes(scatter, png_bytes(fig, dpi=120))
-
-    fig = Figure(figsize=(8, 5.5))
-    ax = fig.subplots()
-    for i, m in enumerate(models):
-        for engine, style in zip(ENGINES, ("--", "-")):
-            lat = m[engine]["latency_ms"]
-            batches = sorted(lat, key=int)
-            ax.plot([int(b) for b in batches], [lat[b]["p50_ms"] for b in batches], style, marker="o", color=f"C{i % 10}",
-                    label=f"{m['name']} ({engine})")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("batch size")
-    ax.set_ylabel("latency p50 (ms)")
-    ax.set_title("latency vs batch size (solid: onnxruntime, dashed: torch eager)")
-    ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    lines = out / "latency_vs_batch.png"
-    atomic_write_bytes(lines, png_bytes(fig, dpi=120))
-    return [scatter, lines]
-
-
-def write_results(results: dict[str, Any], out: Path) -> list[Path]:
-    """results.json, results.csv, results.md and the charts in ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    json_path = out / "results.json"
-    atomic_write_bytes(json_path, (json.dumps(results, indent=2) + "\n").encode())
-    return [json_path, write_csv(results, out / "results.csv"), write_markdown(results, out / "results.md"), *plot_charts(results, out)]
 
 
 # ---------------------------------------------------------------------------- command line
@@ -447,58 +400,74 @@ def write_results(results: dict[str, Any], out: Path) -> list[Path]:
 def weights_pair(item: str) -> tuple[str, str]:
     name, sep, source = item.partition("=")
     if not sep or not name or not source:
-        raise argparse.ArgumentTypeError(f"takes MODEL=SOURCE pairs, e.g. resnet18=./ckpt/resnet18, got {item!r}")
+        raise argparse.ArgumentTypeError(f"takes MODEL=SOURCE, got {item!r}")
     return name, source
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """The ``python -m export.bench`` arguments, added to ``parser`` when given (to mount it as ``zoo bench``)."""
-    parser = parser or argparse.ArgumentParser(prog="python -m export.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = parser or argparse.ArgumentParser(prog="python -m export.bench", description=__doc__,
+                                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.description = parser.description or __doc__
     defaults = BenchConfig()
-    parser.add_argument("patterns", nargs="*", default=list(PAPER_MODELS), metavar="PATTERN",
-                        help=f"model names or wildcards (default: the paper's, {' '.join(PAPER_MODELS)})")
+    parser.add_argument("patterns", nargs="*", default=None, metavar="PATTERN",
+                        help=f"model names, wildcards or arch.tag names (default: {' '.join(PAPER_MODELS)} and the input's tags)")
     parser.add_argument("--input", choices=list(INPUTS), default=defaults.input, help="input size and classes: 3x32x32 / 1x32x32 with 10, or 3x224x224 with 1000")
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="folder for results.json/.csv/.md and the charts")
-    parser.add_argument("--threads", type=int, default=defaults.threads, help="threads for torch and onnxruntime alike (default: torch's)")
+    parser.add_argument("--threads", type=positive(int), nargs="+", default=list(defaults.threads),
+                        help="intra-op threads for every engine; several values sweep (default: the physical cores)")
     parser.add_argument("--weights", nargs="+", type=weights_pair, default=[], metavar="MODEL=SOURCE",
-                        help="weights per model (a .safetensors file, a checkpoint folder or hf-hub:owner/name); with data, accuracy is measured")
-    parser.add_argument("--data-dir", type=Path, default=None, help="folder with cifar10.npz / mnist.npz: accuracy and int8 calibration")
-    parser.add_argument("--quantize", action="store_true", help="also int8 static quantization (QDQ), calibrated on real images; needs data")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(defaults.batch_sizes), help="latency at each; throughput at the largest (1 is always measured)")
-    parser.add_argument("--budget", type=float, default=defaults.budget_s, help="seconds per measurement, after warmup (default: %(default)s)")
-    parser.add_argument("--eval-images", type=int, default=defaults.eval_images, help="test images for accuracy (default: %(default)s)")
-    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: torch's)")
+                        help="weights per model (a .safetensors file, a checkpoint folder or hf-hub:owner/name): accuracy and int8")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="folder with cifar10.npz / mnist.npz: accuracy on the full test set (default: zoo's shipped sample)")
+    parser.add_argument("--quantize", action="store_true", help="int8 (static QDQ) for every model, not only those with weights")
+    parser.add_argument("--batch-sizes", type=positive(int), nargs="+", default=list(defaults.batch_sizes),
+                        help="latency at each; throughput at the largest (1 is always measured)")
+    parser.add_argument("--rounds", type=positive(int), default=defaults.rounds, help="interleaved rounds per figure (default: %(default)s)")
+    parser.add_argument("--eval-images", type=int, default=defaults.eval_images, help="test images for accuracy (0: all)")
+    parser.add_argument("--opset", type=positive(int), default=None, help="ONNX opset (default: torch's)")
+    parser.add_argument("--compare", type=Path, metavar="RESULTS_JSON", help="an earlier results.json: print what changed beyond the intervals")
     add_model_arguments(parser)
     parser.set_defaults(func=run)
     return parser
 
 
+def model_names(patterns: list[str] | None, input_name: str) -> list[str]:
+    """Registry names and tags for ``patterns``; by default the paper's models and the tags trained on the input."""
+    if not patterns:
+        tags = [t for t in zoo.list_models(pretrained=True) if zoo.get_pretrained_tag(t).dataset == input_name]
+        return zoo.list_models(list(PAPER_MODELS)) + tags
+    tags = [p for p in patterns if "." in p]  # arch.tag patterns: pretrained tags, with their weights
+    names = zoo.list_models([p for p in patterns if p not in tags]) + zoo.list_models(tags, pretrained=True)
+    wrong = [n for n in names if "." in n and zoo.get_pretrained_tag(n).dataset != input_name]
+    if wrong:
+        dataset = zoo.get_pretrained_tag(wrong[0]).dataset
+        raise UnknownModelError(f"{', '.join(wrong)} take {dataset} input; pass --input {dataset}")
+    if not names:
+        raise UnknownModelError(f"no model matches {' '.join(patterns)}; zoo list shows them all")
+    return names
+
+
 def run(args: argparse.Namespace) -> int:
     check_writable(args.out / "results.json")
-    tags = [p for p in args.patterns if "." in p]  # arch.tag patterns: pretrained tags, with their weights
-    names = zoo.list_models([p for p in args.patterns if p not in tags]) + zoo.list_models(tags, pretrained=True) if tags else zoo.list_models(args.patterns)
-    wrong_input = [n for n in names if "." in n and zoo.get_pretrained_tag(n).dataset != args.input]
-    if wrong_input:
-        raise UnknownModelError(f"{', '.join(wrong_input)} take {zoo.get_pretrained_tag(wrong_input[0]).dataset} input; pass --input {zoo.get_pretrained_tag(wrong_input[0]).dataset}")
-    if not names:
-        raise UnknownModelError(f"no model matches {' '.join(args.patterns)}; zoo list shows them all")
+    names = model_names(args.patterns, args.input)
     weights = dict(args.weights)
     if set(weights) - set(names):
         raise UnknownModelError(f"--weights for {', '.join(sorted(set(weights) - set(names)))}, not among the models benchmarked: {', '.join(names)}")
     cfg = BenchConfig(
-        input=args.input, threads=args.threads, batch_sizes=tuple(sorted({1, *args.batch_sizes})), budget_s=args.budget,
-        eval_images=args.eval_images, quantize=args.quantize, opset=args.opset,
-        model_kwargs=dict(args.model_arg), num_classes=args.num_classes,
+        input=args.input, threads=tuple(args.threads), batch_sizes=tuple(sorted({1, *args.batch_sizes})), rounds=args.rounds,
+        eval_images=args.eval_images, quantize=args.quantize, opset=args.opset, model_kwargs=dict(args.model_arg),
+        num_classes=args.num_classes,
     )
-    data = None
-    if args.data_dir or args.quantize:
-        if args.input == "imagenet":
-            raise DataError("zoo has no ImageNet loader: accuracy and --quantize need --input cifar10 or mnist")
-        data = load_dataset(args.input, args.data_dir)
+    if args.input == "imagenet" and (args.data_dir or args.quantize or weights):
+        raise DataError("zoo has no ImageNet loader: accuracy and int8 need --input cifar10 or mnist")
+    data = None if args.input == "imagenet" else load_dataset(args.input, args.data_dir) if args.data_dir else load_sample(args.input)
     results = run_bench(names, cfg, weights=weights, data=data)
     paths = write_results(results, args.out)
     print((args.out / "results.md").read_text())
-    print(f"{len(names)} models in {results['duration_s']:.0f} s; wrote {', '.join(str(p) for p in paths)}")
+    if args.compare:
+        print(compare(args.compare, results))
+    print(f"{len(results['models'])} runs in {results['duration_s']:.0f} s; wrote {', '.join(str(p) for p in paths)}")
     return 0
 
 

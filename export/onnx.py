@@ -166,14 +166,19 @@ def check_onnx(path: str | os.PathLike) -> None:
         raise ExportError(f"{path} is not a valid ONNX model: {e}; re-export it, or try another --opset") from e
 
 
-def create_session(path: str | os.PathLike, threads: int | None = None) -> ort.InferenceSession:
-    """An onnxruntime CPU session, all graph optimisations on; ``threads`` intra-op threads (ORT's default if None)."""
+def create_session(path: str | os.PathLike, threads: int | None = None, *, spinning: bool = True) -> ort.InferenceSession:
+    """An onnxruntime CPU session, all graph optimisations on; ``threads`` intra-op threads (ORT's default if None).
+
+    ``spinning=False`` keeps idle worker threads from busy-waiting after a run, so another engine timed next
+    on the same cores is not slowed by them (the benchmark's setting)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

@@ -208,6 +208,25 @@ def load_dataset(
     return ds
 
 
+SAMPLE_FILE = Path(__file__).with_name("eval_sample.npz")
+SAMPLE_SIZES = {"mnist": (1000, 100), "cifar10": (500, 100)}
+"""zoo/eval_sample.npz (benchmarks/make_eval_sample.py): per dataset, test images for accuracy and training
+images for int8 calibration, a seeded class-stratified sample of the official splits shipped with the package."""
+
+
+def load_sample(name: str) -> Dataset:
+    """The shipped sample of ``name``: its test part measures accuracy with no download (a sample's accuracy)."""
+    info = get_info(name)
+    if not SAMPLE_FILE.is_file():
+        raise DataError(f"{SAMPLE_FILE} is missing from this install; pass --data-dir with {name}.npz")
+    with np.load(SAMPLE_FILE, allow_pickle=False) as npz:
+        arrays = {k.removeprefix(f"{name}_"): npz[k] for k in npz.files if k.startswith(f"{name}_")}
+    _check_arrays(arrays, info, f"{SAMPLE_FILE} ({name})")
+    x_train, x_test = _to_nchw(arrays["x_train"], info), _to_nchw(arrays["x_test"], info)
+    y_train, y_test = (torch.from_numpy(arrays[k].astype(np.int64)) for k in ("y_train", "y_test"))
+    return _dataset(info, x_train, y_train, x_test, y_test, source=f"sample:{len(y_test)} test images")
+
+
 def split_validation(ds: Dataset, n_val: int, seed: int = 0) -> Dataset:
     if not 0 < n_val < len(ds.y_train):
         raise DataError(f"val_split must be between 1 and {len(ds.y_train) - 1}, got {n_val}")

@@ -1,0 +1,208 @@
+"""The benchmark's outputs: the markdown table people read first, the CSV, the charts, and a comparison of runs.
+
+Every figure is printed with its 95% interval, and a noisy one is marked ``~``
+(its interval is wider than +-10%): a number printed plain is one a re-run
+should confirm.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from zoo.checkpoint import atomic_write_bytes
+from zoo.cliutil import format_table
+from zoo.plots import png_bytes
+
+__all__ = ["compare", "table_rows", "write_results"]
+
+ENGINE_STYLE = {"torch": ("o", "--"), "onnxruntime": ("s", "-"), "int8": ("^", ":")}
+"""Marker and line style per engine in the charts."""
+
+
+def _colour(i: int) -> Any:
+    """One colour per model, 20 before any repeats; black is kept for the engines' legend."""
+    import matplotlib  # lazy: matplotlib costs start-up time; only the charts need it
+
+    return matplotlib.colormaps["tab20"](i % 20)
+
+
+def fmt(figure: dict[str, Any] | None, digits: int = 3) -> str:
+    """``median [low, high]``, marked ``~`` when noisy; ``-`` for a figure not measured."""
+    if figure is None:
+        return "-"
+    low, high = figure["ci95"]
+    return f"{'~' if figure['noisy'] else ''}{figure['median']:.{digits}g} [{low:.{digits}g}, {high:.{digits}g}]"
+
+
+def table_rows(results: dict[str, Any]) -> list[dict[str, str]]:
+    """One row per model and thread count, what matters first: size, accuracy, latency, throughput, speed-ups."""
+    largest = str(max(results["settings"]["batch_sizes"]))
+    rows = []
+    for m in results["models"]:
+        acc = m["accuracy"] or {}
+        lat, thr, sp = m["latency_ms"], m["throughput_ips"], m["speedup"]
+        rows.append({
+            "model": m["name"] + (" (noisy)" if m["noisy"] else ""),
+            "threads": str(m["threads"]),
+            "params (M)": f"{m['params'] / 1e6:.2f}",
+            "MACs (M)": f"{m['macs'] / 1e6:.1f}",
+            "top-1 % torch / ort / int8": " / ".join(f"{acc[e] * 100:.2f}" if e in acc else "-" for e in ("torch", "onnxruntime", "int8")) if acc else "-",
+            "b1 ms torch": fmt(lat["torch"]["1"]),
+            "b1 ms ort": fmt(lat["onnxruntime"]["1"]),
+            "b1 ms int8": fmt(lat.get("int8", {}).get("1")),
+            f"img/s b{largest} ort": fmt(thr["onnxruntime"]),
+            "ort/torch b1": fmt(sp["onnxruntime"].get("latency_b1")),
+            f"ort/torch b{largest}": fmt(sp["onnxruntime"].get("throughput")),
+            "int8/ort b1": fmt(sp.get("int8", {}).get("latency_b1")),
+        })
+    return rows
+
+
+def write_markdown(results: dict[str, Any], path: Path) -> Path:
+    rows = table_rows(results)
+    columns = [c for c in rows[0] if any(r[c] != "-" for r in rows)] if rows else []
+    env, settings, data = results["environment"], results["settings"], results["data"]
+    measured = any(m["accuracy"] for m in results["models"])
+    accuracy = ("" if data is None or not measured else f" Top-1 on {data['test_images']:,} test images"
+                + (" (zoo's shipped sample of the test set, not the full set)." if data["sample"] else " (the full test set)."))
+    header = (
+        f"Input {'x'.join(map(str, settings['input_size']))} ({settings['input']}), {env['cpu']}, "
+        f"load {env['load_average_1min']:.2f} -> {env['load_average_1min_after']:.2f}. Latency: median over "
+        f"{settings['rounds']}+ interleaved rounds [95% interval], ms; a speed-up is the median per-round ratio "
+        f"(>1: the first engine named is faster). ~ marks a noisy figure: its interval is wider than +-{env['noisy_beyond']:.0%}, "
+        f"or other processes took more than {env['noisy_when_others_take']:.0%} of the CPU while it was timed."
+        f"{accuracy}"
+    )
+    atomic_write_bytes(path, f"{header}\n\n{format_table(rows, columns)}\n".encode())
+    return path
+
+
+def write_csv(results: dict[str, Any], path: Path) -> Path:
+    """Flat numbers (medians and interval ends) per model, engine and batch size."""
+    rows = []
+    for m in results["models"]:
+        for engine, by_batch in m["latency_ms"].items():
+            for batch, fig in by_batch.items():
+                rows.append({"model": m["name"], "threads": m["threads"], "engine": engine, "batch": batch,
+                             "latency_ms": fig["median"], "ci95_low": fig["ci95"][0], "ci95_high": fig["ci95"][1],
+                             "noisy": fig["noisy"], "accuracy": (m["accuracy"] or {}).get(engine)})
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, list(rows[0]) if rows else ["model"])
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(path, buf.getvalue().encode())
+    return path
+
+
+def _cost_chart(results: dict[str, Any], accuracy: bool) -> bytes:
+    """Accuracy (or MACs) against batch-1 latency: one colour per model, one marker per engine; the names are in
+    the legend, not on the points, so that they never overlap."""
+    import matplotlib.ticker  # lazy: matplotlib costs start-up time; only the charts need it
+    from matplotlib.figure import Figure  # lazy: as above
+
+    models = [m for m in results["models"] if m["accuracy"]] if accuracy else results["models"]
+    fig = Figure(figsize=(9, 5.5))
+    ax = fig.subplots()
+    for i, m in enumerate(models):
+        for engine, (marker, _) in ENGINE_STYLE.items():
+            if engine in m["latency_ms"] and (not accuracy or engine in m["accuracy"]):
+                y = m["accuracy"][engine] * 100 if accuracy else m["macs"] / 1e6
+                ax.scatter(m["latency_ms"][engine]["1"]["median"], y, color=_colour(i), marker=marker, s=60, alpha=0.85)
+        ax.scatter([], [], color=_colour(i), marker="o", label=f"{m['name']} ({m['threads']} thr)")
+    for engine, (marker, _) in ENGINE_STYLE.items():
+        ax.scatter([], [], color="black", marker=marker, label=engine)
+    ax.set_xscale("log")
+    if not accuracy:  # 30M to 500M MACs: a log axis keeps the GoogLeNets apart
+        ax.set_yscale("log")
+        for set_formatter in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+            set_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("latency at batch 1, median (ms, log scale)")
+    ax.set_ylabel("top-1 accuracy (%)" if accuracy else "MACs per image (millions)")
+    ax.set_title(("accuracy" if accuracy else "cost") + " against latency: the paper's efficiency question")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    return png_bytes(fig, dpi=120)
+
+
+def _batch_chart(results: dict[str, Any]) -> bytes:
+    """Latency against batch size: one colour per model, one line style per engine, with the 95% interval."""
+    import matplotlib.ticker  # lazy: matplotlib costs start-up time; only the charts need it
+    from matplotlib.figure import Figure  # lazy: as above
+
+    fig = Figure(figsize=(9, 5.5))
+    ax = fig.subplots()
+    for i, m in enumerate(results["models"]):
+        for engine, by_batch in m["latency_ms"].items():
+            batches = sorted(by_batch, key=int)
+            xs = [int(b) for b in batches]
+            ax.plot(xs, [by_batch[b]["median"] for b in batches], ENGINE_STYLE[engine][1], color=_colour(i), marker=".")
+            ax.fill_between(xs, [by_batch[b]["ci95"][0] for b in batches], [by_batch[b]["ci95"][1] for b in batches],
+                            color=_colour(i), alpha=0.1, lw=0)
+        ax.plot([], [], color=_colour(i), label=f"{m['name']} ({m['threads']} thr)")
+    for engine, (_, style) in ENGINE_STYLE.items():
+        ax.plot([], [], style, color="black", label=engine)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(results["settings"]["batch_sizes"], [str(b) for b in results["settings"]["batch_sizes"]])
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("latency, median (ms)")
+    ax.set_title("latency against batch size")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    return png_bytes(fig, dpi=120)
+
+
+def write_results(results: dict[str, Any], out: Path) -> list[Path]:
+    """results.json (every round), results.csv, results.md and the charts in ``out``, each written atomically."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "results.json"]
+    atomic_write_bytes(paths[0], (json.dumps(results, indent=2) + "\n").encode())
+    paths += [write_csv(results, out / "results.csv"), write_markdown(results, out / "results.md")]
+    charts = {"macs_vs_latency.png": _cost_chart(results, accuracy=False), "latency_vs_batch.png": _batch_chart(results)}
+    if any(m["accuracy"] for m in results["models"]):
+        charts["accuracy_vs_latency.png"] = _cost_chart(results, accuracy=True)
+    for name, png in charts.items():
+        atomic_write_bytes(out / name, png)
+        paths.append(out / name)
+    return paths
+
+
+def _figures(results: dict[str, Any]) -> dict[tuple, dict[str, Any]]:
+    found = {}
+    for m in results["models"]:
+        for engine, by_batch in m["latency_ms"].items():
+            for batch, fig in by_batch.items():
+                found[(m["name"], m["threads"], f"{engine} latency b{batch}")] = fig
+        for engine, figs in m["speedup"].items():
+            for what, fig in figs.items():
+                found[(m["name"], m["threads"], f"{engine} speed-up {what}")] = fig
+    return found
+
+
+def compare(old_path: Path, results: dict[str, Any]) -> str:
+    """The figures of ``results`` whose 95% interval does not overlap the same figure's in an earlier run."""
+    try:
+        old = json.loads(Path(old_path).read_text())
+    except (OSError, ValueError) as e:
+        return f"cannot compare with {old_path}: {e}"
+    if old.get("schema") != results["schema"]:
+        return f"cannot compare with {old_path}: schema {old.get('schema')!r}, this run writes {results['schema']!r}"
+    before, now = _figures(old), _figures(results)
+    changed = [
+        {"model": k[0], "threads": k[1], "figure": k[2], "before": fmt(before[k]), "now": fmt(now[k]),
+         "change": f"{now[k]['median'] / before[k]['median'] - 1:+.0%}"}
+        for k in now if k in before
+        and (now[k]["ci95"][0] > before[k]["ci95"][1] or now[k]["ci95"][1] < before[k]["ci95"][0])
+    ]
+    if not changed:
+        return f"compared with {old_path}: no figure changed beyond its interval ({len(set(now) & set(before))} compared)"
+    return f"compared with {old_path}: changed beyond the intervals\n\n" + format_table(changed, list(changed[0]))
