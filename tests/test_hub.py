@@ -344,6 +344,7 @@ class Hub:
     endpoint: str
     commit: str
     cache: Path
+    mirrors: Path  # olah serves every git repository under mirrors/models/<owner>/<name>
 
 
 def free_port() -> int:
@@ -412,7 +413,7 @@ def hub(trained, tmp_path_factory):
             mp.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
             mp.setattr(constants, "HF_HUB_CACHE", str(cache))
             mp.setattr(constants, "HF_HUB_OFFLINE", False)
-            yield Hub(endpoint, commit, cache)
+            yield Hub(endpoint, commit, cache, root / "mirrors")
         finally:
             proc.kill()
             proc.wait()
@@ -459,6 +460,28 @@ def test_bad_tag_refused(trained, hub, overrides, error, message):
     tag = tag_for(trained, **{"revision": hub.commit, **overrides})
     with pytest.raises(error, match=message):
         load_pretrained(zoo.create_model(tag.arch, **KWARGS), tag)
+
+
+def test_a_bundled_tag_served_by_the_hub_loads_the_same(hub, tmp_path, monkeypatch):
+    """The real bundled MNIST checkpoint, published as a repo: fetched at its commit, checked against its pin."""
+    import dataclasses
+
+    tag = zoo.get_pretrained_tag("googlenet_res5x5.mnist_paper")
+    repo = Path(shutil.copytree(tag.bundled, hub.mirrors / "models" / "zoo-models" / tag.name))
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "publish the bundled tag")
+    published = dataclasses.replace(tag, hf_hub_id=f"zoo-models/{tag.name}", revision=git(repo, "rev-parse", "HEAD"))
+    expected = zoo.create_model(tag.name, pretrained=True).eval()
+    monkeypatch.setattr(zoo.registry, "BUNDLED_DIR", tmp_path)  # as in a wheel install: no bundled copy
+    model = load_pretrained(zoo.create_model(tag.name), published).eval()
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), expected(x))
+    cached = huggingface_hub.try_to_load_from_cache(published.hf_hub_id, WEIGHTS_NAME, revision=published.revision)
+    assert isinstance(cached, str) and Path(cached).is_relative_to(hub.cache)
+    with pytest.raises(CheckpointError, match="sha256 mismatch"):
+        load_pretrained(zoo.create_model(tag.name), dataclasses.replace(published, sha256="0" * 64))
 
 
 def test_corrupt_cache_entry_refused_and_the_fix_works(trained, hub):
