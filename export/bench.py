@@ -52,6 +52,7 @@ from zoo.checkpoint import check_writable
 from zoo.cliutil import positive, run_command
 from zoo.data import Dataset, DeviceLoader, load_dataset, load_sample, subset
 from zoo.errors import ArgumentError, DataError, ExportError, UnknownModelError
+from zoo.machine import cpu_name, physical_cores
 from zoo.registry import split_model_name
 
 SCHEMA = "zoo.bench/2"
@@ -63,22 +64,6 @@ INPUTS: dict[str, tuple[tuple[int, int, int], int]] = {
     "mnist": ((1, 32, 32), 10),
     "imagenet": ((3, 224, 224), 1000),
 }
-
-
-def physical_cores() -> int:
-    """Cores, not hardware threads (two threads of one core share its arithmetic); os.cpu_count() if unknown."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return os.cpu_count() or 1
-    cores, physical = set(), "0"
-    for line in lines:
-        key, _, value = line.partition(":")
-        if key.strip() == "physical id":
-            physical = value.strip()
-        elif key.strip() == "core id":
-            cores.add((physical, value.strip()))
-    return len(cores) or os.cpu_count() or 1
 
 
 @dataclass
@@ -108,6 +93,7 @@ class BenchConfig:
             values = tuple(getattr(self, name))
             if not values or min(values) < 1:
                 raise ArgumentError(f"zoo bench: {name} must be >= 1, got {list(values)}")
+        self.batch_sizes = tuple(sorted({1, *self.batch_sizes}))  # batch 1: the latency every table reports
         if self.input not in INPUTS:
             raise ArgumentError(f"zoo bench: input={self.input!r} is not one of {', '.join(INPUTS)}")
 
@@ -201,10 +187,13 @@ def _summary(rounds: list[float], contended: float) -> dict[str, Any]:
     return {**fig, "noisy": fig["noisy"] or contended > CONTENDED, "others_cpu_share": round(contended, 3)}
 
 
+BASELINE = {"onnxruntime": "torch", "int8": "onnxruntime"}
+"""Each speed-up reported: an engine over the one it replaces."""
+
+
 def _figures(rounds: dict[str, list[float]]) -> list[list[float]]:
-    """Every figure reported from these rounds: each engine's times and each engine's ratio to the first (torch)."""
-    first, *others = rounds
-    return [*rounds.values(), *(ratios(rounds[first], rounds[o]) for o in others)]
+    """Every figure reported from these rounds: each engine's times, and each speed-up's per-round ratios."""
+    return [*rounds.values(), *(ratios(rounds[base], rounds[e]) for e, base in BASELINE.items() if e in rounds)]
 
 
 # ---------------------------------------------------------------------------- accuracy and int8
@@ -270,13 +259,15 @@ class Prepared:
     kwargs: dict[str, Any]
     predicts: dict[str, Predict]
     facts: dict[str, Any]
+    trained: bool  # weights or a tag: its accuracy is worth measuring
 
 
 def prepare(name: str, cfg: BenchConfig, workdir: Path, threads: int, weights: str | None, data: Dataset | None) -> Prepared:
     """Export and check ``name``, open its engines (torch, onnxruntime, int8 when quantized)."""
     kwargs = {"num_classes": cfg.num_classes or INPUTS[cfg.input][1], "in_chans": cfg.input_size[0], **cfg.model_kwargs}
-    model = load_model(name, weights=weights, **kwargs)
-    info = zoo.model_info(name, input_size=cfg.input_size, **kwargs)
+    model = load_model(name, weights=weights, **({} if weights else kwargs))  # saved weights bring their own
+    kwargs = dict(model._zoo_kwargs)  # what was built: the weights' configuration, or the tag's, or the arguments
+    info = zoo.model_info(model._zoo_arch, input_size=cfg.input_size, **kwargs)
     path = workdir / f"{name}.onnx"
     start = time.perf_counter()
     export_onnx(model, path, input_size=cfg.input_size, opset=cfg.opset)
@@ -289,7 +280,7 @@ def prepare(name: str, cfg: BenchConfig, workdir: Path, threads: int, weights: s
         int8 = quantize_int8(path, workdir / f"{name}.int8.onnx", data, cfg.calibration_images)
         facts["int8_onnx_bytes"] = int8.stat().st_size
         predicts["int8"] = ort_predict(create_session(int8, threads, spinning=False))
-    return Prepared(name, weights, kwargs, predicts, facts)
+    return Prepared(name, weights, kwargs, predicts, facts, trained)
 
 
 def bench_model(p: Prepared, cfg: BenchConfig, threads: int, data: Dataset | None) -> dict[str, Any]:
@@ -301,15 +292,13 @@ def bench_model(p: Prepared, cfg: BenchConfig, threads: int, data: Dataset | Non
         rounds, contended = measure(p.predicts, batch, cfg, cfg.input_size)
         for engine, times in rounds.items():
             latency[engine][str(batch)] = _summary(times, contended)
-        baseline = {"onnxruntime": "torch", "int8": "onnxruntime"}
-        for engine, base in baseline.items():
+        for engine, base in BASELINE.items():
             if engine in rounds and batch in (1, largest):
                 key = "latency_b1" if batch == 1 else "throughput"
                 speedups[engine][key] = _summary(ratios(rounds[base], rounds[engine]), contended)
     throughput = {e: _summary([largest / ms * 1e3 for ms in latency[e][str(largest)]["rounds"]],
                               latency[e][str(largest)]["others_cpu_share"]) for e in p.predicts}
-    trained = p.weights is not None or bool(split_model_name(p.name)[1])
-    accuracy = {e: top1(fn, data, cfg.eval_images, 100) for e, fn in p.predicts.items()} if trained and data else None
+    accuracy = {e: top1(fn, data, cfg.eval_images, 100) for e, fn in p.predicts.items()} if p.trained and data else None
     figures = [*(f for e in latency.values() for f in e.values()), *(f for s in speedups.values() for f in s.values())]
     return {"name": p.name, "threads": threads, "model_kwargs": p.kwargs, "weights": p.weights, **p.facts,
             "latency_ms": latency, "throughput_ips": throughput, "speedup": speedups, "accuracy": accuracy,
@@ -328,7 +317,7 @@ def environment(cfg: BenchConfig) -> dict[str, Any]:
         "onnxruntime": ort.__version__,
         "onnx": onnx.__version__,
         "platform": platform.platform(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "physical_cores": physical_cores(),
         "cpu_frequency": _cpu_frequency(),
@@ -340,15 +329,6 @@ def environment(cfg: BenchConfig) -> dict[str, Any]:
         "noisy_beyond": NOISY,
         "noisy_when_others_take": CONTENDED,
     }
-
-
-def _cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def _cpu_frequency() -> dict[str, str]:
@@ -455,7 +435,7 @@ def run(args: argparse.Namespace) -> int:
     if set(weights) - set(names):
         raise UnknownModelError(f"--weights for {', '.join(sorted(set(weights) - set(names)))}, not among the models benchmarked: {', '.join(names)}")
     cfg = BenchConfig(
-        input=args.input, threads=tuple(args.threads), batch_sizes=tuple(sorted({1, *args.batch_sizes})), rounds=args.rounds,
+        input=args.input, threads=tuple(args.threads), batch_sizes=tuple(args.batch_sizes), rounds=args.rounds,
         eval_images=args.eval_images, quantize=args.quantize, opset=args.opset, model_kwargs=dict(args.model_arg),
         num_classes=args.num_classes,
     )

@@ -37,6 +37,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 import zoo
 from zoo.checkpoint import atomic_path
 from zoo.errors import ExportError
+from zoo.models.layers import ZooModel
 from zoo.predict import ONNX_PREFIX
 from zoo.version import __version__
 from zoo.registry import split_model_name
@@ -74,23 +75,20 @@ def metadata(model: nn.Module, input_size: tuple[int, int, int]) -> dict[str, st
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """An eval-mode copy of ``model`` with every BatchNorm2d folded into the Conv2d registered just before it.
+    """An eval-mode copy of a zoo ``model`` with every BatchNorm2d folded into the Conv2d registered just before it.
 
     In every zoo family a BatchNorm directly follows its convolution, and is registered right after it
-    (``conv``/``bn``, ``conv1``/``bn1``, ``Sequential(conv, bn, ...)``). ``model`` itself is not changed;
-    without such a pair it is returned as it is.
+    (``conv``/``bn``, ``conv1``/``bn1``, ``Sequential(conv, bn, ...)``). Other models need not keep that
+    convention and are returned as they are; ``model`` itself is never changed.
     """
-    pairs = [(m, a, b) for m in model.modules() for a, b in zip(m._modules, list(m._modules)[1:])
-             if isinstance(m._modules[a], nn.Conv2d) and isinstance(m._modules[b], nn.BatchNorm2d)]
-    if not pairs:
+    if not isinstance(model, ZooModel):
         return model
-    index = {id(m): i for i, m in enumerate(model.modules())}
     folded = copy.deepcopy(model).eval()
-    modules = list(folded.modules())
-    for m, a, b in pairs:
-        parent = modules[index[id(m)]]
-        parent._modules[a] = fuse_conv_bn_eval(parent._modules[a], parent._modules[b])
-        parent._modules[b] = nn.Identity()
+    for m in list(folded.modules()):
+        names = list(m._modules)
+        for a, b in zip(names, names[1:]):
+            if isinstance(m._modules[a], nn.Conv2d) and isinstance(m._modules[b], nn.BatchNorm2d):
+                m._modules[a], m._modules[b] = fuse_conv_bn_eval(m._modules[a], m._modules[b]), nn.Identity()
     return folded
 
 

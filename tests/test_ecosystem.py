@@ -165,6 +165,17 @@ def test_googlenet_transform_input_matches_torchvision():
         zoo.create_model("googlenet", transform_input=True, in_chans=1)
 
 
+def test_googlenet_transform_input_survives_save_and_load(tmp_path):
+    """load_model builds on the meta device and fills the state_dict: transform_input must hold nothing outside it."""
+    model = random_bn(zoo.create_model("googlenet", transform_input=True, num_classes=10), 96).eval()
+    zoo.save_pretrained(model, tmp_path / "tv")
+    loaded = zoo.load_model(tmp_path / "tv").eval()
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+        assert loaded(x).std(0).max() > 1e-3
+
+
 # ---------------------------------------------------------------------------- from an image to an answer
 
 

@@ -179,5 +179,5 @@ def test_batchnorm_folding_keeps_outputs_and_the_original_model():
     x = torch.randn(4, 3, 33, 33)
     with torch.no_grad():
         torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)
-    vgg = zoo.create_model("vgg11", num_classes=10, head="cifar")
-    assert fold_batchnorm(vgg) is vgg  # nothing to fold: no copy
+    other = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))  # not a zoo model: its order proves nothing
+    assert fold_batchnorm(other) is other

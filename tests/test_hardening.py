@@ -5,26 +5,31 @@ the case writes, by what is (still) on disk afterwards.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 import torch
+from PIL import Image
 
 import zoo
 from export.__main__ import main as export_main
 from zoo.checkpoint import atomic_write_bytes, load_tensors, save_tensors, staged_dir
 from zoo.cli import main
-from zoo.cliutil import key_value
+from zoo.cliutil import EXIT_STOPPED, key_value, run_command
 from zoo.data import load_dataset
-from zoo.errors import ArgumentError, CheckpointError, DataError, HubError, TrainingError, ZooInputError
+from zoo.errors import ArgumentError, CheckpointError, DataError, HubError, RunStopped, TrainingError, ZooInputError
 from zoo.hub import load_weights, save_pretrained
+from zoo.predict import predict
+from zoo.release import release
 from zoo.rundir import RunDir
 from zoo.train import TrainConfig, train
 
@@ -137,14 +142,20 @@ def test_half_precision_weights_load_only_while_they_stay_finite(tmp_path):
 # ---------------------------------------------------------------------------- run directories and files
 
 
-def test_a_run_directory_has_one_writer_and_a_stale_lock_is_taken_over(tmp_path, capsys):
+def test_a_run_directory_has_one_writer_and_a_killed_holder_leaves_no_lock(tmp_path, capsys):
     out = tmp_path / "run"
-    out.mkdir()
-    (out / ".lock").write_text(str(os.getppid()))  # a live process holds it
-    assert main(["train", "resnet18", *TINY, "--out", str(out)]) == 2
-    assert f"is in use by process {os.getppid()}" in capsys.readouterr().err
-    assert sorted(os.listdir(out)) == [".lock"]
-    (out / ".lock").write_text(str(dead_pid()))  # left by a killed process
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from zoo.rundir import directory_lock\n"
+        f"with directory_lock(Path({str(out)!r})):\n    print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["train", "resnet18", *TINY, "--out", str(out)]) == 2
+        assert f"is in use by process {holder.pid}" in capsys.readouterr().err
+        assert sorted(os.listdir(out)) == [".lock"]  # the refused run wrote nothing
+    finally:
+        holder.kill()  # killed while holding: the kernel releases the lock
+        holder.wait()
     assert main(["train", "resnet18", *TINY, "--out", str(out)]) == 0
     assert not (out / ".lock").exists() and (out / "model" / "model.safetensors").is_file()
 
@@ -179,12 +190,18 @@ def test_written_files_follow_the_umask(umask, file_mode, dir_mode, tmp_path):
 
 
 def test_a_temp_file_orphaned_by_a_killed_writer_is_removed_by_the_next_write(tmp_path):
-    orphan = tmp_path / f".out.json.{dead_pid()}.abcd.tmp"
-    live = tmp_path / f".out.json.{os.getppid()}.efgh.tmp"  # another writer, still running: kept
-    orphan.write_bytes(b"half")
-    live.write_bytes(b"busy")
+    dead = dead_pid()
+    orphan = tmp_path / f".out.json.{dead}.abcd1234.tmp"
+    fresh = tmp_path / f".out.json.{dead}.0f0f0f0f.tmp"  # a dead pid but just written: perhaps another container's
+    live = tmp_path / f".out.json.{os.getppid()}.efef0101.tmp"  # another writer, still running
+    other = tmp_path / f".out.json.5.{dead}.aaaa0000.tmp"  # out.json.5's temp file, not out.json's
+    for path in (orphan, fresh, live, other):
+        path.write_bytes(b"partial")
+    old = time.time() - 3600
+    for path in (orphan, live, other):
+        os.utime(path, (old, old))
     atomic_write_bytes(tmp_path / "out.json", b"{}")
-    assert sorted(os.listdir(tmp_path)) == sorted([live.name, "out.json"])
+    assert sorted(os.listdir(tmp_path)) == sorted([fresh.name, live.name, other.name, "out.json"])
 
 
 def test_a_mistyped_data_dir_creates_nothing_and_says_where_it_looked(tmp_path):
@@ -313,6 +330,55 @@ def test_system_errors_are_one_line_with_status_1_and_debug_shows_the_traceback(
     assert err.startswith("zoo: error: ") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     with pytest.raises(OSError):
         main(["--debug", "card", str(run)])
+
+
+@pytest.mark.parametrize(("value", "raises"), [("0", False), ("", False), ("1", True)])
+def test_zoo_debug_zero_means_off(value, raises, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ZOO_DEBUG", value)
+    if raises:
+        with pytest.raises(CheckpointError):
+            main(["card", str(tmp_path / "missing")])
+    else:
+        assert main(["card", str(tmp_path / "missing")]) == 2
+        assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_stopped_run_exits_130_in_one_line(capsys):
+    parser = argparse.ArgumentParser(prog="zoo")
+    parser.set_defaults(func=lambda args: (_ for _ in ()).throw(RunStopped("fig7 stopped at epoch 3; rerun to go on")))
+    assert run_command(parser, []) == EXIT_STOPPED == 130
+    assert capsys.readouterr().err == "zoo: fig7 stopped at epoch 3; rerun to go on\n"
+
+
+@pytest.mark.parametrize(("text", "message"), [("{", "is not JSON"), ('["a"]', "must map each setting to milliseconds"),
+                                               ('{"cpu": "fast"}', "must map each setting to milliseconds")])
+def test_a_bad_latency_file_for_a_card_is_refused(text, message, tmp_path, capsys):
+    (tmp_path / "latency.json").write_text(text)
+    assert main(["card", str(tmp_path), "--latency", str(tmp_path / "latency.json")]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tag", ["../escape", "Cifar10", "a.b", "", "_x"])
+def test_a_release_tag_must_be_a_plain_name(tag, tmp_path):
+    with pytest.raises(ArgumentError, match="must be lowercase letters, digits and underscores"):
+        release(tmp_path / "run", tag, out_root=tmp_path / "cards", tags_file=tmp_path / "tags.json")
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_onnx_file_zoo_cannot_read_is_refused_for_predict(tmp_path):
+    image = tmp_path / "x.png"
+    Image.new("RGB", (32, 32)).save(image)
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(ArgumentError, match="onnxruntime cannot load"):
+        predict([image], tmp_path / "junk.onnx")
+    bare = onnx.helper.make_model(onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["input"], ["logits"])], "g",
+        [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [1, 3, 32, 32])],
+        [onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, [1, 3, 32, 32])]))
+    bare.metadata_props.add(key="zoo.config", value='{"input_size": [3, 32, 32]}')  # no mean, no std
+    onnx.save(bare, tmp_path / "bare.onnx")
+    with pytest.raises(ArgumentError, match="no readable zoo.config metadata"):
+        predict([image], tmp_path / "bare.onnx")
 
 
 @pytest.mark.parametrize("name", ["vgg11", "resnet18", "googlenet"])

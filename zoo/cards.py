@@ -26,7 +26,7 @@ from zoo.checkpoint import (
     WEIGHTS_NAME,
     CheckpointMeta,
     atomic_write_bytes,
-    load_tensors,
+    float_dtypes,
     read_metadata,
     sha256_file,
 )
@@ -184,7 +184,7 @@ def _results(meta: CheckpointMeta, dataset_name: str, selection: str, per_class:
 def _model_rows(meta: CheckpointMeta, weights: Path) -> list[tuple[str, Any]]:
     info = model_info(meta.arch, input_size=meta.input_size, **meta.model_kwargs)
     kwargs = ", ".join(f"{k}={v!r}" for k, v in meta.model_kwargs.items())
-    dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in _tensor_dtypes(weights)})
+    dtypes = sorted(_float_dtypes(weights))
     c, h, w = meta.input_size
     return [
         ("architecture", f"`{meta.arch}` (timm: `{TIMM_PREFIX}{meta.arch}`)"),
@@ -200,12 +200,11 @@ def _model_rows(meta: CheckpointMeta, weights: Path) -> list[tuple[str, Any]]:
     ]
 
 
-def _tensor_dtypes(weights: Path) -> list[Any]:
+def _float_dtypes(weights: Path) -> set[str]:
     try:
-        tensors, _ = load_tensors(weights)
+        return float_dtypes(weights)
     except CheckpointError:  # a stand-in file (tests) or a damaged one: the card still describes the rest
-        return []
-    return [t for t in tensors.values() if t.is_floating_point()]
+        return set()
 
 
 def _training_rows(meta: CheckpointMeta, run: Mapping[str, Any]) -> list[tuple[str, Any]]:

@@ -15,15 +15,15 @@ that leave the parameter shapes alone (GoogLeNet's residual shortcuts).
 from __future__ import annotations
 
 import dataclasses
-import glob
 import hashlib
 import json
 import math
 import os
 import re
+import secrets
 import shutil
 import subprocess
-import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,6 +49,7 @@ __all__ = [
     "check_compatible",
     "check_finite",
     "check_writable",
+    "float_dtypes",
     "git_commit",
     "load_into",
     "load_tensors",
@@ -80,25 +81,29 @@ SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 """A hex sha256 as zoo writes and pins them: 64 lowercase hex digits."""
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _temp_path(path: Path) -> Path:
+    """``.<name>.<pid>.<random>.tmp`` beside ``path``: the pid tells a later writer whether its owner is alive."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
-def _temp_prefix(path: Path) -> str:
-    return f".{path.name}."
+ORPHAN_AGE_S = 60.0
+"""A temp file is orphaned when its writer's pid is gone and it has not changed for this long (the pid alone
+misjudges a writer in another container sharing the directory)."""
 
 
 def _remove_orphans(path: Path) -> None:
-    """Temporary siblings of ``path`` left by writers that were killed (their pid is in the name and gone)."""
-    for tmp in path.parent.glob(f"{glob.escape(_temp_prefix(path))}*.tmp"):
-        pid = tmp.name[len(_temp_prefix(path)):].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
-            if tmp.is_dir():
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                tmp.unlink(missing_ok=True)
+    """Temporary siblings of ``path`` left by writers that were killed."""
+    pattern = re.compile(re.escape(f".{path.name}.") + r"(\d+)\.[0-9a-f]+\.tmp")
+    for tmp in path.parent.iterdir() if path.parent.is_dir() else ():
+        match = pattern.fullmatch(tmp.name)
+        if not match or int(match.group(1)) == os.getpid() or pid_alive(int(match.group(1))):
+            continue
+        try:
+            if time.time() - tmp.lstat().st_mtime < ORPHAN_AGE_S:
+                continue
+        except FileNotFoundError:
+            continue
+        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
 
 
 def pid_alive(pid: int) -> bool:
@@ -117,20 +122,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to; on success it is fsynced and renamed over ``path``.
 
     Readers see the old file or the whole new one; on an exception the temporary file is removed, and one
-    orphaned by a killed writer is removed by the next write to ``path``. The file gets the permissions
-    the user's umask gives (a temporary file is created private).
+    orphaned by a killed writer is removed by a later write to ``path``. The file is created with the
+    permissions the user's umask gives.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_orphans(path)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f"{_temp_prefix(path)}{os.getpid()}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
+    tmp = _temp_path(path)
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # the kernel applies the umask
     try:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -139,19 +142,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def check_writable(path: str | os.PathLike) -> None:
-    """Refuse, before any work, an output path zoo could not write: one under a file, or in a read-only directory.
-    Nothing is created."""
+    """Refuse, before any work, an output ``path`` zoo could not write: every write goes to a temporary file
+    beside it, renamed over it, so the directory that will hold it must be (or be creatable in) a writable
+    directory. Nothing is created."""
     path = Path(path)
-    probe = path
+    probe = path.parent
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
-    if path.exists() and path.is_dir() or not path.exists():
-        if not probe.is_dir():
-            raise ArgumentError(f"cannot write {path}: {probe} is a file, not a directory; choose another output path")
-        if not os.access(probe, os.W_OK | os.X_OK):
-            raise ArgumentError(f"cannot write {path}: {probe} is not writable; choose another output path")
-    elif not os.access(path, os.W_OK):
-        raise ArgumentError(f"cannot write {path}: the file is read-only; choose another output path")
+    if not probe.is_dir():
+        raise ArgumentError(f"cannot write {path}: {probe} is a file, not a directory; choose another output path")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ArgumentError(f"cannot write {path}: {probe} is not writable; choose another output path")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -181,8 +182,8 @@ def staged_dir(out_dir: str | os.PathLike, *, stale: tuple[str, ...] = ()) -> It
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     _remove_orphans(out_dir)
-    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f"{_temp_prefix(out_dir)}{os.getpid()}.", suffix=".tmp"))
-    os.chmod(staging, 0o777 & ~_umask())
+    staging = _temp_path(out_dir)
+    staging.mkdir(0o777)  # the umask applies
     try:
         yield staging
         if not out_dir.exists():
@@ -214,6 +215,18 @@ def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The string metadata of a safetensors file, without reading its tensors."""
     return _read_safetensors(Path(path), tensors=False)[1]
+
+
+_FLOAT_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+
+
+def float_dtypes(path: str | os.PathLike) -> set[str]:
+    """The floating-point dtypes of a safetensors file's tensors, read from its header (no tensor is loaded)."""
+    try:
+        with safe_open(path, framework="pt") as f:
+            return {_FLOAT_DTYPES[d] for d in (f.get_slice(k).get_dtype() for k in f.keys()) if d in _FLOAT_DTYPES}
+    except SafetensorError as e:
+        raise _not_safetensors(Path(path), e) from e
 
 
 def _read_safetensors(path: Path, *, tensors: bool) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -15,7 +15,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from zoo.cards import write_run_card
-from zoo.cliutil import EXIT_CODES, format_table, key_value, positive, run_command
+from zoo.cliutil import EXIT_CODES, EXIT_STOPPED, format_table, key_value, positive, run_command
 from zoo.errors import ArgumentError, UnknownModelError
 from zoo.hub import push_to_hub
 from zoo.predict import predict
@@ -28,7 +28,6 @@ from zoo.version import __version__
 
 PLUGIN_GROUP = "zoo.commands"
 """Entry points adding subcommands: each loads ``build_parser(parser)`` of a package built on zoo (export's)."""
-EXIT_STOPPED = 130
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -123,8 +122,14 @@ def cmd_push(args: argparse.Namespace) -> int:
 def cmd_card(args: argparse.Namespace) -> int:
     latency = None
     if args.latency:
-        with open(args.latency) as f:
-            latency = json.load(f)
+        try:
+            latency = json.loads(Path(args.latency).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ArgumentError(f"--latency {args.latency} is not JSON ({e}); give a file like "
+                                '{"onnxruntime CPU, batch 1": 0.8}') from None
+        if not isinstance(latency, dict) or not all(isinstance(v, (int, float)) for v in latency.values()):
+            raise ArgumentError(f"--latency {args.latency} must map each setting to milliseconds, e.g. "
+                                '{"onnxruntime CPU, batch 1": 0.8}')
     print(write_run_card(args.run_dir, latency=latency, repo_id=args.repo_id))
     return 0
 

@@ -13,14 +13,16 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from zoo.errors import ZooError
+from zoo.errors import RunStopped, ZooError
 
-__all__ = ["EXIT_OS_ERROR", "EXIT_USER_ERROR", "EXIT_CODES", "format_table", "key_value", "positive", "run_command"]
+__all__ = ["EXIT_OS_ERROR", "EXIT_STOPPED", "EXIT_USER_ERROR", "EXIT_CODES", "format_table", "key_value", "positive", "run_command"]
 
 EXIT_USER_ERROR = 2
 """The exit status of a refused input or a failed check (argparse's usage errors use it too)."""
 EXIT_OS_ERROR = 1
 """The exit status of a failure of the system: a file that cannot be read or written, a full disk."""
+EXIT_STOPPED = 130
+"""The exit status of a run stopped by SIGINT / SIGTERM, its state saved (the shell's 128 + SIGINT)."""
 EXIT_CODES = (
     "exit status: 0 done; 1 the system failed (a file that cannot be read or written, a full disk); "
     "2 a refused input or a failed check (usage, data, weights, export parity); 130 a run stopped by "
@@ -75,9 +77,12 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     """Parse ``argv`` and run its ``func``. One of our errors becomes one line on stderr and exit status 2, a
     system error (OSError) one line and status 1; anything else is a bug and keeps its traceback."""
     args = parser.parse_args(argv)
-    debug = getattr(args, "debug", False) or bool(os.environ.get("ZOO_DEBUG"))
+    debug = getattr(args, "debug", False) or os.environ.get("ZOO_DEBUG", "") not in ("", "0")
     try:
         return args.func(args)
+    except RunStopped as e:
+        print(f"{parser.prog}: {e}", file=sys.stderr)
+        return EXIT_STOPPED
     except ZooError as e:
         if debug:
             raise

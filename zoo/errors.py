@@ -34,5 +34,9 @@ class TrainingError(ZooError, RuntimeError):
     """A training run that cannot continue (non-finite loss, incompatible resume state)."""
 
 
+class RunStopped(ZooError):
+    """A run stopped on request (SIGINT / SIGTERM) with its state saved; running the command again goes on."""
+
+
 class DataError(ZooError, ValueError):
     """A dataset that cannot be found or does not have the expected layout."""

@@ -375,7 +375,7 @@ def _endpoint() -> str | None:
     return os.environ.get("HF_ENDPOINT", "").rstrip("/") or None
 
 
-def _download(repo_id: str, revision: str, filename: str) -> tuple[Path, dict[str, str], str]:
+def _download(repo_id: str, revision: str, filename: str) -> Source:
     """Fetch config.json and the weights through the Hugging Face cache (at :func:`_endpoint`)."""
     endpoint = _endpoint()
     where = f"{HF_PREFIX}{repo_id}@{revision}"

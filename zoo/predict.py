@@ -79,14 +79,22 @@ def predictor(model: str | os.PathLike | nn.Module) -> Predictor:
 
 def _onnx_predictor(path: Path) -> Predictor:
     import onnxruntime as ort  # lazy: only .onnx models need it
+    from onnxruntime.capi import onnxruntime_pybind11_state as state  # lazy: as above
 
     if not path.is_file():
         raise ArgumentError(f"no ONNX file at {path}; export one with `zoo export`")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except (state.Fail, state.InvalidProtobuf, state.InvalidGraph, state.InvalidArgument, state.NotImplemented) as e:
+        raise ArgumentError(f"onnxruntime cannot load {path} ({str(e).splitlines()[0]}); re-export it with `zoo export`") from None
     props = session.get_modelmeta().custom_metadata_map
-    if f"{ONNX_PREFIX}config" not in props:
-        raise ArgumentError(f"{path} was not exported by zoo (no {ONNX_PREFIX}config metadata); re-export it with `zoo export`")
-    cfg = json.loads(props[f"{ONNX_PREFIX}config"])
+    try:
+        cfg = json.loads(props[f"{ONNX_PREFIX}config"])
+        if len(cfg["input_size"]) != 3 or not cfg["mean"] or not cfg["std"]:
+            raise ValueError("incomplete")
+    except (KeyError, TypeError, ValueError):
+        raise ArgumentError(f"{path} has no readable {ONNX_PREFIX}config metadata (input size, mean, std): it was not "
+                            "exported by zoo or was edited; re-export it with `zoo export`") from None
     name = session.get_inputs()[0].name
     return (lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0])), cfg
 

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from zoo.arguments import Range, check_arguments
+from zoo.data import DATASETS
 from zoo.errors import UnknownModelError
 
 __all__ = [
@@ -168,15 +169,16 @@ def build_model(name: str, *, num_classes: int | None = None, in_chans: int | No
     arch, tag = split_model_name(name)
     if arch not in _MODELS:
         raise _unknown_model(arch)
-    if tag:
-        kwargs = {**get_pretrained_tag(name).model_kwargs, **kwargs}
+    entry = get_pretrained_tag(name) if tag else None
+    if entry:
+        kwargs = {**entry.model_kwargs, **kwargs}
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     if in_chans is not None:
         kwargs["in_chans"] = in_chans
     if kwargs:
         check_model_kwargs(arch, kwargs)
-    return describe(_MODELS[arch](**kwargs), arch, kwargs, get_pretrained_tag(name) if tag else None)
+    return describe(_MODELS[arch](**kwargs), arch, kwargs, entry)
 
 
 def describe(model: nn.Module, arch: str, kwargs: dict[str, Any], tag: PretrainedTag | None = None) -> nn.Module:
@@ -187,12 +189,8 @@ def describe(model: nn.Module, arch: str, kwargs: dict[str, Any], tag: Pretraine
     return model
 
 
-# mean, std of the datasets a config is made for; the ImageNet-sized configuration at 1000 classes is ImageNet's
-_STATS = {
-    "mnist": ((0.1307,), (0.3081,)),
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-}
+IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+"""The statistics of the ImageNet-sized configuration (MNIST's and CIFAR-10's are in zoo.data.DATASETS)."""
 
 
 def data_config(model: nn.Module, tag: PretrainedTag | None = None) -> dict[str, Any]:
@@ -205,8 +203,8 @@ def data_config(model: nn.Module, tag: PretrainedTag | None = None) -> dict[str,
                 "mean": tuple(tag.mean), "std": tuple(tag.std), "label_names": tuple(tag.label_names),
                 "interpolation": "bilinear", "crop_pct": 1.0}
     small = getattr(model, model.variant_arg, "imagenet") == "cifar" or model.num_classes == 10 or model.in_chans == 1
-    dataset = "mnist" if model.in_chans == 1 else "cifar10" if small else "imagenet"
-    mean, std = _STATS[dataset]
+    dataset = DATASETS["mnist" if model.in_chans == 1 else "cifar10"] if small else None
+    mean, std = (dataset.mean, dataset.std) if dataset else IMAGENET_MEAN_STD
     size = (model.in_chans, 32, 32) if small else model.default_input_size
     return {**base, "num_classes": model.num_classes, "input_size": size, "mean": mean, "std": std,
             "interpolation": "bilinear", "crop_pct": 1.0 if small else 0.875}

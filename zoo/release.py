@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from torch import nn
 
 from zoo.cards import TOP1, TOP5, read_run, write_bundle_card
 from zoo.checkpoint import WEIGHTS_NAME, atomic_write_bytes, check_writable, sha256_file
-from zoo.errors import CheckpointError
+from zoo.errors import ArgumentError, CheckpointError
 from zoo.hub import load_model, save_pretrained
 from zoo.factory import create_model
 from zoo.registry import BUNDLED_DIR, TAGS_FILE
@@ -29,6 +30,8 @@ from zoo.train import evaluate_model
 __all__ = ["bundle_model", "release"]
 
 BUNDLE_DTYPE = torch.float16
+TAG_PATTERN = re.compile(r"[a-z0-9][a-z0-9_]*")
+"""A tag names a folder and a timm config (``<arch>.<tag>``): lowercase letters, digits and underscores."""
 
 
 def bundle_model(model: nn.Module, model_kwargs: dict[str, Any], arch: str) -> tuple[nn.Module, dict[str, Any]]:
@@ -37,8 +40,8 @@ def bundle_model(model: nn.Module, model_kwargs: dict[str, Any], arch: str) -> t
     if model.aux_prefixes:  # GoogLeNet's aux heads, trained with or without them
         kwargs["aux_logits"] = False
     bundle = create_model(arch, **kwargs)
-    keep = {k: v for k, v in model.state_dict().items() if k in bundle.state_dict()}
-    bundle.load_state_dict(keep, strict=True)
+    wanted = bundle.state_dict()
+    bundle.load_state_dict({k: v for k, v in model.state_dict().items() if k in wanted}, strict=True)
     return bundle.to(BUNDLE_DTYPE).eval(), kwargs
 
 
@@ -52,6 +55,9 @@ def release(
     device: str = "cpu",
 ) -> Path:
     """Bundle the finished run in ``run_dir`` as ``<arch>.<tag>``; returns the folder written."""
+    if not TAG_PATTERN.fullmatch(tag):
+        raise ArgumentError(f"tag {tag!r} must be lowercase letters, digits and underscores (e.g. cifar10_paper): "
+                            "it names a folder and the timm config <arch>.<tag>")
     run_dir = Path(run_dir)
     run, history = read_run(run_dir)
     check_writable(Path(out_root) / f"{run['arch']}.{tag}")

@@ -21,7 +21,7 @@ from typing import Any
 from zoo import verdicts
 from zoo.checkpoint import atomic_write_bytes, check_writable
 from zoo.data import PAPER_CROP_SCALE, PAPER_JITTER, PAPER_ROTATION_DEG
-from zoo.errors import TrainingError, ZooError
+from zoo.errors import ArgumentError, RunStopped, TrainingError
 from zoo.plots import curves_png
 from zoo.recipes import get_recipe
 from zoo.registry import model_class
@@ -247,7 +247,7 @@ def run_configs(configs: list[TrainConfig], jobs: int = 1) -> None:
             print(f"[reproduce] {Path(cfg.out).name}", flush=True)
             summary = train(TrainConfig(**{**cfg.__dict__, "resume": _status(cfg) == "resume"}), data=datasets[key])
             if summary.get("stopped"):
-                raise TrainingError(f"{Path(cfg.out).name} {summary['message']}; rerun zoo reproduce to go on")
+                raise RunStopped(f"{Path(cfg.out).name} {summary['message']}; rerun zoo reproduce to go on")
         return
     queue, running, failed = list(todo), [], []
     while queue or running:
@@ -264,7 +264,7 @@ def run_configs(configs: list[TrainConfig], jobs: int = 1) -> None:
             if proc.returncode:
                 failed.append(f"{Path(cfg.out).name} (exit {proc.returncode}, see {cfg.out}/train.log)")
     if failed:
-        raise ZooError(f"runs failed: {'; '.join(failed)}")
+        raise TrainingError(f"runs failed: {'; '.join(failed)}")
 
 
 def _history(cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -382,7 +382,7 @@ def write_report(exp: Experiment, groups: dict[str, Group], out: Path, *, quick:
     return "\n".join(lines)
 
 
-def _header(recipes: tuple[str, ...] | None) -> str:
+def _header() -> str:
     unstated = "\n".join(f"- {k}: {v}" for k, v in UNSTATED.items())
     return (
         "# Reproducing \"Deeper Networks for Image Classification\"\n\n"
@@ -451,7 +451,7 @@ def plan_configs(
     names = list(EXPERIMENTS) if "all" in names else names
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:
-        raise ZooError(f"unknown experiment {unknown[0]!r}; choose one of {', '.join(EXPERIMENTS)} or all")
+        raise ArgumentError(f"unknown experiment {unknown[0]!r}; choose one of {', '.join(EXPERIMENTS)} or all")
     plan = {}
     for n in names:
         exp = EXPERIMENTS[n]
@@ -510,5 +510,5 @@ def reproduce(
             groups.setdefault(recipe, {}).setdefault(label, []).append(cfg)
         sections.append(write_report(exp, groups, out, quick=quick, val_split=val_split))
     report = out / "report.md"
-    atomic_write_bytes(report, (_header(recipes) + "\n".join(sections)).encode())
+    atomic_write_bytes(report, (_header() + "\n".join(sections)).encode())
     return report

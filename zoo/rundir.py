@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from zoo.checkpoint import WEIGHTS_NAME, atomic_write_bytes, pid_alive
+from zoo.checkpoint import WEIGHTS_NAME, atomic_write_bytes
 from zoo.errors import CheckpointError, TrainingError
 
 __all__ = ["RunDir", "directory_lock"]
@@ -25,27 +26,31 @@ __all__ = ["RunDir", "directory_lock"]
 
 @contextmanager
 def directory_lock(path: Path) -> Iterator[None]:
-    """Hold ``path/.lock`` (the directory is created): one writer at a time. A lock whose process is
-    gone (killed) is taken over; a live one is refused at once, naming its pid."""
+    """Hold ``path/.lock`` (the directory is created): one writer at a time.
+
+    The lock is the kernel's (``flock``), so a killed holder releases it and nothing stale is left to take
+    over; the file records the holder's pid, for the message a second writer gets at once.
+    """
     path.mkdir(parents=True, exist_ok=True)
     lock = path / ".lock"
-    for _ in range(3):
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            break
-        except FileExistsError:
-            text = lock.read_text().strip() if lock.exists() else ""
-            if text.isdigit() and int(text) != os.getpid() and pid_alive(int(text)):
-                raise TrainingError(f"{path} is in use by process {text}; wait for it to finish, or choose another directory") from None
-            lock.unlink(missing_ok=True)  # stale: left by a process that is gone
-    else:
-        raise TrainingError(f"{path}: could not take {lock}; another process keeps taking it")
-    with os.fdopen(fd, "w") as f:
-        f.write(str(os.getpid()))
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise TrainingError(f"{path} is in use by process {holder}; wait for it to finish, or choose another directory") from None
+        if os.path.exists(lock) and os.stat(lock).st_ino == os.fstat(fd).st_ino:
+            break  # the file we locked is still the lock (not one a finishing holder just removed)
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
     try:
         yield
     finally:
-        lock.unlink(missing_ok=True)
+        os.unlink(lock)  # while still held: a waiter that opened it retries on the new file
+        os.close(fd)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import signal
 import sys
 import time
@@ -38,6 +37,7 @@ from zoo.data import DATASETS, Dataset, DeviceLoader, arrays_sha256, load_datase
 from zoo.errors import TrainingError
 from zoo.factory import create_model
 from zoo.hub import load_model, save_pretrained
+from zoo.machine import cpu_name
 from zoo.plots import confusion_png
 from zoo.recipes import Recipe, get_recipe
 from zoo.registry import check_model_kwargs, get_pretrained_tag
@@ -94,15 +94,7 @@ def describe_device(device: torch.device) -> str:
     """What trained the run, for its card: the GPU's name, or the CPU's model and thread count."""
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    model = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), platform.machine())
-    return f"CPU {model}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-
-
-def _cpuinfo() -> list[str]:
-    try:
-        return Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return []
+    return f"CPU {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
 def setup_distributed(device: str) -> tuple[torch.device, int, int]:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.models.layers import ZooModel, classifier, feature_info
-from zoo.registry import register_model
+from zoo.registry import IMAGENET_MEAN_STD, register_model
 
 Stem = Literal["imagenet", "cifar"]
 Residual = Literal["none", "same", "all"]
@@ -244,14 +244,13 @@ class TransformInput(nn.Module):
     """torchvision's ``transform_input``: ImageNet-normalised RGB to the (x - 0.5) / 0.5 scale of Google's original
     weights, which torchvision's pretrained GoogLeNet expects."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
-        self.register_buffer("scale", (std / 0.5).view(1, 3, 1, 1), persistent=False)  # not in the state_dict
-        self.register_buffer("shift", ((mean - 0.5) / 0.5).view(1, 3, 1, 1), persistent=False)
+    MEAN, STD = IMAGENET_MEAN_STD
 
     def forward(self, x: Tensor) -> Tensor:
-        return x * self.scale + self.shift
+        # constants, not buffers: nothing to save, and nothing left unset when a model is built on the meta device
+        scale = x.new_tensor([s / 0.5 for s in self.STD]).view(1, 3, 1, 1)
+        shift = x.new_tensor([(m - 0.5) / 0.5 for m in self.MEAN]).view(1, 3, 1, 1)
+        return x * scale + shift
 
 
 @register_model
