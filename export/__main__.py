@@ -8,12 +8,13 @@ Exits with 2 and a message when the export, the checker or the parity check fail
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
 from export.onnx import PARITY_BATCHES, check_parity, export_onnx, load_model
 from zoo.checkpoint import atomic_path, check_writable
-from zoo.cliutil import key_value, run_command
+from zoo.cliutil import key_value, progress_bar, run_command
 
 
 def _batch(value: str) -> int | None:
@@ -29,7 +30,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default: the model's, or the input's)")
     parser.add_argument(
         "--model-arg", action="append", type=key_value, default=[], metavar="KEY=VALUE",
-        help="a zoo.create_model kwarg, value as JSON, e.g. stem=cifar (ResNet, GoogLeNet) or head=cifar (VGG); repeatable",
+        help="a zoo.create_model kwarg, value a Python literal (or JSON), e.g. stem=cifar (ResNet, GoogLeNet) or head=cifar (VGG); repeatable",
     )
 
 
@@ -43,6 +44,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--batch", type=_batch, default=None, metavar="dynamic|N", help="a dynamic batch axis (default) or a fixed batch N")
     parser.add_argument("--input-size", type=int, nargs=3, metavar=("C", "H", "W"), help="default: the model's own, e.g. 3 224 224")
     add_model_arguments(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (none is drawn when stderr is not a terminal)")
     parser.add_argument("--tolerance", type=float, default=1e-3, help="largest parity difference, relative to the largest |logit|")
     parser.set_defaults(func=run)
     return parser
@@ -56,17 +58,28 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, weights=args.weights, num_classes=args.num_classes, **kwargs)
     input_size = tuple(args.input_size or model.default_input_size)
     dynamic = args.batch is None
+    batches = PARITY_BATCHES if dynamic else (args.batch,)
+    bar = progress_bar(not args.quiet, 1 + len(batches), f"export {args.model}", unit="step")
     with atomic_path(args.out) as tmp:  # a file that fails the checker or the parity check never reaches --out
+        if bar is not None:
+            bar.set_postfix_str("torch.onnx.export, onnx.checker")
         export_onnx(model, tmp, input_size=input_size, opset=args.opset, dynamic_batch=dynamic,
                     batch_size=2 if dynamic else args.batch)
-        diffs = check_parity(model, tmp, input_size=input_size, batch_sizes=PARITY_BATCHES if dynamic else (args.batch,),
-                             tolerance=args.tolerance)
+        diffs = check_parity(model, tmp, input_size=input_size, batch_sizes=batches, tolerance=args.tolerance,
+                             on_batch=None if bar is None else functools.partial(_next_step, bar))
+    if bar is not None:
+        bar.close()
     path = Path(args.out)
     size_mb = path.stat().st_size / 2**20
     parity = ", ".join(f"batch {b}: {d:.2e}" for b, d in diffs.items())
     print(f"wrote {path} ({size_mb:.1f} MB, input {'x'.join(map(str, input_size))}, batch {args.batch or 'dynamic'})")
     print(f"onnx.checker (full) passed; max |onnxruntime - torch|: {parity}")
     return 0
+
+
+def _next_step(bar, batch: int) -> None:
+    bar.update()
+    bar.set_postfix_str(f"parity, batch {batch}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,10 @@
-"""torch eager against onnxruntime (fp32 and int8) on the CPU: the paper's efficiency comparison.
+"""torch eager against onnxruntime (fp32 and int8), and torch.compile on request, on the CPU: the paper's
+efficiency comparison.
 
     zoo bench                                   # the paper's models and the bundled tags at CIFAR-10 input
     zoo bench 'googlenet_res5x5.*' --input mnist --threads 1 2
     zoo bench resnet18 --weights resnet18=./run/model --data-dir ../shared/data --quantize
+    zoo bench resnet18 vgg11_bn --compile        # torch.compile (inductor) too, compile time reported apart
     zoo bench --compare old/results.json        # what changed beyond the intervals
 
 For every model: export to ONNX (a temporary file), check parity, then time the
@@ -16,6 +18,9 @@ time limit, and flagged noisy if it stays wide. Models with trained weights (a
 tag, or ``--weights``) get top-1 accuracy for every engine, on ``--data-dir``'s
 full test set or else on the sample of real test images shipped with zoo, and an
 int8 copy (static QDQ, per-channel weights, calibrated on training images only).
+With ``--compile``, torch.compile (inductor) is a third engine: each model is
+compiled for every batch size before timing, within ``--compile-limit`` seconds,
+and checked against eager; a model that does not compile says why in the table.
 Results go to ``--out``: results.json (every round kept), results.csv,
 results.md and PNG charts.
 """
@@ -44,6 +49,7 @@ from tqdm import tqdm
 
 import zoo
 from export.__main__ import add_model_arguments
+from export.inductor import compile_model
 from export.onnx import INPUT_NAME, check_parity, create_session, export_onnx, load_model
 from export.report import compare, write_results
 from export.stats import NOISY, ratios, summary
@@ -80,13 +86,16 @@ class BenchConfig:
     eval_images: int = 0  # 0: the whole test set given (or the shipped sample)
     calibration_images: int = 100
     quantize: bool = False  # int8 for every model; models with weights always get it
+    compile: bool = False  # torch.compile (inductor) as a third engine
+    compile_limit_s: float = 300.0  # per model, all batch sizes: GoogLeNet takes about 180 s on 2 cores
     opset: int | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     num_classes: int | None = None
 
     def __post_init__(self) -> None:
         ranges = {"rounds": Range(2), "warmup": Range(0), "round_s": Range(0), "remeasure_s": Range(0),
-                  "eval_images": Range(0), "calibration_images": Range(1), "num_classes": Range(1)}
+                  "eval_images": Range(0), "calibration_images": Range(1), "num_classes": Range(1),
+                  "compile_limit_s": Range(1)}
         scalars = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("threads", "batch_sizes")}
         check_arguments("zoo bench", scalars, BenchConfig, ranges=ranges)
         for name in ("threads", "batch_sizes"):
@@ -187,7 +196,7 @@ def _summary(rounds: list[float], contended: float) -> dict[str, Any]:
     return {**fig, "noisy": fig["noisy"] or contended > CONTENDED, "others_cpu_share": round(contended, 3)}
 
 
-BASELINE = {"onnxruntime": "torch", "int8": "onnxruntime"}
+BASELINE = {"onnxruntime": "torch", "int8": "onnxruntime", "compile": "torch"}
 """Each speed-up reported: an engine over the one it replaces."""
 
 
@@ -280,6 +289,10 @@ def prepare(name: str, cfg: BenchConfig, workdir: Path, threads: int, weights: s
         int8 = quantize_int8(path, workdir / f"{name}.int8.onnx", data, cfg.calibration_images)
         facts["int8_onnx_bytes"] = int8.stat().st_size
         predicts["int8"] = ort_predict(create_session(int8, threads, spinning=False))
+    if cfg.compile:
+        compiled, facts["compile"] = compile_model(model, cfg.batch_sizes, cfg.input_size, cfg.compile_limit_s)
+        if compiled is not None:
+            predicts["compile"] = torch_predict(compiled)
     return Prepared(name, weights, kwargs, predicts, facts, trained)
 
 
@@ -298,7 +311,9 @@ def bench_model(p: Prepared, cfg: BenchConfig, threads: int, data: Dataset | Non
                 speedups[engine][key] = _summary(ratios(rounds[base], rounds[engine]), contended)
     throughput = {e: _summary([largest / ms * 1e3 for ms in latency[e][str(largest)]["rounds"]],
                               latency[e][str(largest)]["others_cpu_share"]) for e in p.predicts}
-    accuracy = {e: top1(fn, data, cfg.eval_images, 100) for e, fn in p.predicts.items()} if p.trained and data else None
+    # compiled for the timed batch sizes only; its parity with eager is in facts["compile"]
+    accuracy = ({e: top1(fn, data, cfg.eval_images, 100) for e, fn in p.predicts.items() if e != "compile"}
+                if p.trained and data else None)
     figures = [*(f for e in latency.values() for f in e.values()), *(f for s in speedups.values() for f in s.values())]
     return {"name": p.name, "threads": threads, "model_kwargs": p.kwargs, "weights": p.weights, **p.facts,
             "latency_ms": latency, "throughput_ips": throughput, "speedup": speedups, "accuracy": accuracy,
@@ -401,6 +416,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="folder with cifar10.npz / mnist.npz: accuracy on the full test set (default: zoo's shipped sample)")
     parser.add_argument("--quantize", action="store_true", help="int8 (static QDQ) for every model, not only those with weights")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile (inductor) as a third engine, compiled for every batch size first (minutes per model on 2 cores)")
+    parser.add_argument("--compile-limit", type=positive(float), default=defaults.compile_limit_s, metavar="SECONDS",
+                        help="time for each model to compile, all batch sizes (default: %(default)s); past it the table says so")
     parser.add_argument("--batch-sizes", type=positive(int), nargs="+", default=list(defaults.batch_sizes),
                         help="latency at each; throughput at the largest (1 is always measured)")
     parser.add_argument("--rounds", type=positive(int), default=defaults.rounds, help="interleaved rounds per figure (default: %(default)s)")
@@ -436,7 +455,8 @@ def run(args: argparse.Namespace) -> int:
         raise UnknownModelError(f"--weights for {', '.join(sorted(set(weights) - set(names)))}, not among the models benchmarked: {', '.join(names)}")
     cfg = BenchConfig(
         input=args.input, threads=tuple(args.threads), batch_sizes=tuple(args.batch_sizes), rounds=args.rounds,
-        eval_images=args.eval_images, quantize=args.quantize, opset=args.opset, model_kwargs=dict(args.model_arg),
+        eval_images=args.eval_images, quantize=args.quantize, compile=args.compile, compile_limit_s=args.compile_limit,
+        opset=args.opset, model_kwargs=dict(args.model_arg),
         num_classes=args.num_classes,
     )
     if args.input == "imagenet" and (args.data_dir or args.quantize or weights):

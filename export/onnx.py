@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,7 @@ def check_parity(
     batch_sizes: tuple[int, ...] = PARITY_BATCHES,
     tolerance: float = 1e-3,
     seed: int = 0,
+    on_batch: Callable[[int], Any] | None = None,
 ) -> dict[int, float]:
     """Max |onnxruntime - torch| of the logits per batch size, on fresh random input for each.
 
@@ -195,7 +197,7 @@ def check_parity(
     largest |logit| (at least 1), so the check means the same for small and
     large logits. float32 rounding alone reaches 3e-4 of that on ResNet152
     (torch float32 against float64), hence the default. The model's
-    train/eval mode is restored afterwards.
+    train/eval mode is restored afterwards. ``on_batch(batch)`` is called as each batch size starts (progress).
     """
     session = create_session(path)
     generator = torch.Generator().manual_seed(seed)
@@ -204,6 +206,8 @@ def check_parity(
     diffs = {}
     try:
         for batch in batch_sizes:
+            if on_batch is not None:
+                on_batch(batch)
             x = torch.randn(batch, *input_size, generator=generator)
             with torch.inference_mode():
                 expected = model(x).numpy()

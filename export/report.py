@@ -18,8 +18,13 @@ from zoo.plots import png_bytes
 
 __all__ = ["compare", "table_rows", "write_results"]
 
-ENGINE_STYLE = {"torch": ("o", "--"), "onnxruntime": ("s", "-"), "int8": ("^", ":")}
+ENGINE_STYLE = {"torch": ("o", "--"), "onnxruntime": ("s", "-"), "int8": ("^", ":"), "compile": ("D", "-.")}
 """Marker and line style per engine in the charts."""
+
+
+def _engines(results: dict[str, Any]) -> list[str]:
+    """The engines some model was timed with, in ENGINE_STYLE's order: the charts' legend."""
+    return [e for e in ENGINE_STYLE if any(e in m["latency_ms"] for m in results["models"])]
 
 
 def _colour(i: int) -> Any:
@@ -57,8 +62,18 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, str]]:
             "ort/torch b1": fmt(sp["onnxruntime"].get("latency_b1")),
             f"ort/torch b{largest}": fmt(sp["onnxruntime"].get("throughput")),
             "int8/ort b1": fmt(sp.get("int8", {}).get("latency_b1")),
+            "torch.compile": _compiled(m.get("compile")),
+            "b1 ms compile": fmt(lat.get("compile", {}).get("1")),
+            "compile/torch b1": fmt(sp.get("compile", {}).get("latency_b1")),
         })
     return rows
+
+
+def _compiled(facts: dict[str, Any] | None) -> str:
+    """How torch.compile went: its compile time, or why there is no compiled engine; ``-`` when not asked for."""
+    if facts is None:
+        return "-"
+    return f"compiled in {facts['compile_s']:.0f} s" if facts["status"] == "ok" else facts["status"]
 
 
 def write_markdown(results: dict[str, Any], path: Path) -> Path:
@@ -103,17 +118,20 @@ def _cost_chart(results: dict[str, Any], accuracy: bool) -> bytes:
     import matplotlib.ticker  # lazy: matplotlib costs start-up time; only the charts need it
     from matplotlib.figure import Figure  # lazy: as above
 
-    models = [m for m in results["models"] if m["accuracy"]] if accuracy else results["models"]
     fig = Figure(figsize=(9, 5.5))
     ax = fig.subplots()
-    for i, m in enumerate(models):
+    drawn: set[str] = set()
+    for i, m in enumerate(results["models"]):  # i: the model's colour, the same in every chart
+        if accuracy and not m["accuracy"]:
+            continue
         for engine, (marker, _) in ENGINE_STYLE.items():
             if engine in m["latency_ms"] and (not accuracy or engine in m["accuracy"]):
                 y = m["accuracy"][engine] * 100 if accuracy else m["macs"] / 1e6
                 ax.scatter(m["latency_ms"][engine]["1"]["median"], y, color=_colour(i), marker=marker, s=60, alpha=0.85)
+                drawn.add(engine)
         ax.scatter([], [], color=_colour(i), marker="o", label=f"{m['name']} ({m['threads']} thr)")
-    for engine, (marker, _) in ENGINE_STYLE.items():
-        ax.scatter([], [], color="black", marker=marker, label=engine)
+    for engine in (e for e in ENGINE_STYLE if e in drawn):
+        ax.scatter([], [], color="black", marker=ENGINE_STYLE[engine][0], label=engine)
     ax.set_xscale("log")
     if not accuracy:  # 30M to 500M MACs: a log axis keeps the GoogLeNets apart
         ax.set_yscale("log")
@@ -146,8 +164,8 @@ def _batch_chart(results: dict[str, Any]) -> bytes:
             ax.fill_between(xs, [by_batch[b]["ci95"][0] for b in batches], [by_batch[b]["ci95"][1] for b in batches],
                             color=_colour(i), alpha=0.1, lw=0)
         ax.plot([], [], color=_colour(i), label=f"{m['name']} ({m['threads']} thr)")
-    for engine, (_, style) in ENGINE_STYLE.items():
-        ax.plot([], [], style, color="black", label=engine)
+    for engine in _engines(results):
+        ax.plot([], [], ENGINE_STYLE[engine][1], color="black", label=engine)
     ax.set_xscale("log", base=2)
     ax.set_xticks(results["settings"]["batch_sizes"], [str(b) for b in results["settings"]["batch_sizes"]])
     ax.set_yscale("log")

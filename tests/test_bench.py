@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 
 import pytest
 import torch
+import torch._inductor.config
 
 import zoo
 from export.bench import SCHEMA, BenchConfig, build_parser, interleaved, main, model_names, run_bench
+from export.inductor import compile_model
 from export.report import compare, write_results
 from export.stats import bootstrap_interval, is_noisy, ratios, summary
 from zoo.data import load_sample, synthetic
@@ -107,6 +110,40 @@ def test_trained_models_get_accuracy_for_every_engine_and_an_int8_copy(tmp_path)
     paths = write_results(results, tmp_path / "out")
     assert (tmp_path / "out" / "accuracy_vs_latency.png") in paths
     assert "int8/ort b1" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_torch_compile_is_a_third_engine_with_its_compile_time_apart(tmp_path):
+    cfg = BenchConfig(input="mnist", batch_sizes=(1,), threads=(1,), model_kwargs={"head": "cifar"}, compile=True, **FAST)
+    results = run_bench(["vgg11"], cfg)
+    (m,) = results["models"]
+    assert m["compile"]["status"] == "ok" and m["compile"]["compile_s"] > 0 and m["compile"]["parity_max_rel_diff"] < 1e-3
+    assert set(m["latency_ms"]) == {"torch", "onnxruntime", "compile"} and set(m["speedup"]["compile"]) == {"latency_b1"}
+    write_results(results, tmp_path)
+    table = (tmp_path / "results.md").read_text()
+    assert "compiled in" in table and "compile/torch b1" in table and "b1 ms compile" in table
+
+
+def test_a_model_that_does_not_compile_says_why_and_keeps_its_other_engines(tmp_path):
+    cfg = BenchConfig(input="mnist", batch_sizes=(1,), threads=(1,), model_kwargs={"head": "cifar"}, compile=True, **FAST)
+    with torch._inductor.config.patch({"cpp.cxx": ("/nonexistent/g++",)}):  # a machine without a C++ compiler
+        results = run_bench(["vgg11"], cfg)
+    (m,) = results["models"]
+    assert m["compile"]["status"].startswith("failed: InductorError") and set(m["latency_ms"]) == {"torch", "onnxruntime"}
+    write_results(results, tmp_path)
+    assert "failed: InductorError" in (tmp_path / "results.md").read_text()
+
+
+def test_compile_past_its_time_limit_is_abandoned_and_the_next_compiles():
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 30 * 30, 3))
+    handler = signal.getsignal(signal.SIGALRM)
+    compiled, facts = compile_model(model, (1,), (1, 32, 32), limit_s=0.01)
+    assert compiled is None and facts["status"] == "not compiled within 0.01 s"
+    assert signal.getsignal(signal.SIGALRM) is handler and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    compiled, facts = compile_model(model, (1, 2), (1, 32, 32), limit_s=300)
+    assert facts["status"] == "ok"
+    x = torch.randn(2, 1, 32, 32)
+    with torch.inference_mode():
+        torch.testing.assert_close(compiled(x), model(x))
 
 
 def test_a_thread_sweep_measures_every_model_at_every_count():

@@ -73,7 +73,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate_checkpoint(
-        args.model, args.weights, args.dataset, data_dir=args.data_dir, device=args.device, out=args.out, tta_flip=args.tta
+        args.model, args.weights, args.dataset, data_dir=args.data_dir, device=args.device, out=args.out, tta_flip=args.tta,
+        progress=not args.quiet,
     )
     print(f"{args.model} on {result['dataset']} test ({result['images']} images): top-1 error {result['err']:.2f}%, "
           f"top-5 error {result['top5_err']:.2f}%, loss {result['loss']:.4f}")
@@ -232,6 +233,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--tta", action="store_true", help="average the logits of each image and its mirror")
     p.add_argument("--out", help="directory for eval.json and confusion.png")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (none is drawn when stderr is not a terminal)")
     p.set_defaults(func=cmd_eval)
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from zoo.errors import RunStopped, ZooError
 
-__all__ = ["EXIT_OS_ERROR", "EXIT_STOPPED", "EXIT_USER_ERROR", "EXIT_CODES", "format_table", "key_value", "positive", "run_command"]
+__all__ = ["EXIT_OS_ERROR", "EXIT_STOPPED", "EXIT_USER_ERROR", "EXIT_CODES", "format_table", "key_value", "positive",
+           "progress_bar", "run_command"]
 
 EXIT_USER_ERROR = 2
 """The exit status of a refused input or a failed check (argparse's usage errors use it too)."""
@@ -64,6 +65,17 @@ def key_value(item: str) -> tuple[str, Any]:
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             continue
     return key, value
+
+
+def progress_bar(enabled: bool, total: int, desc: str, *, unit: str = "img", initial: int = 0) -> Any:
+    """A tqdm bar on stderr with its rate, drawn only on a terminal (and when ``enabled``: not ``--quiet``); else
+    None. Callers update it with ``bar.update(n)`` and ``bar.close()`` it."""
+    if not (enabled and sys.stderr.isatty()):
+        return None
+    from tqdm import tqdm  # lazy: only an interactive command draws a bar
+
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, unit_scale=unit == "img", leave=False,
+                dynamic_ncols=True, file=sys.stderr)
 
 
 def format_table(rows: list[dict], columns: list[str]) -> str:

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from zoo.arguments import Range, check_arguments
 from zoo.cards import run_notes
 from zoo.checkpoint import atomic_write_bytes, check_writable, git_commit, load_tensors, save_tensors, unwrap_model
+from zoo.cliutil import progress_bar
 from zoo.data import DATASETS, Dataset, DeviceLoader, arrays_sha256, load_dataset, split_validation, subset, synthetic
 from zoo.errors import TrainingError
 from zoo.factory import create_model
@@ -139,15 +140,17 @@ def autocast(device: torch.device):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DeviceLoader, num_classes: int, tta_flip: bool = False, bf16: bool = True) -> dict[str, Any]:
+def evaluate(model: nn.Module, loader: DeviceLoader, num_classes: int, tta_flip: bool = False, bf16: bool = True,
+             progress: bool = False) -> dict[str, Any]:
     """Loss, top-1 / top-5 error (%) and the confusion matrix (rows: true class) over ``loader``.
 
-    On CUDA it runs under bf16 autocast, as training does, unless ``bf16`` is False."""
+    On CUDA it runs under bf16 autocast, as training does, unless ``bf16`` is False. ``progress``: a bar on a terminal."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=loader.device)
     top5 = torch.zeros((), device=loader.device)
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=loader.device)
+    bar = progress_bar(progress, len(loader.y), "eval")
     for x, y in loader.batches(0):
         with autocast(loader.device) if bf16 else nullcontext():
             logits = model(x).float()
@@ -157,6 +160,10 @@ def evaluate(model: nn.Module, loader: DeviceLoader, num_classes: int, tta_flip:
         k = min(5, num_classes)
         top5 += (logits.topk(k, 1).indices == y[:, None]).any(1).sum()
         confusion += torch.bincount(y * num_classes + logits.argmax(1), minlength=num_classes * num_classes)
+        if bar is not None:
+            bar.update(len(y))
+    if bar is not None:
+        bar.close()
     model.train(was_training)
     n = len(loader.y)
     confusion = confusion.view(num_classes, num_classes).cpu()
@@ -170,7 +177,7 @@ def evaluate(model: nn.Module, loader: DeviceLoader, num_classes: int, tta_flip:
 
 def evaluate_model(
     model: nn.Module, dataset: str, data_dir: str | None = None, *, device: str = "auto", tta_flip: bool = False,
-    bf16: bool = True, download: bool = True,
+    bf16: bool = True, download: bool = True, progress: bool = False,
 ) -> dict[str, Any]:
     """Loss, top-1 / top-5 error, per-class accuracy (%) and confusion matrix of ``model`` on ``dataset``'s full test set."""
     base = unwrap_model(model)
@@ -184,7 +191,7 @@ def evaluate_model(
     dev = resolve_device(device)
     loader = DeviceLoader(data.x_test, data.y_test, batch_size=1024, mean=info.mean, std=info.std, shuffle=False,
                           drop_last=False, device=dev, channels_last=dev.type == "cuda")
-    result = evaluate(model.to(dev), loader, info.num_classes, tta_flip, bf16)
+    result = evaluate(model.to(dev), loader, info.num_classes, tta_flip, bf16, progress)
     confusion = result["confusion"]
     per_class = (confusion.diag().float() / confusion.sum(1).clamp(min=1).float() * 100).tolist()
     result.update(dataset=dataset, tta_flip=tta_flip, images=len(data.y_test), confusion=confusion.tolist(),
@@ -201,6 +208,7 @@ def evaluate_checkpoint(
     device: str = "auto",
     out: str | os.PathLike | None = None,
     tta_flip: bool = False,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """:func:`evaluate_model` of a checkpoint; with ``out``, also ``eval.json`` and ``confusion.png`` there.
 
@@ -215,7 +223,7 @@ def evaluate_checkpoint(
     if dataset is None:
         raise TrainingError(f"which test set? pass the dataset the weights of {arch} were trained on (mnist or cifar10)")
     result = {"arch": arch, "weights": str(weights or f"pretrained tag {arch}"),
-              **evaluate_model(model, dataset, data_dir, device=device, tta_flip=tta_flip)}
+              **evaluate_model(model, dataset, data_dir, device=device, tta_flip=tta_flip, progress=progress)}
     if out is not None:
         out = Path(out)
         atomic_write_bytes(out / "eval.json", json.dumps(result, indent=2).encode())
@@ -455,8 +463,8 @@ def run_epoch(t: Trainer, stop: StopFlag) -> bool:
     """Step through the rest of the current epoch, then evaluate and checkpoint; False when stopped early."""
     t.net.train()
     epoch, steps = t.state.epoch, len(t.train_loader)
-    bar = _progress(t.cfg.progress and t.rank == 0 and sys.stderr.isatty(), epoch, t.recipe.epochs, steps,
-                    t.state.step, t.recipe.batch_size)
+    bar = progress_bar(t.cfg.progress and t.rank == 0, steps * t.recipe.batch_size, f"epoch {epoch + 1}/{t.recipe.epochs}",
+                       initial=t.state.step * t.recipe.batch_size)
     start = time.perf_counter()
     for step, (x, y) in enumerate(t.train_loader.batches(epoch, t.state.step), start=t.state.step):
         lr = t.lr(t.state.global_step)
@@ -596,17 +604,6 @@ def _check_finite(loss_sum: Tensor, epoch: int, step: int, lr: float, out: Path)
             f"the training loss became non-finite in epoch {epoch + 1} by step {step + 1} (lr {lr:.3g}); "
             f"the last good state in {out} is kept. Lower --lr, or check the data for NaNs"
         )
-
-
-def _progress(enabled: bool, epoch: int, epochs: int, steps: int, start: int, batch: int):
-    if not enabled:
-        return None
-    from tqdm import tqdm  # lazy: only an interactive run draws a bar
-
-    return tqdm(
-        total=steps * batch, initial=start * batch, desc=f"epoch {epoch + 1}/{epochs}", unit="img",
-        unit_scale=True, leave=False, dynamic_ncols=True,
-    )
 
 
 def _epoch_line(row: dict[str, Any], watch: str) -> str:

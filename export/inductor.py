@@ -1,0 +1,80 @@
+"""torch.compile (inductor) on the CPU as a benchmark engine: the one a torch user would pick instead of ONNX.
+
+:func:`compile_model` compiles a model for every batch size the benchmark times,
+before any timing, within a time limit (on 2 cores GoogLeNet takes about 3
+minutes for three batch sizes), and checks the compiled outputs against eager
+ones. Inductor's on-disk caches are off while it compiles, so the compile time is
+what a first run on a machine pays, the same in every run. What it reports (compile seconds, or why there is no engine: an error, the
+limit, outputs that differ) goes in the results beside the engine's timings.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch._inductor.config
+from torch import nn
+
+__all__ = ["compile_model"]
+
+
+class _OverTime(BaseException):
+    """The time limit passed. A BaseException, so that no ``except Exception`` inside torch.compile catches it."""
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise _OverTime in the main thread after ``seconds`` (SIGALRM), as soon as Python runs again (a C++ compile
+    in progress finishes first), and again until it is out; elsewhere no limit (signals reach only the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise _OverTime
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds, 0.1)  # and again every 0.1 s: a callback may swallow one alarm
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def compile_model(model: nn.Module, batch_sizes: tuple[int, ...], input_size: tuple[int, int, int], limit_s: float,
+                  tolerance: float = 1e-3) -> tuple[nn.Module | None, dict[str, Any]]:
+    """``model`` compiled (static shapes) for each batch size, and what happened; None instead of the module when
+    it failed, ran past ``limit_s`` or gives logits further than ``tolerance`` (relative, as export.onnx's
+    parity check) from eager ones."""
+    torch._dynamo.reset()  # instances of one class share their forward's recompile limit: start each model afresh
+    compiled = torch.compile(model.eval(), dynamic=False)
+    generator = torch.Generator().manual_seed(0)
+    start, diff = time.perf_counter(), 0.0
+    try:
+        with time_limit(limit_s), torch.inference_mode(), torch._inductor.config.patch(force_disable_caches=True), \
+                warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "dynamo_pgo force disabled")  # the caches are off on purpose
+            for batch in batch_sizes:
+                x = torch.randn(batch, *input_size, generator=generator)
+                expected = model(x)
+                scale = max(1.0, float(expected.abs().max()))
+                diff = max(diff, float((compiled(x) - expected).abs().max()) / scale)
+    except _OverTime:
+        status = f"not compiled within {limit_s:g} s"
+    except Exception as e:  # torch.compile fails in many ways (no C++ compiler, an unsupported operator, ...)
+        reason = (str(e).strip().splitlines() or [""])[0][:200]
+        status = f"failed: {type(e).__name__}" + (f": {reason}" if reason else "")
+    else:
+        status = "ok" if diff <= tolerance else f"outputs differ from eager by {diff:.1e} of the largest logit"
+    seconds = time.perf_counter() - start
+    if seconds >= limit_s:  # also when code inside torch.compile caught the alarm, or turned it into another error
+        status = f"not compiled within {limit_s:g} s"
+    facts = {"status": status, "compile_s": round(seconds, 2)}
+    return (compiled, {**facts, "parity_max_rel_diff": diff}) if status == "ok" else (None, facts)
