@@ -45,7 +45,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from tqdm import tqdm
 
 import zoo
 from export.__main__ import add_model_arguments
@@ -55,7 +54,7 @@ from export.report import compare, write_results
 from export.stats import NOISY, ratios, summary
 from zoo.arguments import Range, check_arguments
 from zoo.checkpoint import check_writable
-from zoo.cliutil import positive, run_command
+from zoo.cliutil import positive, progress_bar, run_command
 from zoo.data import Dataset, DeviceLoader, load_dataset, load_sample, subset
 from zoo.errors import ArgumentError, DataError, ExportError, UnknownModelError
 from zoo.machine import cpu_name, physical_cores
@@ -359,8 +358,8 @@ def _cpu_frequency() -> dict[str, str]:
 
 
 def run_bench(names: list[str], cfg: BenchConfig, *, weights: dict[str, str] | None = None,
-              data: Dataset | None = None) -> dict[str, Any]:
-    """Benchmark ``names`` at every thread count (a tqdm bar on stderr); the whole result document."""
+              data: Dataset | None = None, progress: bool = True) -> dict[str, Any]:
+    """Benchmark ``names`` at every thread count (with ``progress``, a bar on a terminal); the whole result document."""
     if cfg.quantize and data is None:
         raise DataError("int8 quantization calibrates on real images: pass data (--data-dir DIR with cifar10.npz / mnist.npz)")
     weights = weights or {}
@@ -368,13 +367,17 @@ def run_bench(names: list[str], cfg: BenchConfig, *, weights: dict[str, str] | N
     env, start, models = environment(cfg), time.perf_counter(), []
     try:
         with tempfile.TemporaryDirectory(prefix="zoo-bench-") as workdir:
-            bar = tqdm([(t, n) for t in cfg.threads for n in names], desc="bench", unit="model", file=sys.stderr,
-                       disable=not sys.stderr.isatty())
-            for threads, name in bar:
-                bar.set_postfix_str(f"{name}, {threads} threads")
+            bar = progress_bar(progress, len(cfg.threads) * len(names), "bench", unit="model")
+            for threads, name in ((t, n) for t in cfg.threads for n in names):
+                if bar is not None:
+                    bar.set_postfix_str(f"{name}, {threads} threads")
                 torch.set_num_threads(threads)
                 prepared = prepare(name, cfg, Path(workdir), threads, weights.get(name), data)
                 models.append(bench_model(prepared, cfg, threads, data))
+                if bar is not None:
+                    bar.update()
+            if bar is not None:
+                bar.close()
     finally:
         torch.set_num_threads(previous)
     return {
@@ -425,6 +428,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--rounds", type=positive(int), default=defaults.rounds, help="interleaved rounds per figure (default: %(default)s)")
     parser.add_argument("--eval-images", type=int, default=defaults.eval_images, help="test images for accuracy (0: all)")
     parser.add_argument("--opset", type=positive(int), default=None, help="ONNX opset (default: torch's)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (none is drawn when stderr is not a terminal)")
     parser.add_argument("--compare", type=Path, metavar="RESULTS_JSON", help="an earlier results.json: print what changed beyond the intervals")
     add_model_arguments(parser)
     parser.set_defaults(func=run)
@@ -462,7 +466,7 @@ def run(args: argparse.Namespace) -> int:
     if args.input == "imagenet" and (args.data_dir or args.quantize or weights):
         raise DataError("zoo has no ImageNet loader: accuracy and int8 need --input cifar10 or mnist")
     data = None if args.input == "imagenet" else load_dataset(args.input, args.data_dir) if args.data_dir else load_sample(args.input)
-    results = run_bench(names, cfg, weights=weights, data=data)
+    results = run_bench(names, cfg, weights=weights, data=data, progress=not args.quiet)
     paths = write_results(results, args.out)
     print((args.out / "results.md").read_text())
     if args.compare:

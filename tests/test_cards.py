@@ -88,7 +88,7 @@ def test_card_numbers_match_the_checkpoint(run_dir):
     assert "| MNIST | test (last epoch) | 80.00% | 20.00% | 5.00% |" in text
     assert f"![training curves]({CURVE_NAME})" in text and png_size(folder / CURVE_NAME) == (1200, 360)
     assert "optimistic" not in text  # no run history said the test set steered anything
-    assert "906" not in text  # the GoogLeNet note is for GoogLeNet only
+    assert "pytorch/vision/issues/906" not in text  # the GoogLeNet note is for GoogLeNet only
 
 
 def test_zoo_card_rewrites_card_and_curve_from_the_run(run_dir, tmp_path, capsys):

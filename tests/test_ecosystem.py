@@ -2,6 +2,7 @@
 preprocessing, predict, self-describing ONNX. Tested against the real libraries, not mocks."""
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -22,8 +23,11 @@ import zoo
 import zoo.registry
 from export import export_onnx
 from zoo.cli import main
+from zoo.cliutil import progress_bar
+from zoo.data import DeviceLoader, synthetic
 from zoo.errors import ZooInputError
 from zoo.predict import predict
+from zoo.train import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 FAMILIES = [("resnet18", "stem"), ("vgg11_bn", "head"), ("googlenet_res5x5", "stem")]
@@ -252,3 +256,42 @@ def test_version_help_and_hub_docs():
     spec.loader.exec_module(hubconf)
     doc = hubconf.googlenet_res5x5.__doc__
     assert all(word in doc for word in ("pretrained", "num_classes", "in_chans", "stem", "aux_logits", "mnist_paper"))
+
+
+class Terminal(io.StringIO):
+    """stderr as a terminal would be: progress bars draw only there."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("tty", "enabled", "drawn"), [(True, True, True), (True, False, False), (False, True, False)])
+def test_progress_bars_draw_on_a_terminal_unless_quiet(tty, enabled, drawn, monkeypatch):
+    err = Terminal() if tty else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    bar = progress_bar(enabled, 100, "eval")
+    assert (bar is not None) == drawn
+    if bar is not None:
+        bar.update(100)
+        bar.close()
+    assert ("img/s" in err.getvalue()) == drawn
+
+
+def test_eval_and_export_show_progress_on_a_terminal(tmp_path, monkeypatch):
+    err = Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    model = zoo.create_model("resnet18", num_classes=10, in_chans=1, stem="cifar")
+    data = synthetic("mnist", 8, 64)
+    loader = DeviceLoader(data.x_test, data.y_test, batch_size=16, mean=data.info.mean, std=data.info.std,
+                          shuffle=False, drop_last=False)
+    evaluate(model, loader, 10, progress=True)
+    assert "eval: 100%" in err.getvalue() and "64.0/64.0" in err.getvalue() and "img/s" in err.getvalue()
+    assert main(["export", "resnet18", "--out", str(tmp_path / "r.onnx"), "--input-size", "1", "32", "32",
+                 "--num-classes", "10", "--model-arg", "stem=cifar"]) == 0
+    assert "export resnet18" in err.getvalue() and "parity, batch" in err.getvalue()
+    quiet = Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    evaluate(model, loader, 10, progress=False)
+    assert main(["export", "resnet18", "--out", str(tmp_path / "q.onnx"), "--input-size", "1", "32", "32",
+                 "--num-classes", "10", "--model-arg", "stem=cifar", "--quiet"]) == 0
+    assert quiet.getvalue() == ""
