@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         diffs = check_parity(model, tmp, input_size=input_size, batch_sizes=batches, tolerance=args.tolerance,
                              on_batch=None if bar is None else functools.partial(_next_step, bar))
     if bar is not None:
+        bar.update()  # the last parity check
         bar.close()
     path = Path(args.out)
     size_mb = path.stat().st_size / 2**20

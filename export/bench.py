@@ -272,8 +272,9 @@ class Prepared:
 
 def prepare(name: str, cfg: BenchConfig, workdir: Path, threads: int, weights: str | None, data: Dataset | None) -> Prepared:
     """Export and check ``name``, open its engines (torch, onnxruntime, int8 when quantized)."""
-    kwargs = {"num_classes": cfg.num_classes or INPUTS[cfg.input][1], "in_chans": cfg.input_size[0], **cfg.model_kwargs}
-    model = load_model(name, weights=weights, **({} if weights else kwargs))  # saved weights bring their own
+    asked = {"in_chans": cfg.input_size[0], **cfg.model_kwargs, **({"num_classes": cfg.num_classes} if cfg.num_classes else {})}
+    # saved weights bring their configuration: only what was asked for is passed, and a conflict is refused
+    model = load_model(name, weights=weights, **(asked if weights else {"num_classes": INPUTS[cfg.input][1], **asked}))
     kwargs = dict(model._zoo_kwargs)  # what was built: the weights' configuration, or the tag's, or the arguments
     info = zoo.model_info(model._zoo_arch, input_size=cfg.input_size, **kwargs)
     path = workdir / f"{name}.onnx"

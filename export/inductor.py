@@ -36,14 +36,24 @@ def time_limit(seconds: float) -> Iterator[None]:
         yield
         return
 
+    armed = [True]
+
     def expire(signum: int, frame: Any) -> None:
-        raise _OverTime
+        if armed[0]:
+            signal.setitimer(signal.ITIMER_REAL, 1.0)  # again in a second, in case a callback swallows this one
+            raise _OverTime
 
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds, 0.1)  # and again every 0.1 s: a callback may swallow one alarm
+    signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     finally:
+        while armed[0]:  # an alarm landing here would skip the disarming: retry until it is done
+            try:
+                armed[0] = False
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            except _OverTime:
+                armed[0] = True
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 
@@ -57,9 +67,12 @@ def compile_model(model: nn.Module, batch_sizes: tuple[int, ...], input_size: tu
     compiled = torch.compile(model.eval(), dynamic=False)
     generator = torch.Generator().manual_seed(0)
     start, diff = time.perf_counter(), 0.0
+    # one compile thread: C++ builds run as children of this process, so a stopped compile leaves none running;
+    # one graph per batch size, however many; the time limit innermost, so it is disarmed before the rest unwinds
+    settings = dict(force_disable_caches=True, compile_threads=1)
     try:
-        with time_limit(limit_s), torch.inference_mode(), torch._inductor.config.patch(force_disable_caches=True), \
-                warnings.catch_warnings():
+        with torch._inductor.config.patch(settings), torch._dynamo.config.patch(recompile_limit=len(batch_sizes) + 8), \
+                torch.inference_mode(), warnings.catch_warnings(), time_limit(limit_s):
             warnings.filterwarnings("ignore", "dynamo_pgo force disabled")  # the caches are off on purpose
             for batch in batch_sizes:
                 x = torch.randn(batch, *input_size, generator=generator)

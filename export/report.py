@@ -73,7 +73,7 @@ def _compiled(facts: dict[str, Any] | None) -> str:
     """How torch.compile went: its compile time, or why there is no compiled engine; ``-`` when not asked for."""
     if facts is None:
         return "-"
-    return f"compiled in {facts['compile_s']:.0f} s" if facts["status"] == "ok" else facts["status"]
+    return f"compiled in {facts['compile_s']:.0f} s" if facts["status"] == "ok" else facts["status"].replace("|", "\\|")
 
 
 def write_markdown(results: dict[str, Any], path: Path) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import signal
 
 import pytest
@@ -16,7 +17,7 @@ from export.inductor import compile_model
 from export.report import compare, write_results
 from export.stats import bootstrap_interval, is_noisy, ratios, summary
 from zoo.data import load_sample, synthetic
-from zoo.errors import DataError
+from zoo.errors import CheckpointError, DataError
 
 TINY = ["vgg11", "--model-arg", "head=cifar", "--input", "mnist", "--batch-sizes", "2", "--rounds", "2"]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -112,6 +113,10 @@ def test_trained_models_get_accuracy_for_every_engine_and_an_int8_copy(tmp_path)
     assert "int8/ort b1" in (tmp_path / "out" / "results.md").read_text()
 
 
+CXX = pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")), reason="torch.compile on the CPU needs a C++ compiler")
+
+
+@CXX
 def test_torch_compile_is_a_third_engine_with_its_compile_time_apart(tmp_path):
     cfg = BenchConfig(input="mnist", batch_sizes=(1,), threads=(1,), model_kwargs={"head": "cifar"}, compile=True, **FAST)
     results = run_bench(["vgg11"], cfg)
@@ -121,6 +126,17 @@ def test_torch_compile_is_a_third_engine_with_its_compile_time_apart(tmp_path):
     write_results(results, tmp_path)
     table = (tmp_path / "results.md").read_text()
     assert "compiled in" in table and "compile/torch b1" in table and "b1 ms compile" in table
+
+
+def test_saved_weights_keep_their_configuration_and_a_conflicting_request_is_refused(tmp_path):
+    weights = zoo.save_pretrained(zoo.create_model("vgg11", num_classes=10, in_chans=1, head="cifar"), tmp_path / "vgg11")
+    fast = BenchConfig(input="mnist", batch_sizes=(1,), threads=(1,), **FAST)
+    (m,) = run_bench(["vgg11"], fast, weights={"vgg11": str(weights)})["models"]
+    assert m["model_kwargs"] == {"num_classes": 10, "in_chans": 1, "head": "cifar"}  # the weights' own, head included
+    for cfg, message in [(BenchConfig(input="mnist", num_classes=5, **FAST), "saved with num_classes=10"),
+                         (BenchConfig(input="cifar10", **FAST), "saved with in_chans=1")]:
+        with pytest.raises(CheckpointError, match=message):
+            run_bench(["vgg11"], cfg, weights={"vgg11": str(weights)})
 
 
 def test_a_model_that_does_not_compile_says_why_and_keeps_its_other_engines(tmp_path):
@@ -133,14 +149,18 @@ def test_a_model_that_does_not_compile_says_why_and_keeps_its_other_engines(tmp_
     assert "failed: InductorError" in (tmp_path / "results.md").read_text()
 
 
+@CXX
 def test_compile_past_its_time_limit_is_abandoned_and_the_next_compiles():
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 30 * 30, 3))
-    handler = signal.getsignal(signal.SIGALRM)
+    handler, threads = signal.getsignal(signal.SIGALRM), torch._inductor.config.compile_threads
     compiled, facts = compile_model(model, (1,), (1, 32, 32), limit_s=0.01)
     assert compiled is None and facts["status"] == "not compiled within 0.01 s"
+    assert facts["compile_s"] < 2.0  # stopped by the alarm, not noticed after a whole compile (4-10 s cold here)
     assert signal.getsignal(signal.SIGALRM) is handler and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert not torch.is_inference_mode_enabled() and torch.is_grad_enabled()  # everything it entered was left
+    assert torch._inductor.config.force_disable_caches is False and torch._inductor.config.compile_threads == threads
     compiled, facts = compile_model(model, (1, 2), (1, 32, 32), limit_s=300)
-    assert facts["status"] == "ok"
+    assert facts["status"] == "ok" and facts["compile_s"] > 0.01
     x = torch.randn(2, 1, 32, 32)
     with torch.inference_mode():
         torch.testing.assert_close(compiled(x), model(x))

@@ -285,7 +285,7 @@ def test_eval_and_export_show_progress_on_a_terminal(tmp_path, monkeypatch):
     loader = DeviceLoader(data.x_test, data.y_test, batch_size=16, mean=data.info.mean, std=data.info.std,
                           shuffle=False, drop_last=False)
     evaluate(model, loader, 10, progress=True)
-    assert "eval: 100%" in err.getvalue() and "64.0/64.0" in err.getvalue() and "img/s" in err.getvalue()
+    assert "eval:" in err.getvalue() and "/64.0 [" in err.getvalue() and "img/s" in err.getvalue()
     assert main(["export", "resnet18", "--out", str(tmp_path / "r.onnx"), "--input-size", "1", "32", "32",
                  "--num-classes", "10", "--model-arg", "stem=cifar"]) == 0
     assert "export resnet18" in err.getvalue() and "parity, batch" in err.getvalue()

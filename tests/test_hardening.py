@@ -332,7 +332,7 @@ def test_system_errors_are_one_line_with_status_1_and_debug_shows_the_traceback(
         main(["--debug", "card", str(run)])
 
 
-@pytest.mark.parametrize(("value", "raises"), [("0", False), ("", False), ("1", True)])
+@pytest.mark.parametrize(("value", "raises"), [("0", False), ("", False), ("false", False), ("1", True)])
 def test_zoo_debug_zero_means_off(value, raises, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ZOO_DEBUG", value)
     if raises:

@@ -89,7 +89,7 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     """Parse ``argv`` and run its ``func``. One of our errors becomes one line on stderr and exit status 2, a
     system error (OSError) one line and status 1; anything else is a bug and keeps its traceback."""
     args = parser.parse_args(argv)
-    debug = getattr(args, "debug", False) or os.environ.get("ZOO_DEBUG", "") not in ("", "0")
+    debug = getattr(args, "debug", False) or os.environ.get("ZOO_DEBUG", "").lower() not in ("", "0", "false", "no", "off")
     try:
         return args.func(args)
     except RunStopped as e:

@@ -41,16 +41,21 @@ def directory_lock(path: Path) -> Iterator[None]:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise TrainingError(f"{path} is in use by process {holder}; wait for it to finish, or choose another directory") from None
-        if os.path.exists(lock) and os.stat(lock).st_ino == os.fstat(fd).st_ino:
-            break  # the file we locked is still the lock (not one a finishing holder just removed)
+        try:
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                break  # the file we locked is still the lock (not one a finishing holder just removed)
+        except FileNotFoundError:
+            pass
         os.close(fd)
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
     try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
-        os.unlink(lock)  # while still held: a waiter that opened it retries on the new file
-        os.close(fd)
+        try:
+            lock.unlink(missing_ok=True)  # while still held: a waiter that opened it retries on the new file
+        finally:
+            os.close(fd)
 
 
 @dataclass(frozen=True)
