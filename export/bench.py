@@ -86,7 +86,7 @@ class BenchConfig:
     calibration_images: int = 100
     quantize: bool = False  # int8 for every model; models with weights always get it
     compile: bool = False  # torch.compile (inductor) as a third engine
-    compile_limit_s: float = 300.0  # per model, all batch sizes: GoogLeNet takes about 180 s on 2 cores
+    compile_limit_s: float = 300.0  # per model, all batch sizes: GoogLeNet takes about 150 s on 2 cores
     opset: int | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     num_classes: int | None = None

@@ -1,11 +1,12 @@
 """torch.compile (inductor) on the CPU as a benchmark engine: the one a torch user would pick instead of ONNX.
 
 :func:`compile_model` compiles a model for every batch size the benchmark times,
-before any timing, within a time limit (on 2 cores GoogLeNet takes about 3
+before any timing, within a time limit (on 2 cores GoogLeNet takes about 2.5
 minutes for three batch sizes), and checks the compiled outputs against eager
-ones. Inductor's on-disk caches are off while it compiles, so the compile time is
-what a first run on a machine pays, the same in every run. What it reports (compile seconds, or why there is no engine: an error, the
-limit, outputs that differ) goes in the results beside the engine's timings.
+ones. Inductor's on-disk caches are off while it compiles, so the compile time
+is what a first run on a machine pays, the same in every run. What it reports
+(compile seconds, or why there is no engine: an error, the limit, outputs that
+differ) goes in the results beside the engine's timings.
 """
 from __future__ import annotations
 
