@@ -14,7 +14,7 @@ from pathlib import Path
 
 from export.onnx import PARITY_BATCHES, check_parity, export_onnx, load_model
 from zoo.checkpoint import atomic_path, check_writable
-from zoo.cliutil import key_value, progress_bar, run_command
+from zoo.cliutil import add_quiet, key_value, progress_bar, run_command
 
 
 def _batch(value: str) -> int | None:
@@ -44,7 +44,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--batch", type=_batch, default=None, metavar="dynamic|N", help="a dynamic batch axis (default) or a fixed batch N")
     parser.add_argument("--input-size", type=int, nargs=3, metavar=("C", "H", "W"), help="default: the model's own, e.g. 3 224 224")
     add_model_arguments(parser)
-    parser.add_argument("--quiet", action="store_true", help="no progress bar (none is drawn when stderr is not a terminal)")
+    add_quiet(parser)
     parser.add_argument("--tolerance", type=float, default=1e-3, help="largest parity difference, relative to the largest |logit|")
     parser.set_defaults(func=run)
     return parser

@@ -54,7 +54,7 @@ from export.report import compare, write_results
 from export.stats import NOISY, ratios, summary
 from zoo.arguments import Range, check_arguments
 from zoo.checkpoint import check_writable
-from zoo.cliutil import positive, progress_bar, run_command
+from zoo.cliutil import add_quiet, positive, progress_bar, run_command
 from zoo.data import Dataset, DeviceLoader, load_dataset, load_sample, subset
 from zoo.errors import ArgumentError, DataError, ExportError, UnknownModelError
 from zoo.machine import cpu_name, physical_cores
@@ -429,7 +429,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--rounds", type=positive(int), default=defaults.rounds, help="interleaved rounds per figure (default: %(default)s)")
     parser.add_argument("--eval-images", type=int, default=defaults.eval_images, help="test images for accuracy (0: all)")
     parser.add_argument("--opset", type=positive(int), default=None, help="ONNX opset (default: torch's)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar (none is drawn when stderr is not a terminal)")
+    add_quiet(parser)
     parser.add_argument("--compare", type=Path, metavar="RESULTS_JSON", help="an earlier results.json: print what changed beyond the intervals")
     add_model_arguments(parser)
     parser.set_defaults(func=run)

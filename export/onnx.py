@@ -40,8 +40,8 @@ from zoo.checkpoint import atomic_path
 from zoo.errors import ExportError
 from zoo.models.layers import ZooModel
 from zoo.predict import ONNX_PREFIX
-from zoo.version import __version__
 from zoo.registry import split_model_name
+from zoo.version import __version__
 
 __all__ = [
     "INPUT_NAME", "OUTPUT_NAME", "PARITY_BATCHES", "check_onnx", "check_parity", "create_session", "export_onnx",

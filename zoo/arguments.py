@@ -44,7 +44,7 @@ def check_arguments(
 ) -> None:
     """Refuse any of ``values`` that ``fn``'s signature does not take, or takes with another type or range."""
     hints = typing.get_type_hints(fn)
-    names = [n for n in typing.get_type_hints(fn) if n not in ("return", "self", *exclude)]
+    names = [n for n in hints if n not in ("return", "self", *exclude)]
     for name, value in values.items():
         if name not in names:
             raise error(f"{what} takes no {name!r}; it takes {', '.join(names)}")

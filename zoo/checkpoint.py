@@ -53,7 +53,6 @@ __all__ = [
     "git_commit",
     "load_into",
     "load_tensors",
-    "pid_alive",
     "read_checkpoint",
     "read_metadata",
     "save_tensors",
@@ -96,7 +95,7 @@ def _remove_orphans(path: Path) -> None:
     pattern = re.compile(re.escape(f".{path.name}.") + r"(\d+)\.[0-9a-f]+\.tmp")
     for tmp in path.parent.iterdir() if path.parent.is_dir() else ():
         match = pattern.fullmatch(tmp.name)
-        if not match or int(match.group(1)) == os.getpid() or pid_alive(int(match.group(1))):
+        if not match or int(match.group(1)) == os.getpid() or _pid_alive(int(match.group(1))):
             continue
         try:
             if time.time() - tmp.lstat().st_mtime < ORPHAN_AGE_S:
@@ -106,7 +105,7 @@ def _remove_orphans(path: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
 
 
-def pid_alive(pid: int) -> bool:
+def _pid_alive(pid: int) -> bool:
     """Whether process ``pid`` exists (another user's counts)."""
     try:
         os.kill(pid, 0)
@@ -255,11 +254,12 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _verify_sha256(path: Path, pins: Mapping[str, str], remedy: str | None = None) -> None:
-    """Refuse a file whose sha256 differs from any pinned digest (``pins``: who pins it -> digest)."""
+def _verify_sha256(path: Path, pins: Mapping[str, str], remedy: str | None = None, digest: str | None = None) -> None:
+    """Refuse a file whose sha256 (``digest`` when the caller has it) differs from any pinned digest (``pins``:
+    who pins it -> digest)."""
     if not pins:
         return
-    actual = sha256_file(path)
+    actual = digest or sha256_file(path)
     for pinned_by, expected in pins.items():
         if actual != expected.lower():
             raise CheckpointError(
@@ -422,18 +422,20 @@ def check_finite(tensors: Mapping[str, torch.Tensor], where: str) -> None:
 
 
 def read_checkpoint(
-    path: str | os.PathLike, *, sha256: Mapping[str, str] | None = None, remedy: str | None = None
+    path: str | os.PathLike, *, sha256: Mapping[str, str] | None = None, remedy: str | None = None,
+    digest: str | None = None,
 ) -> tuple[dict[str, torch.Tensor], CheckpointMeta | None]:
     """Read and check a safetensors checkpoint: digests, format, finite values, metadata.
 
     ``sha256`` maps who pins a digest (``"tag resnet18.mnist_paper"``,
     ``"config.json"``) to the digest; the file must match every one. ``remedy``
-    says how to mend a copy that does not (the caller knows where it came from).
+    says how to mend a copy that does not (the caller knows where it came from). ``digest`` is the file's
+    sha256 when the caller has hashed it already (it is not hashed again).
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
-    _verify_sha256(path, sha256 or {}, remedy)
+    _verify_sha256(path, sha256 or {}, remedy, digest)
     tensors, metadata = load_tensors(path)
     tensors = strip_prefixes(tensors)
     check_finite(tensors, str(path))
@@ -504,7 +506,8 @@ def check_compatible(
             f"the model is a {type(model).__name__}; {fix}"
         )
 
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    state = model.state_dict()
+    expected = {k: tuple(v.shape) for k, v in state.items()}
     missing = sorted(expected.keys() - tensors.keys())
     unexpected = sorted(tensors.keys() - expected.keys())
     if missing or unexpected:
@@ -523,7 +526,7 @@ def check_compatible(
         advice = "; ".join(hints) + (f" ({fix})" if meta else "") if hints else fix
         raise CheckpointError(f"shape mismatch between {where} and the model ({shown}): {advice}")
 
-    _check_dtypes(model, tensors, where)
+    _check_dtypes(state, tensors, where)
     detail = structure_difference(model, reference, meta.arch) if reference is not None else None
     if detail:
         raise CheckpointError(
@@ -531,10 +534,10 @@ def check_compatible(
         )
 
 
-def _check_dtypes(model: nn.Module, tensors: Mapping[str, torch.Tensor], where: str) -> None:
+def _check_dtypes(state: Mapping[str, torch.Tensor], tensors: Mapping[str, torch.Tensor], where: str) -> None:
     """Weights load into the model's dtype only between 16- and 32-bit floats (fp16 bundles into fp32 models,
     and back), and only when every value stays finite there; float64 or integer where the model differs is refused."""
-    for key, want in ((k, v.dtype) for k, v in model.state_dict().items()):
+    for key, want in ((k, v.dtype) for k, v in state.items()):
         got = tensors[key].dtype
         if got == want:
             continue

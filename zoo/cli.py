@@ -15,7 +15,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from zoo.cards import write_run_card
-from zoo.cliutil import EXIT_CODES, EXIT_STOPPED, format_table, key_value, positive, run_command
+from zoo.cliutil import EXIT_CODES, EXIT_STOPPED, add_quiet, format_table, key_value, positive, run_command
 from zoo.errors import ArgumentError, UnknownModelError
 from zoo.hub import push_to_hub
 from zoo.predict import predict
@@ -233,7 +233,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--tta", action="store_true", help="average the logits of each image and its mirror")
     p.add_argument("--out", help="directory for eval.json and confusion.png")
-    p.add_argument("--quiet", action="store_true", help="no progress bar (none is drawn when stderr is not a terminal)")
+    add_quiet(p)
     p.set_defaults(func=cmd_eval)
 
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from zoo.errors import RunStopped, ZooError
 
-__all__ = ["EXIT_OS_ERROR", "EXIT_STOPPED", "EXIT_USER_ERROR", "EXIT_CODES", "format_table", "key_value", "positive",
-           "progress_bar", "run_command"]
+__all__ = ["EXIT_OS_ERROR", "EXIT_STOPPED", "EXIT_USER_ERROR", "EXIT_CODES", "add_quiet", "format_table", "key_value",
+           "positive", "progress_bar", "run_command"]
 
 EXIT_USER_ERROR = 2
 """The exit status of a refused input or a failed check (argparse's usage errors use it too)."""
@@ -76,6 +76,11 @@ def progress_bar(enabled: bool, total: int, desc: str, *, unit: str = "img", ini
 
     return tqdm(total=total, initial=initial, desc=desc, unit=unit, unit_scale=unit == "img", leave=False,
                 dynamic_ncols=True, file=sys.stderr)
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    """``--quiet``, for the commands that draw a :func:`progress_bar`."""
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (none is drawn when stderr is not a terminal)")
 
 
 def format_table(rows: list[dict], columns: list[str]) -> str:

@@ -21,6 +21,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -119,14 +120,19 @@ def _from_npz(path: Path, info: DatasetInfo) -> Dataset:
             arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # truncated, not a zip, a pickled array
         raise DataError(f"{path} is not a readable .npz archive ({type(e).__name__}: {e}); restore or re-create it") from None
-    _check_arrays(arrays, info, str(path))
+    return _from_arrays(arrays, info, str(path), source=f"npz:{path}")
+
+
+def _from_arrays(arrays: dict[str, np.ndarray], info: DatasetInfo, where: str, source: str) -> Dataset:
+    """The checked uint8 x_train, y_train, x_test, y_test arrays of ``where`` as a Dataset."""
+    _check_arrays(arrays, info, where)
     return _dataset(
         info,
         _to_nchw(arrays["x_train"], info),
         torch.from_numpy(arrays["y_train"].astype(np.int64)),
         _to_nchw(arrays["x_test"], info),
         torch.from_numpy(arrays["y_test"].astype(np.int64)),
-        source=f"npz:{path}",
+        source=source,
     )
 
 
@@ -221,10 +227,7 @@ def load_sample(name: str) -> Dataset:
         raise DataError(f"{SAMPLE_FILE} is missing from this install; pass --data-dir with {name}.npz")
     with np.load(SAMPLE_FILE, allow_pickle=False) as npz:
         arrays = {k.removeprefix(f"{name}_"): npz[k] for k in npz.files if k.startswith(f"{name}_")}
-    _check_arrays(arrays, info, f"{SAMPLE_FILE} ({name})")
-    x_train, x_test = _to_nchw(arrays["x_train"], info), _to_nchw(arrays["x_test"], info)
-    y_train, y_test = (torch.from_numpy(arrays[k].astype(np.int64)) for k in ("y_train", "y_test"))
-    return _dataset(info, x_train, y_train, x_test, y_test, source=f"sample:{len(y_test)} test images")
+    return _from_arrays(arrays, info, f"{SAMPLE_FILE} ({name})", source=f"sample:{len(arrays.get('y_test', ()))} test images")
 
 
 def split_validation(ds: Dataset, n_val: int, seed: int = 0) -> Dataset:

@@ -19,7 +19,7 @@ from torch import nn
 
 from zoo import registry
 from zoo.hub import load_pretrained
-from zoo.registry import TIMM_PREFIX, build_model, data_config, get_pretrained_tag, meta_model, split_model_name
+from zoo.registry import TIMM_PREFIX, build_model, data_config, get_pretrained_tag, meta_model, model_args, split_model_name
 
 __all__ = ["TIMM_PREFIX", "create_model"]
 
@@ -60,7 +60,7 @@ def _timm_entry(name: str):
         if isinstance(cfg, str) or (pretrained and cfg is None and not overlay):  # "zoo_<arch>.<tag>", or the first tag
             tag = get_pretrained_tag(f"{name}.{cfg}" if isinstance(cfg, str) else name)
             kwargs = {**tag.model_kwargs, **kwargs}
-        model_kwargs = {k: v for k, v in kwargs.items() if k in MODEL_ARGS}
+        model_kwargs = {k: v for k, v in kwargs.items() if k in model_args(name)}  # the rest are timm's
         ours = data_config(meta_model(name, **model_kwargs), tag)
         kwargs["pretrained_cfg"] = {**ours, **cfg} if isinstance(cfg, dict) else ours
         model = build_model_with_cfg(registry.factory(name), TIMM_PREFIX + name, pretrained and tag is None,
@@ -75,10 +75,6 @@ def _timm_entry(name: str):
     entry.__module__ = __name__
     entry.__doc__ = f"zoo's {name} through timm; see zoo.create_model."
     return entry
-
-
-MODEL_ARGS = ("num_classes", "in_chans", "stem", "head", "aux_logits", "dropout", "dropout_aux", "transform_input")
-"""The kwargs timm passes on that are the model's own (the rest are timm's: pretrained_cfg, features_only, ...)."""
 
 
 def _register_in_timm(name: str) -> None:

@@ -210,7 +210,7 @@ def _load(model: nn.Module, tensors: dict[str, torch.Tensor], meta: CheckpointMe
     where = found.where
     load_into(model, tensors, meta, where, _reference(meta, where) if meta else None)
     base = unwrap_model(model)
-    base._zoo_weights_sha256 = sha256_file(found.path)  # recorded by exports (ONNX metadata)
+    base._zoo_weights_sha256 = found.sha256  # recorded by exports (ONNX metadata)
     if meta is not None:  # the model now knows what it was trained on: input, statistics, labels, tag
         base.default_input_size = tuple(meta.input_size)
         base.pretrained_cfg = base.default_cfg = {**getattr(base, "pretrained_cfg", {}), **cfg_from_meta(meta)}
@@ -231,9 +231,14 @@ def cfg_from_meta(meta: CheckpointMeta) -> dict[str, Any]:
 def _read(source: str | os.PathLike, filename: str, sha256: str | None) -> tuple[dict[str, torch.Tensor], CheckpointMeta | None, Source]:
     """Resolve ``source``, check the file against every digest known for it, read it: (tensors, meta, source)."""
     found = _resolve(source, filename)
-    pins = {**found.pins, **({"the sha256 argument": sha256} if sha256 is not None else {})}
-    tensors, meta = read_checkpoint(found.path, sha256=pins, remedy=found.remedy)
-    return tensors, meta, found
+    return _read_checked(found, {**found.pins, **({"the sha256 argument": sha256} if sha256 is not None else {})})
+
+
+def _read_checked(found: Source, pins: dict[str, str]) -> tuple[dict[str, torch.Tensor], CheckpointMeta | None, Source]:
+    """Read ``found``'s file, checked against ``pins``; hashed once, its digest goes on with ``found``."""
+    digest = sha256_file(found.path) if found.path.is_file() else None  # a missing file: read_checkpoint says so
+    tensors, meta = read_checkpoint(found.path, sha256=pins, remedy=found.remedy, digest=digest)
+    return tensors, meta, found._replace(sha256=digest)
 
 
 def load_weights(model: nn.Module, source: str | os.PathLike, *, sha256: str | None = None) -> nn.Module:
@@ -299,7 +304,7 @@ def load_pretrained(model: nn.Module, entry: PretrainedTag) -> nn.Module:
             "git clone the zoo repository and pip install -e it"
         )
     found = _resolve(source, entry.filename)
-    tensors, meta = read_checkpoint(found.path, sha256={f"tag {entry.name}": entry.sha256, **found.pins}, remedy=found.remedy)
+    tensors, meta, found = _read_checked(found, {f"tag {entry.name}": entry.sha256, **found.pins})
     if meta is None or meta.arch != entry.arch:
         held = f"{meta.arch!r} weights" if meta else "no zoo metadata"
         raise CheckpointError(f"{found.where} holds {held}, but tag {entry.name} is for {entry.arch!r}; fix the tag entry")
@@ -307,12 +312,14 @@ def load_pretrained(model: nn.Module, entry: PretrainedTag) -> nn.Module:
 
 
 class Source(NamedTuple):
-    """A weights file to read, the digests known for it, a name for messages, and how to mend a bad copy."""
+    """A weights file to read, the digests known for it, a name for messages, how to mend a bad copy, and (once
+    read) its own digest."""
 
     path: Path
     pins: dict[str, str]
     where: str
     remedy: str
+    sha256: str | None = None  # the file's, once it has been read
 
 
 def _resolve(source: str | os.PathLike, filename: str) -> Source:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import functools
+import inspect
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ __all__ = [
     "get_pretrained_tag",
     "list_models",
     "meta_model",
+    "model_args",
     "model_class",
     "model_info",
     "register_model",
@@ -240,6 +242,12 @@ def _meta_model(name: str, kwargs_json: str) -> nn.Module:
 def model_class(arch: str) -> type[nn.Module]:
     """The class arch ``arch`` builds (read its family facts: ``family``, ``variant_arg``, ``aux_prefixes``)."""
     return type(meta_model(arch))
+
+
+def model_args(arch: str) -> tuple[str, ...]:
+    """The kwargs users pass ``arch``: its class's ``__init__`` arguments, less those each arch fixes."""
+    cls = model_class(arch)
+    return tuple(n for n in inspect.signature(cls.__init__).parameters if n not in ("self", *cls.arch_args))
 
 
 def list_models(pattern: str | Iterable[str] = "*", pretrained: bool = False) -> list[str]:
