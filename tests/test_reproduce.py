@@ -33,7 +33,8 @@ def test_report_has_every_experiment_with_the_papers_numbers(quick_all):
                     assert cells[1].strip().startswith(f"{run.paper_err:.2f}")
                 assert all(re.fullmatch(r" ?\d+\.\d\d ?", c) for c in cells[2:]), row  # one seed: plain numbers
             assert [c.split(" | ")[0][2:] for c in claims] == [c.text for c in exp.claims]
-            assert all(c.rstrip(" |").endswith("inconclusive (n=1)") for c in claims)
+            assert all(row.rstrip(" |").endswith(f"inconclusive (n={int(claim.metric != 'early')})")  # one epoch: no early metric
+                   for row, claim in zip(claims, exp.claims))
             assert (out / f"{name}-{recipe}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
             assert f"]({name}-{recipe}.png)" in part
     assert "--quick run" in text and "Verdicts: " in text and "Settings the paper does not state" in text
@@ -150,9 +151,11 @@ def test_plan_arithmetic(tmp_path):
     assert measured["runs"][0]["source"].startswith("H100") and measured["minutes"] == pytest.approx(2 * (550_000 / 16000 + 15) / 60)
 
 
-def test_shortened_paper_step_schedules_are_compressed_and_say_so(tmp_path):
-    plan = R.plan_configs(["fig7"], tmp_path, recipes=("paper",), epochs=30)
+def test_shortened_paper_step_schedules_are_compressed_on_request_and_say_so(tmp_path):
+    plan = R.plan_configs(["fig7"], tmp_path, recipes=("paper",), epochs=30, compress=True)
     cfg = next(iter(plan["fig7"].values()))
     assert cfg.recipe_overrides == {"compress_from": 160} and "compress_from=160" in cfg.out
+    exact = R.plan_configs(["fig7"], tmp_path, recipes=("paper",), epochs=30)  # the first 30 epochs, exactly
+    assert next(iter(exact["fig7"].values())).recipe_overrides == {}
     full = R.plan_configs(["fig7"], tmp_path, recipes=("paper",))  # the paper's own length: nothing to compress
     assert next(iter(full["fig7"].values())).recipe_overrides == {}

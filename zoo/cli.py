@@ -93,7 +93,8 @@ def seed_list(values: list[int]) -> tuple[int, ...]:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     options = dict(epochs=args.epochs, recipes=tuple(args.recipe) if args.recipe else None, seeds=seed_list(args.seeds),
-                   val_split=args.val_split, model_args=dict(args.model_arg))
+                   val_split=args.val_split, model_args=dict(args.model_arg), skip=tuple(args.skip),
+                   compress=args.compress)
     if args.plan:
         est = estimate(unique_configs(plan_configs(args.experiment, Path(args.out), **options)), jobs=args.jobs,
                        throughput=args.throughput)
@@ -254,6 +255,10 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
                    help="training images held out to select epochs and steer plateaus (0: the paper's protocol, the test set)")
     p.add_argument("--model-arg", action="append", type=key_value, default=[], metavar="KEY=VALUE",
                    help="applied to every run, e.g. stem=imagenet for the fast recipe in the paper's configuration")
+    p.add_argument("--compress", action="store_true",
+                   help="with --epochs: squeeze a step schedule into the epochs run (default: its first epochs, exactly)")
+    p.add_argument("--skip", action="append", default=[], metavar="RUN",
+                   help="leave out a run (its label or arch, e.g. vgg19); the report marks it left out")
     p.add_argument("--plan", action="store_true", help="train nothing: print the runs, images and estimated GPU minutes")
     p.add_argument("--throughput", type=positive(float), metavar="IMG_S", help="with --plan: img/s per process instead of the measured ones")
     p.set_defaults(func=cmd_reproduce)

@@ -71,12 +71,13 @@ class Run:
 
 @dataclass(frozen=True)
 class Claim:
-    """One of the paper's claims, checked on our runs by the rule in zoo.verdicts.
+    """One of the paper's claims, declared here before the runs that test it, checked by zoo.verdicts.
 
-    ``kind``: "better" (run ``a``'s error is below run ``b``'s), "similar" (within ``value``
-    points) or "at_most" (``a``'s error is at most ``value``). ``metric``: "selected" (the
-    reported epoch's test error, see :func:`run_metrics`) or "epoch1" (the test error after
-    the first epoch: how fast a run converges).
+    ``kind``: "better" (run ``a``'s metric is below run ``b``'s), "similar" (``a`` and ``b`` within
+    ``margin`` points of each other), "near" (``a`` within ``margin`` points of the paper's ``value``)
+    or "at_most" (``a``'s metric is at most ``value``). ``metric`` is one of :data:`METRICS`.
+    ``horizon``: "end" for a claim about the end of the paper's training (its best or final error),
+    which a run shorter than the paper's recipe cannot test; "early" for one about the first epochs.
     """
 
     text: str
@@ -85,7 +86,9 @@ class Claim:
     b: str | None = None
     metric: str = "selected"
     value: float | None = None
+    margin: float | None = None
     paper: str = ""
+    horizon: str = "end"
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ class Experiment:
     recipes: tuple[str, ...] = ("paper", "fast")
     paper_notes: tuple[str, ...] = ()
     claims: tuple[Claim, ...] = ()
+    early_epochs: int = 5  # the "early" metric: mean validation error over epochs 1..early_epochs
 
 
 def _three(dataset: str) -> tuple[Run, ...]:
@@ -104,7 +108,8 @@ def _three(dataset: str) -> tuple[Run, ...]:
 
 def _fastest(paper: str) -> tuple[Claim, ...]:
     return tuple(
-        Claim(f"ResNet18 converges faster than {other}", "better", "ResNet18", other, metric="epoch1", paper=paper)
+        Claim(f"ResNet18 converges faster than {other}", "better", "ResNet18", other, metric="early", paper=paper,
+              horizon="early")
         for other in ("VGG19", "GoogLeNet")
     )
 
@@ -117,9 +122,12 @@ EXPERIMENTS: dict[str, Experiment] = {
             paper_notes=("\"ResNet achieves a test error of just 1.82% after the first epoch.\"",
                          "\"both networks [ResNet, GoogLeNet] achieve a similar final performance\""),
             claims=_fastest("figure 5: ResNet18 is lowest from the first epoch") + (
-                Claim("ResNet18 reaches 1.82% test error after epoch 1", "at_most", "ResNet18", metric="epoch1",
-                      value=1.82, paper="1.82% after the first epoch"),
+                Claim("ResNet18's test error after epoch 1 is about 1.82%", "near", "ResNet18", metric="epoch1",
+                      value=1.82, margin=0.5, paper="1.82% after the first epoch", horizon="early"),
+                Claim("ResNet18 and GoogLeNet reach a similar final performance", "similar", "ResNet18", "GoogLeNet",
+                      margin=0.3, paper="\"a similar final performance\""),
             ),
+            early_epochs=3,
         ),
         Experiment(
             "fig6", "Figure 6: VGG19, ResNet18 and GoogLeNet on CIFAR-10", _three("cifar10"),
@@ -143,8 +151,10 @@ EXPERIMENTS: dict[str, Experiment] = {
                 Claim("true 5x5 beats 3x3 (residuals)", "better", "5x5, residuals", "3x3, residuals", paper="13.39 vs 13.73"),
                 Claim("residuals beat plain (3x3)", "better", "3x3, residuals", "3x3, no residuals", paper="13.73 vs 14.56"),
                 Claim("residuals beat plain (5x5)", "better", "5x5, residuals", "5x5, no residuals", paper="13.39 vs 14.33"),
-                Claim("residuals converge faster (3x3, epoch 1)", "better", "3x3, residuals", "3x3, no residuals",
-                      metric="epoch1", paper="\"converge much faster\""),
+                Claim("residuals converge faster (3x3)", "better", "3x3, residuals", "3x3, no residuals",
+                      metric="early", paper="\"converge much faster\"", horizon="early"),
+                Claim("residuals converge faster (5x5)", "better", "5x5, residuals", "5x5, no residuals",
+                      metric="early", paper="\"converge much faster\"", horizon="early"),
             ),
         ),
         Experiment(
@@ -155,7 +165,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             ),
             paper_notes=("\"There is scant difference between how well the networks converge during training\"",),
             claims=(
-                Claim("aux heads make scant difference (within 1 point)", "similar", "with aux", "without aux", value=1.0,
+                Claim("aux heads make scant difference (within 1 point)", "similar", "with aux", "without aux", margin=1.0,
                       paper="14.56 vs 14.69"),
             ),
         ),
@@ -197,7 +207,11 @@ DEFAULT_VAL_SPLIT = 5000  # training images held out to select epochs and steer 
 
 
 def _config(run: Run, recipe: str, out: Path, *, quick: bool, epochs: int | None, data_dir: str | None, device: str,
-            seed: int = 0, val_split: int = 0, model_args: dict[str, Any] | None = None) -> TrainConfig:
+            seed: int = 0, val_split: int = 0, model_args: dict[str, Any] | None = None,
+            compress: bool = False) -> TrainConfig:
+    """One run's config. Cut short by ``epochs``, a run trains the first epochs of its recipe exactly
+    (what claims about early training need); with ``compress`` a step schedule is squeezed into the
+    epochs run instead (a miniature of the whole schedule, whose early epochs are not the paper's)."""
     extra: dict[str, Any] = dict(QUICK) if quick else {"epochs": epochs, "device": device}
     model_kwargs = {**(model_args or {}), **run.model_kwargs}
     if quick and model_class(run.arch).family == "vgg":
@@ -206,7 +220,7 @@ def _config(run: Run, recipe: str, out: Path, *, quick: bool, epochs: int | None
         val_split = QUICK_VAL_SPLIT
     overrides = dict(run.recipe_overrides)
     full = get_recipe(recipe, run.arch, run.dataset, **overrides)
-    if full.schedule == "step" and epochs and epochs < full.epochs and not quick:  # a faithful miniature
+    if compress and full.schedule == "step" and epochs and epochs < full.epochs and not quick:
         overrides["compress_from"] = full.epochs
     run_id = run.run_id(recipe, model_args, val_split=val_split, seed=seed, quick=quick,
                         recipe_overrides={k: v for k, v in overrides.items() if k not in run.recipe_overrides})
@@ -276,39 +290,52 @@ def _run_json(cfg: TrainConfig) -> dict[str, Any]:
     return run_dir.read_run() if run_dir.run_json.exists() else {}
 
 
-def run_metrics(history: list[dict[str, Any]]) -> dict[str, float]:
-    """A run's test errors (%): of the final weights, at the reported epoch, the best over epochs, after epoch 1.
+METRICS = ("final", "selected", "best", "epoch1", "early")
+
+
+def run_metrics(history: list[dict[str, Any]], early_epochs: int = 5) -> dict[str, float]:
+    """A run's errors (%): the test error of the final weights, at the reported epoch, the best over
+    epochs and after epoch 1; and "early", the mean validation error over epochs 1..``early_epochs``
+    (how fast a run converges, judged without the test set; absent for runs without a validation
+    split or shorter than ``early_epochs``).
 
     The reported ("selected") epoch is the one with the lowest validation error when the run held out a
     validation split; without one (the paper's protocol) it is the one with the lowest test error, the
     paper's own metric, which is optimistic.
     """
     watch = "val_err" if "val_err" in history[0] else "test_err"
-    return {
+    metrics = {
         "final": history[-1]["test_err"],
         "selected": min(history, key=lambda r: r[watch])["test_err"],
         "best": min(r["test_err"] for r in history),
         "epoch1": history[0]["test_err"],
     }
+    if watch == "val_err" and len(history) >= early_epochs:
+        metrics["early"] = sum(r["val_err"] for r in history[:early_epochs]) / early_epochs
+    return metrics
 
 
 Group = dict[str, list[TrainConfig]]  # run label -> its configs, one per seed
 
 
-def _summaries(group: Group) -> dict[str, dict[str, Summary]]:
+def _summaries(group: Group, early_epochs: int) -> dict[str, dict[str, Summary]]:
     out = {}
     for label, cfgs in group.items():
-        rows = [run_metrics(h) for h in map(_history, cfgs) if h]
-        out[label] = {k: summarize([r[k] for r in rows]) for k in ("final", "selected", "best", "epoch1")}
+        rows = [run_metrics(h, early_epochs) for h in map(_history, cfgs) if h]
+        out[label] = {k: summarize([r[k] for r in rows if k in r]) for k in METRICS}
     return out
 
 
 def _verdict(claim: Claim, stats: dict[str, dict[str, Summary]]) -> str:
+    if claim.a not in stats or (claim.b and claim.b not in stats):
+        return "not run"
     a = stats[claim.a][claim.metric]
     if claim.kind == "at_most":
         return verdicts.at_most(a, claim.value)
+    if claim.kind == "near":
+        return verdicts.similar(a, summarize([claim.value] * a.n), claim.margin)
     b = stats[claim.b][claim.metric]
-    return verdicts.similar(a, b, claim.value) if claim.kind == "similar" else verdicts.better(a, b)
+    return verdicts.similar(a, b, claim.margin) if claim.kind == "similar" else verdicts.better(a, b)
 
 
 def _stale(cfg: TrainConfig) -> str:
@@ -357,11 +384,14 @@ def write_report(exp: Experiment, groups: dict[str, Group], out: Path, *, quick:
         if not any(_history(c) for cfgs in group.values() for c in cfgs):
             lines += [f"### {recipe} recipe", "", "Not run.", ""]
             continue
-        stats = _summaries(group)
+        stats = _summaries(group, exp.early_epochs)
         lines += [f"### {recipe} recipe", "", _setting([c for cfgs in group.values() for c in cfgs], _protocol(val_split)), ""]
         header = ["run", "paper: best top-1 error %", *(titles[c] for c in columns), "per seed: final"]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for run in exp.runs:
+            if run.label not in group:
+                lines.append("| " + " | ".join([run.label, "-", *["-"] * len(columns), "left out"]) + " |")
+                continue
             st, cfgs = stats[run.label], group[run.label]
             paper = "-" if run.paper_err is None else f"{run.paper_err:.2f}" + (f" (epoch {run.paper_epoch})" if run.paper_epoch else "")
             seeds = ", ".join(f"{v:.2f}" for v in st["final"].values) or "not run"
@@ -369,7 +399,8 @@ def write_report(exp: Experiment, groups: dict[str, Group], out: Path, *, quick:
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", "| the paper's claim | metric | ours | the paper | verdict |", "|---|---|---|---|---|"]
         for claim in exp.claims:
-            ours = f"{stats[claim.a][claim.metric]}" + (f" vs {stats[claim.b][claim.metric]}" if claim.b else "")
+            sides = [claim.a] + [claim.b] * bool(claim.b)
+            ours = " vs ".join(str(stats[s][claim.metric]) if s in stats else "left out" for s in sides)
             lines.append(f"| {claim.text} | {claim.metric} | {ours} | {claim.paper} | {_verdict(claim, stats)} |")
         png = f"{exp.name}-{recipe}.png"
         curves = {label: [h for h in map(_history, cfgs) if h] for label, cfgs in group.items()}
@@ -445,21 +476,27 @@ def estimate(configs: list[TrainConfig], jobs: int = 1, throughput: float | None
 def plan_configs(
     names: list[str], out: Path, *, quick: bool = False, epochs: int | None = None, recipes: tuple[str, ...] | None = None,
     data_dir: str | None = None, device: str = "auto", seeds: tuple[int, ...] = (0,), val_split: int = DEFAULT_VAL_SPLIT,
-    model_args: dict[str, Any] | None = None,
+    model_args: dict[str, Any] | None = None, skip: tuple[str, ...] = (), compress: bool = False,
 ) -> dict[str, dict[tuple[str, str, int], TrainConfig]]:
-    """Experiment name -> (run label, recipe, seed) -> the run's TrainConfig."""
+    """Experiment name -> (run label, recipe, seed) -> the run's TrainConfig; runs whose label or
+    arch is in ``skip`` are left out (the report says so)."""
     names = list(EXPERIMENTS) if "all" in names else names
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:
         raise ArgumentError(f"unknown experiment {unknown[0]!r}; choose one of {', '.join(EXPERIMENTS)} or all")
+    skip = tuple(k.lower() for k in skip)
+    known = {key for n in names for run in EXPERIMENTS[n].runs for key in (run.label.lower(), run.arch)}
+    if bad := [k for k in skip if k not in known]:
+        raise ArgumentError(f"--skip {bad[0]!r} names no run of {', '.join(names)}; use a run label or arch: "
+                            f"{', '.join(sorted(known))}")
     plan = {}
     for n in names:
         exp = EXPERIMENTS[n]
         chosen = [r for r in exp.recipes if recipes is None or r in recipes]
         plan[n] = {
             (run.label, r, seed): _config(run, r, out, quick=quick, epochs=epochs, data_dir=data_dir, device=device,
-                                          seed=seed, val_split=val_split, model_args=model_args)
-            for run in exp.runs for r in chosen for seed in seeds
+                                          seed=seed, val_split=val_split, model_args=model_args, compress=compress)
+            for run in exp.runs if not {run.label.lower(), run.arch} & set(skip) for r in chosen for seed in seeds
         }
     return plan
 
@@ -483,6 +520,8 @@ def reproduce(
     seeds: tuple[int, ...] = (0,),
     val_split: int = DEFAULT_VAL_SPLIT,
     model_args: dict[str, Any] | None = None,
+    skip: tuple[str, ...] = (),
+    compress: bool = False,
 ) -> Path:
     """Run the experiments ``names`` ("all" for every one) and write ``OUT/report.md``; returns its path.
 
@@ -498,7 +537,7 @@ def reproduce(
     check_writable(out / "report.md")
     plan = plan_configs([names] if isinstance(names, str) else list(names), out, quick=quick, epochs=epochs,
                         recipes=recipes, data_dir=data_dir, device=device, seeds=seeds, val_split=val_split,
-                        model_args=model_args)
+                        model_args=model_args, skip=skip, compress=compress)
     if not report_only:
         with directory_lock(out):  # one reproduction per --out at a time
             run_configs(unique_configs(plan), jobs=jobs)
