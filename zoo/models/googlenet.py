@@ -21,7 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.models.layers import ZooModel, classifier, feature_info
+from zoo.errors import ArgumentError
+from zoo.models.layers import (
+    DropPath, GlobalPool, ZooModel, classifier, classifier_drop_rate, drop_path_rates, feature_info,
+)
 from zoo.registry import IMAGENET_MEAN_STD, register_model
 
 Stem = Literal["imagenet", "cifar"]
@@ -60,7 +63,8 @@ class BasicConv2d(nn.Module):
 
 
 class Inception(nn.Module):
-    """Four branches concatenated; optionally ``y = branches(x) + shortcut(x)``."""
+    """Four branches concatenated; optionally ``y = branches(x) + shortcut(x)``, with ``drop_path`` the
+    stochastic depth of the branches."""
 
     def __init__(
         self,
@@ -73,6 +77,7 @@ class Inception(nn.Module):
         pool_proj: int,
         kernel5x5: int = 3,
         residual: bool = False,
+        drop_path: float = 0.0,
     ) -> None:
         super().__init__()
         self.branch1 = BasicConv2d(in_channels, ch1x1, kernel_size=1)
@@ -97,18 +102,21 @@ class Inception(nn.Module):
             )
         else:
             self.shortcut = nn.Identity()
+        self.drop_path = DropPath(drop_path)
 
     def forward(self, x: Tensor) -> Tensor:
         out = torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
-        return out + self.shortcut(x) if self.residual else out
+        return self.drop_path(out) + self.shortcut(x) if self.residual else out
 
 
 class InceptionAux(nn.Module):
+    num_features = 1024  # what its classifier, fc2, reads
+
     def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.7) -> None:
         super().__init__()
         self.conv = BasicConv2d(in_channels, 128, kernel_size=1)
-        self.fc1 = nn.Linear(2048, 1024)
-        self.fc2 = classifier(1024, num_classes)
+        self.fc1 = nn.Linear(2048, self.num_features)
+        self.fc2 = classifier(self.num_features, num_classes)
         self.dropout = nn.Dropout(p=dropout)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -131,6 +139,11 @@ class GoogLeNet(ZooModel):
     the paper ran on 32x32) or "cifar" (a 3x3 conv to 192 channels, no early
     downsampling). ``transform_input``: torchvision's option, on for its
     pretrained weights.
+
+    timm's options: ``drop_rate``, timm's name for ``dropout`` (torchvision's, 0.2), the dropout
+    before ``fc``; ``drop_path_rate``, stochastic depth of the residual modules' branches, rising
+    module by module to this rate at 5b (a residual variant only); ``global_pool``, the pool ``fc``
+    reads (:data:`zoo.models.layers.GlobalPool`).
     """
 
     family = "googlenet"
@@ -138,6 +151,15 @@ class GoogLeNet(ZooModel):
     arch_args = ("kernel5x5", "residual")
     first_conv = "conv1.conv"
     aux_prefixes = ("aux1.", "aux2.")
+
+    def card_notes(self) -> list[str]:
+        kernel = f"{self.kernel5x5}x{self.kernel5x5}"
+        return [
+            "Provenance: zoo's `googlenet` is torchvision's network, whose Inception \"5x5\" branch is a 3x3 "
+            "convolution (https://github.com/pytorch/vision/issues/906), kept so torchvision checkpoints load. "
+            f"Names containing `5x5` use true 5x5 convolutions; this model has {kernel} convolutions in that branch.",
+            *super().card_notes(),
+        ]
 
     def __init__(
         self,
@@ -147,9 +169,12 @@ class GoogLeNet(ZooModel):
         kernel5x5: int = 3,
         residual: Residual = "none",
         stem: Stem = "imagenet",
-        dropout: float = 0.2,
+        dropout: float | None = None,
         dropout_aux: float = 0.7,
         transform_input: bool = False,
+        drop_rate: float | None = None,
+        drop_path_rate: float = 0.0,
+        global_pool: GlobalPool = "avg",
     ) -> None:
         super().__init__()
         if stem not in ("imagenet", "cifar"):
@@ -158,6 +183,11 @@ class GoogLeNet(ZooModel):
             raise ValueError(f"residual must be 'none', 'same' or 'all', got {residual!r}")
         if kernel5x5 not in (3, 5):
             raise ValueError(f"kernel5x5 must be 3 or 5, got {kernel5x5!r}")
+        if drop_path_rate and residual == "none":
+            raise ArgumentError(
+                f"GoogLeNet with residual='none' has no residual branches to drop: drop_path_rate must be 0, got "
+                f"{drop_path_rate!r} (the residual variants take it: googlenet_res3x3, googlenet_resall5x5, ...)"
+            )
         self.num_classes, self.in_chans, self.stem = num_classes, in_chans, stem
         self.aux_logits, self.kernel5x5 = aux_logits, kernel5x5
         self.default_input_size = (in_chans, 224, 224) if stem == "imagenet" else (in_chans, 32, 32)
@@ -171,24 +201,20 @@ class GoogLeNet(ZooModel):
         self.transform: nn.Module | None = TransformInput() if transform_input else None
         self._stem(in_chans, stem)
 
-        for name, cfg in INCEPTION_CFGS.items():
-            same_shape = cfg[0] == cfg[1] + cfg[3] + cfg[5] + cfg[6]
-            is_residual = residual == "all" or (residual == "same" and same_shape)
-            setattr(self, name, Inception(*cfg, kernel5x5=kernel5x5, residual=is_residual))
+        self._inceptions(kernel5x5, residual, drop_path_rate)
         self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
         self.maxpool4 = nn.MaxPool2d(2, stride=2, ceil_mode=True)
 
         self.aux1: InceptionAux | None = InceptionAux(512, num_classes, dropout_aux) if aux_logits else None
         self.aux2: InceptionAux | None = InceptionAux(528, num_classes, dropout_aux) if aux_logits else None
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.dropout = nn.Dropout(p=dropout)
-        self.num_features = 1024
-        self.fc = classifier(1024, num_classes)
         self.feature_info = feature_info(
             [64 if stem == "imagenet" else 192, 192, 480, 832, 1024],
             [2, 4, 8, 16, 32] if stem == "imagenet" else [1, 1, 1, 2, 4],
             ["conv1", "conv3", "inception3b", "inception4e", "inception5b"],
         )
+        self.set_global_pool(global_pool, num_classes)  # avgpool, num_features
+        self.dropout = nn.Dropout(p=classifier_drop_rate("GoogLeNet", dropout, drop_rate, 0.2))
+        self.fc = classifier(self.num_features, num_classes)
 
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -196,6 +222,15 @@ class GoogLeNet(ZooModel):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+
+    def _inceptions(self, kernel5x5: int, residual: str, drop_path_rate: float) -> None:
+        """The nine Inception modules at torchvision's widths; residual where ``residual`` says (see the class)."""
+        rates = drop_path_rates("GoogLeNet", drop_path_rate, len(INCEPTION_CFGS))
+        for (name, cfg), rate in zip(INCEPTION_CFGS.items(), rates):
+            same_shape = cfg[0] == cfg[1] + cfg[3] + cfg[5] + cfg[6]
+            is_residual = residual == "all" or (residual == "same" and same_shape)
+            drop_path = rate if is_residual else 0.0
+            setattr(self, name, Inception(*cfg, kernel5x5=kernel5x5, residual=is_residual, drop_path=drop_path))
 
     def _stem(self, in_chans: int, stem: str) -> None:
         if stem == "imagenet":
@@ -221,23 +256,24 @@ class GoogLeNet(ZooModel):
         ]
 
     def pool(self, x: Tensor) -> Tensor:
-        # N x 1024 x h x w -> N x 1024
-        return self.dropout(torch.flatten(self.avgpool(x), 1))
+        # N x 1024 x h x w -> N x num_features (1024, twice that for catavgmax)
+        return self.dropout(self.pool_features(x))
 
     def forward(self, x: Tensor) -> Tensor | GoogLeNetOutputs:
-        # in training, the aux heads read the outputs of 4a (N x 512) and 4d (N x 528)
-        taps = {id(self.inception4a): self.aux1, id(self.inception4d): self.aux2} if self.training and self.aux_logits else {}
+        if not (self.training and self.aux_logits):
+            return super().forward(x)
+        # in training, the aux heads read the outputs of 4a (N x 512) and 4d (N x 528): stage 4 runs in three parts
         self.check_input(x)
-        aux = {}
-        for stage in self.stages():
-            for module in stage:
-                x = self.run(module, x)
-                if id(module) in taps:
-                    aux[id(module)] = taps[id(module)](x)
-        logits = self.forward_head(x)
-        if aux:
-            return GoogLeNetOutputs(logits, aux[id(self.inception4d)], aux[id(self.inception4a)])
-        return logits
+        stages = self.stages()
+        for stage in stages[:3]:
+            x = self.run(stage, x)
+        x = self.run(stages[3][:2], x)  # maxpool3, 4a
+        aux1 = self.aux1(x)
+        x = self.run(stages[3][2:5], x)  # 4b, 4c, 4d
+        aux2 = self.aux2(x)
+        x = self.run(stages[3][5:], x)  # 4e
+        x = self.run(stages[4], x)
+        return GoogLeNetOutputs(self.forward_head(x), aux2, aux1)
 
 
 class TransformInput(nn.Module):

@@ -1,17 +1,26 @@
 """Small pieces shared by the model families, what every family declares about itself, and the
 timm model API every family gets from it (forward_features / forward_head / forward_intermediates,
-get_classifier / reset_classifier, feature_info, gradient checkpointing)."""
+get_classifier / reset_classifier, global pooling, feature_info, gradient checkpointing)."""
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.fx
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from zoo.errors import ZooInputError
+from zoo.arguments import Range
+from zoo.errors import ArgumentError, ZooInputError
+
+GlobalPool = Literal["avg", "max", "avgmax", "catavgmax", ""]
+"""timm's global_pool values: average, max, their mean, both concatenated (twice the channels), "" none."""
+GLOBAL_POOLS: tuple[str, ...] = typing.get_args(GlobalPool)
+RATE = Range(0, 1)
+"""The range of a dropout or stochastic-depth rate."""
 
 
 class ZooModel(nn.Module):
@@ -20,14 +29,19 @@ class ZooModel(nn.Module):
     Per family (class attributes): ``family``; ``variant_arg``, the kwarg that picks the paper's
     ImageNet-sized layers or the CIFAR ones ("stem" or "head"); ``arch_args``, the ``__init__``
     arguments each registered name fixes (users pass the others); ``first_conv``; ``aux_prefixes``,
-    the state_dict prefixes of training-only heads. Per model (set in ``__init__``): ``num_classes``,
+    the state_dict prefixes of training-only heads (a family with them takes ``aux_logits``, see
+    ``takes_aux``); ``quick_kwargs``, what a quick CPU check of the machinery builds it with (small heads).
+    Hooks the other layers call instead of asking which family a model is: :meth:`inference_kwargs` (the
+    configuration users get when a run is released) and :meth:`card_notes` (what its card must say). Per model (set in ``__init__``): ``num_classes``,
     ``in_chans``, ``default_input_size``, ``min_input_size``, ``classifier_names`` (the first is the
-    classifier), ``num_features`` (what the classifier reads) and ``feature_info`` (the five stages'
-    channels, reduction and module, timm's format).
+    classifier; the owners of the others, auxiliary heads, declare what they read as their ``num_features``),
+    ``num_features`` (what the classifier reads), ``feature_info`` (the five stages' channels, reduction
+    and module, timm's format) and ``global_pool``.
 
     A family implements ``stages()`` (the modules of each of the five stages, in forward order) and
-    ``pool(x)`` (stage-5 features to the classifier's input); the rest is here. ``num_classes=0``
-    leaves no classifier: the model returns pooled features, timm's convention.
+    ``pool(x)`` (stage-5 features to the classifier's input, e.g. :meth:`pool_features` then dropout);
+    the rest is here. ``num_classes=0`` leaves no classifier: the model returns pooled features, timm's
+    convention; with ``global_pool=""`` as well, the last stage's feature maps.
     """
 
     family: ClassVar[str]
@@ -35,6 +49,7 @@ class ZooModel(nn.Module):
     arch_args: ClassVar[tuple[str, ...]] = ()
     first_conv: ClassVar[str]
     aux_prefixes: ClassVar[tuple[str, ...]] = ()
+    quick_kwargs: ClassVar[dict[str, Any]] = {}
     num_classes: int
     in_chans: int
     default_input_size: tuple[int, int, int]
@@ -43,7 +58,23 @@ class ZooModel(nn.Module):
 
     num_features: int
     feature_info: list[dict[str, Any]]
+    global_pool: str = "avg"
     grad_checkpointing: bool = False
+
+    @classmethod
+    def takes_aux(cls) -> bool:
+        """Whether the family has training-only auxiliary classifiers, switched by ``aux_logits``."""
+        return bool(cls.aux_prefixes)
+
+    def inference_kwargs(self) -> dict[str, Any]:
+        """Kwargs of the model users get from a trained one: training-only parts left out."""
+        return {"aux_logits": False} if self.takes_aux() else {}
+
+    def card_notes(self) -> list[str]:
+        """What a model card must say about this model beyond its numbers."""
+        if self.takes_aux() and getattr(self, "aux_logits", False):
+            return ["The weights include the auxiliary classifiers; they are used only in training mode."]
+        return []
 
     def check_input(self, x: Tensor) -> None:
         """Refuse, before the first conv, what this model cannot take (see :func:`check_input`)."""
@@ -51,23 +82,46 @@ class ZooModel(nn.Module):
         check_input(x, type(self).__name__, self.in_chans, self.min_input_size, None if weight is None else weight.dtype)
 
     def stages(self) -> list[list[nn.Module]]:
+        """The modules of each stage. Under gradient checkpointing a stage is one region (see :meth:`run`),
+        so no stage may begin with an in-place op."""
         raise NotImplementedError
 
     def pool(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def run(self, module: nn.Module, x: Tensor) -> Tensor:
-        """One module of a stage; under gradient checkpointing its activations are recomputed in backward."""
+    def set_global_pool(self, global_pool: str, num_classes: int) -> None:
+        """Pool the last stage with ``global_pool`` (:data:`GlobalPool`) in ``avgpool``, torchvision's name;
+        ``num_features`` follows. "" pools nothing, which only a model without classifier can do."""
+        arch = type(self).__name__
+        if global_pool not in GLOBAL_POOLS:
+            choices = ", ".join(map(repr, GLOBAL_POOLS))
+            raise ArgumentError(f"{arch}: global_pool={global_pool!r} is not one of {choices}")
+        if not global_pool and num_classes:
+            raise ArgumentError(
+                f"{arch}: global_pool='' leaves (N, C, h, w) feature maps, which a classifier cannot read; "
+                "pass num_classes=0 too, or pool them (global_pool='avg')"
+            )
+        self.global_pool, self.avgpool = global_pool, make_global_pool(global_pool)
+        self.num_features = self.feature_info[-1]["num_chs"] * (2 if global_pool == "catavgmax" else 1)
+
+    def pool_features(self, x: Tensor) -> Tensor:
+        # N x C x h x w -> N x num_features, or, unpooled (global_pool=""), N x C x h x w
+        x = self.avgpool(x)
+        return torch.flatten(x, 1) if self.global_pool else x
+
+    def run(self, modules: Sequence[nn.Module], x: Tensor) -> Tensor:
+        """``modules`` in order (a stage, or part of one); under gradient checkpointing one region, whose
+        activations are recomputed in backward. One region, not one per module: checkpointing keeps a
+        region's input for the recomputation, which an in-place ReLU on its own would modify."""
         if self.grad_checkpointing and self.training and torch.is_grad_enabled():
-            return checkpoint(module, x, use_reentrant=False)
-        return module(x)
+            return checkpoint(run_modules, modules, x, use_reentrant=False)
+        return run_modules(modules, x)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """The last stage's feature map, (N, C, h, w)."""
         self.check_input(x)
         for stage in self.stages():
-            for module in stage:
-                x = self.run(module, x)
+            x = self.run(stage, x)
         return x
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
@@ -82,38 +136,136 @@ class ZooModel(nn.Module):
         self, x: Tensor, indices: int | Sequence[int] | None = None, norm: bool = False, stop_early: bool = False,
         output_fmt: str = "NCHW", intermediates_only: bool = False,
     ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
-        """timm's feature API: the outputs of the stages ``indices`` (the last n when an int), and the final features."""
+        """timm's feature API: the outputs of the stages ``indices`` (see :func:`take_indices`), in stage order,
+        and the final features. There is no final norm: ``norm`` changes nothing."""
         if output_fmt != "NCHW":
             raise ValueError(f"{type(self).__name__} gives NCHW feature maps, not {output_fmt}")
         stages = self.stages()
-        wanted = range(len(stages))[-indices:] if isinstance(indices, int) else range(len(stages)) if indices is None else indices
-        wanted = {i % len(stages) for i in wanted}
+        take, last = take_indices(len(stages), indices)
         self.check_input(x)
         out = []
-        for i, stage in enumerate(stages):
-            for module in stage:
-                x = self.run(module, x)
-            if i in wanted:
+        for i, stage in enumerate(stages[: last + 1] if stop_early or intermediates_only else stages):
+            x = self.run(stage, x)
+            if i in take:
                 out.append(x)
-            if (stop_early or intermediates_only) and i >= max(wanted):
-                break
         return out if intermediates_only else (x, out)
+
+    def prune_intermediate_layers(
+        self, indices: int | Sequence[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """timm's features_only models call this when built: ``indices`` checked (out of range: timm's
+        AssertionError) and returned absolute, in stage order, the order of the outputs. Nothing is removed,
+        whatever ``prune_norm`` and ``prune_head`` say: zoo.factory loads a tag's weights into the wrapped
+        model afterwards, every key included; :meth:`forward_intermediates` stops at the last stage asked for."""
+        return sorted(set(take_indices(len(self.stages()), indices)[0]))
 
     def get_classifier(self) -> nn.Module:
         return self.get_submodule(_names(self.classifier_names)[0])
 
-    def reset_classifier(self, num_classes: int, global_pool: Any = None) -> None:
-        """A new, randomly initialised classifier for ``num_classes`` (0: none, the model returns pooled features);
-        auxiliary heads are reset alike."""
-        for name in _names(self.classifier_names):
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A new, randomly initialised classifier for ``num_classes`` (0: none, the model returns pooled features),
+        reading the pool ``global_pool`` when given (:meth:`set_global_pool`); auxiliary heads are reset alike."""
+        self.set_global_pool(self.global_pool if global_pool is None else global_pool, num_classes)
+        for i, name in enumerate(_names(self.classifier_names)):
             parent, _, attr = name.rpartition(".")
-            old = self.get_submodule(name)
-            width = old.in_features if isinstance(old, nn.Linear) else self.num_features
-            setattr(self.get_submodule(parent) if parent else self, attr, classifier(width, num_classes))
+            owner = self.get_submodule(parent) if parent else self
+            setattr(owner, attr, classifier(owner.num_features if i else self.num_features, num_classes))
         self.num_classes = num_classes
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
+
+
+def run_modules(modules: Sequence[nn.Module], x: Tensor) -> Tensor:
+    for module in modules:
+        x = module(x)
+    return x
+
+
+def take_indices(count: int, indices: int | Sequence[int] | None) -> tuple[list[int], int]:
+    """timm's feature_take_indices: of ``count`` stages, those ``indices`` name (all for None, the last n for an
+    int n, negative ones from the end), absolute, and the largest. Out of range raises AssertionError with
+    timm's message, as timm's own models do."""
+    if indices is None or isinstance(indices, int):
+        n = count if indices is None else indices
+        if not 0 < n <= count:
+            raise AssertionError(f"last-n ({n}) is out of range (1 to {count})")
+        take = list(range(count - n, count))
+    else:
+        take = [count + i if i < 0 else i for i in indices]
+        for i in take:
+            if not 0 <= i < count:
+                raise AssertionError(f"feature index {i} is out of range (0 to {count - 1})")
+    return take, max(take)
+
+
+class AvgMaxPool(nn.Module):
+    """timm's "avgmax" (the mean of the global average and max pools) and "catavgmax" (both, concatenated)."""
+
+    def __init__(self, concat: bool) -> None:
+        super().__init__()
+        self.concat = concat
+
+    def forward(self, x: Tensor) -> Tensor:
+        # N x C x h x w -> N x C x 1 x 1, or N x 2C x 1 x 1 (concat)
+        avg, top = F.adaptive_avg_pool2d(x, 1), F.adaptive_max_pool2d(x, 1)
+        return torch.cat([avg, top], 1) if self.concat else 0.5 * (avg + top)
+
+
+def make_global_pool(global_pool: str) -> nn.Module:
+    """The module of a :data:`GlobalPool` value: N x C x h x w -> N x C' x 1 x 1 ("" passes the maps on)."""
+    if global_pool == "avg":
+        return nn.AdaptiveAvgPool2d((1, 1))  # torchvision's
+    if global_pool == "max":
+        return nn.AdaptiveMaxPool2d((1, 1))
+    return AvgMaxPool(global_pool == "catavgmax") if global_pool else nn.Identity()
+
+
+class DropPath(nn.Module):
+    """Stochastic depth (Huang et al. 2016; timm's DropPath): in training each sample's residual branch is
+    dropped with probability ``p`` and kept ones are scaled by 1 / (1 - p); in eval, the identity."""
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or not self.p:
+            return x
+        # N x C x h x w times a per-sample N x 1 x 1 x 1 mask
+        keep = x.new_empty(x.shape[0], 1, 1, 1).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p:g}"
+
+
+def drop_path_rates(arch: str, drop_path_rate: float, blocks: int) -> list[float]:
+    """Stochastic depth of each of ``blocks`` residual blocks: from 0 at the first to ``drop_path_rate`` at the
+    last, timm's rule."""
+    check_rate(arch, "drop_path_rate", drop_path_rate)
+    return [drop_path_rate * i / max(blocks - 1, 1) for i in range(blocks)]
+
+
+def classifier_drop_rate(arch: str, dropout: float | None, drop_rate: float | None, default: float) -> float:
+    """The dropout before the classifier: torchvision's ``dropout`` and timm's ``drop_rate`` name the same
+    rate; ``default`` when neither is given, both only if equal."""
+    given = {name: rate for name, rate in (("dropout", dropout), ("drop_rate", drop_rate)) if rate is not None}
+    if len(set(given.values())) > 1:
+        raise ArgumentError(
+            f"{arch}: dropout={dropout!r} and drop_rate={drop_rate!r} are torchvision's and timm's names for "
+            "the same dropout before the classifier; pass one"
+        )
+    name, rate = next(iter(given.items()), ("dropout", default))
+    check_rate(arch, name, rate)
+    return rate
+
+
+def check_rate(arch: str, name: str, rate: float) -> None:
+    """Refuse a dropout or stochastic-depth rate outside [0, 1), as zoo.registry.check_model_kwargs words it
+    (timm's create_model passes kwargs to the model unchecked)."""
+    if not RATE.admits(rate):
+        raise ArgumentError(f"{arch}: {name}={rate!r} must be {RATE}")
 
 
 def _names(names: str | tuple[str, ...]) -> tuple[str, ...]:

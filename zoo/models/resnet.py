@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from torch import Tensor, nn
 
-from zoo.models.layers import ZooModel, classifier, feature_info
+from zoo.models.layers import DropPath, GlobalPool, ZooModel, check_rate, classifier, drop_path_rates, feature_info
 from zoo.registry import register_model
 
 Stem = Literal["imagenet", "cifar"]
@@ -21,9 +20,13 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
 
 
 class BasicBlock(nn.Module):
+    """Two 3x3 convs and a shortcut; ``drop_path``: the stochastic depth of the residual branch."""
+
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, drop_path: float = 0.0
+    ) -> None:
         super().__init__()
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -31,20 +34,23 @@ class BasicBlock(nn.Module):
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = downsample
+        self.drop_path = DropPath(drop_path)
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+        return self.relu(self.drop_path(out) + identity)
 
 
 class Bottleneck(nn.Module):
-    """torchvision's ResNet V1.5: the stride sits on the 3x3 conv."""
+    """torchvision's ResNet V1.5: the stride sits on the 3x3 conv. ``drop_path``: as in :class:`BasicBlock`."""
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, drop_path: float = 0.0
+    ) -> None:
         super().__init__()
         width = planes
         self.conv1 = conv1x1(inplanes, width)
@@ -55,13 +61,14 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
+        self.drop_path = DropPath(drop_path)
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        return self.relu(self.drop_path(out) + identity)
 
 
 class ResNet(ZooModel):
@@ -70,6 +77,10 @@ class ResNet(ZooModel):
     ``stem="imagenet"`` is torchvision's (7x7/2 conv + 3x3/2 max pool), what the
     paper trained on 32x32 images; ``stem="cifar"`` is a 3x3/1 conv and no pool,
     which keeps the 32x32 resolution for the first stage.
+
+    timm's options: ``drop_rate``, dropout before ``fc`` (none by default, as torchvision's);
+    ``drop_path_rate``, stochastic depth rising block by block to this rate at the last block;
+    ``global_pool``, the pool ``fc`` reads (:data:`zoo.models.layers.GlobalPool`).
     """
 
     family = "resnet"
@@ -85,35 +96,39 @@ class ResNet(ZooModel):
         num_classes: int = 1000,
         in_chans: int = 3,
         stem: Stem = "imagenet",
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        global_pool: GlobalPool = "avg",
     ) -> None:
         super().__init__()
         if stem not in ("imagenet", "cifar"):
             raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
+        check_rate("ResNet", "drop_rate", drop_rate)
         self.num_classes, self.in_chans, self.stem = num_classes, in_chans, stem
         self.default_input_size = (in_chans, 224, 224) if stem == "imagenet" else (in_chans, 32, 32)
         self.min_input_size = 1  # every stage pads, so any image keeps at least one pixel
         self.inplanes = 64
-        if stem == "imagenet":
-            self.conv1 = nn.Conv2d(in_chans, 64, kernel_size=7, stride=2, padding=3, bias=False)
-            self.maxpool: nn.Module = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        else:
-            self.conv1 = nn.Conv2d(in_chans, 64, kernel_size=3, stride=1, padding=1, bias=False)
-            self.maxpool = nn.Identity()
-        self.bn1 = nn.BatchNorm2d(64)
+        imagenet = stem == "imagenet"
+        self.conv1 = nn.Conv2d(in_chans, 64, kernel_size=7 if imagenet else 3, stride=2 if imagenet else 1,
+                               padding=3 if imagenet else 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)  # registered right after its conv: export folds it into the conv
         self.relu = nn.ReLU(inplace=True)
-        self.layer1 = self._make_layer(block, 64, layers[0])
-        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
-        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
-        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.num_features = 512 * block.expansion
-        self.fc = classifier(self.num_features, num_classes)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if imagenet else nn.Identity()
+        rates = iter(drop_path_rates("ResNet", drop_path_rate, sum(layers)))
+        drop_paths = [[next(rates) for _ in range(blocks)] for blocks in layers]
+        self.layer1 = self._make_layer(block, 64, drop_paths[0])
+        self.layer2 = self._make_layer(block, 128, drop_paths[1], stride=2)
+        self.layer3 = self._make_layer(block, 256, drop_paths[2], stride=2)
+        self.layer4 = self._make_layer(block, 512, drop_paths[3], stride=2)
         first = 2 if stem == "imagenet" else 1
         self.feature_info = feature_info(
             [64 * (block.expansion if i else 1) * 2 ** max(i - 1, 0) for i in range(5)],
             [first * (2 if stem == "imagenet" and i else 1) * 2 ** max(i - 1, 0) for i in range(5)],
             ["relu", "layer1", "layer2", "layer3", "layer4"],
         )
+        self.set_global_pool(global_pool, num_classes)  # avgpool, num_features
+        self.dropout = nn.Dropout(p=drop_rate)
+        self.fc = classifier(self.num_features, num_classes)
 
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -122,15 +137,18 @@ class ResNet(ZooModel):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def _make_layer(self, block: type[BasicBlock | Bottleneck], planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+    def _make_layer(
+        self, block: type[BasicBlock | Bottleneck], planes: int, drop_paths: list[float], stride: int = 1
+    ) -> nn.Sequential:
+        """One block per entry of ``drop_paths``, its stochastic depth."""
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(
                 conv1x1(self.inplanes, planes * block.expansion, stride), nn.BatchNorm2d(planes * block.expansion)
             )
-        layers = [block(self.inplanes, planes, stride, downsample)]
+        layers = [block(self.inplanes, planes, stride, downsample, drop_paths[0])]
         self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
+        layers += [block(self.inplanes, planes, drop_path=p) for p in drop_paths[1:]]
         return nn.Sequential(*layers)
 
     def stages(self) -> list[list[nn.Module]]:
@@ -139,8 +157,8 @@ class ResNet(ZooModel):
         return [[self.conv1, self.bn1, self.relu], [self.maxpool, self.layer1], [self.layer2], [self.layer3], [self.layer4]]
 
     def pool(self, x: Tensor) -> Tensor:
-        # N x 512*expansion x h x w -> N x 512*expansion
-        return torch.flatten(self.avgpool(x), 1)
+        # N x 512*expansion x h x w -> N x num_features (512*expansion, twice that for catavgmax)
+        return self.dropout(self.pool_features(x))
 
 
 @register_model

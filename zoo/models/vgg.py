@@ -6,7 +6,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from zoo.models.layers import ZooModel, classifier, feature_info
+from zoo.errors import ArgumentError
+from zoo.models.layers import GLOBAL_POOLS, GlobalPool, ZooModel, classifier, classifier_drop_rate, feature_info
 from zoo.registry import register_model
 
 Head = Literal["imagenet", "cifar"]
@@ -47,12 +48,19 @@ class VGG(ZooModel):
     ``head="imagenet"`` is torchvision's (7x7 adaptive pool, 4096-4096 FC,
     dropout): VGG19 has the paper's 144M parameters with it. ``head="cifar"``
     is a global average pool and one linear layer, 512 -> classes.
+
+    ``dropout`` (torchvision's name) or ``drop_rate`` (timm's) sets the dropout of the head: after
+    each 4096-wide layer (default 0.5, torchvision's), or before the cifar head's linear layer
+    (default none). ``global_pool`` (timm's choices, :data:`zoo.models.layers.GlobalPool`) is the
+    cifar head's pool; the imagenet head reads torchvision's 7x7 average pool ("avg" only). VGG has
+    no residual branches: ``drop_path_rate`` (stochastic depth) is 0 only.
     """
 
     family = "vgg"
     variant_arg = "head"
     arch_args = ("cfg", "batch_norm")
     first_conv = "features.0"
+    quick_kwargs = {"head": "cifar"}  # the ImageNet head's 120M FC parameters make a 1.1 GB resume state
 
     def __init__(
         self,
@@ -61,11 +69,20 @@ class VGG(ZooModel):
         num_classes: int = 1000,
         in_chans: int = 3,
         head: Head = "imagenet",
-        dropout: float = 0.5,
+        dropout: float | None = None,
+        drop_rate: float | None = None,
+        drop_path_rate: float = 0.0,
+        global_pool: GlobalPool = "avg",
     ) -> None:
         super().__init__()
         if head not in ("imagenet", "cifar"):
             raise ValueError(f"head must be 'imagenet' or 'cifar', got {head!r}")
+        if drop_path_rate:
+            raise ArgumentError(
+                f"VGG has no residual branches to drop: drop_path_rate must be 0, got {drop_path_rate!r} "
+                "(the ResNets and the residual GoogLeNets take it)"
+            )
+        rate = classifier_drop_rate("VGG", dropout, drop_rate, 0.5 if head == "imagenet" else 0.0)
         self.num_classes, self.in_chans, self.head = num_classes, in_chans, head
         self.default_input_size = (in_chans, 224, 224) if head == "imagenet" else (in_chans, 32, 32)
         self.min_input_size = 32  # five 2x2 max pools must leave one pixel
@@ -73,23 +90,23 @@ class VGG(ZooModel):
         pools = [i for i, m in enumerate(self.features) if isinstance(m, nn.MaxPool2d)]
         self.stage_ends = pools  # the features after each 2x2 max pool: /2 .. /32
         self.feature_info = feature_info([64, 128, 256, 512, 512], [2, 4, 8, 16, 32], [f"features.{i}" for i in pools])
+        self.set_global_pool(global_pool, num_classes)  # cifar head: avgpool, num_features
         if head == "imagenet":
             self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
             self.num_features = 4096
             self.classifier: nn.Module = nn.Sequential(
                 _linear(512 * 7 * 7, 4096),
                 nn.ReLU(True),
-                nn.Dropout(p=dropout),
+                nn.Dropout(p=rate),
                 _linear(4096, 4096),
                 nn.ReLU(True),
-                nn.Dropout(p=dropout),
+                nn.Dropout(p=rate),
                 classifier(4096, num_classes),
             )
             self.classifier_names = "classifier.6"
         else:
-            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-            self.num_features = 512
-            self.classifier = classifier(512, num_classes)
+            self.dropout = nn.Dropout(p=rate)
+            self.classifier = classifier(self.num_features, num_classes)
             self.classifier_names = "classifier"
 
         for m in self.modules():
@@ -108,10 +125,23 @@ class VGG(ZooModel):
         starts = [0] + [end + 1 for end in self.stage_ends[:-1]]
         return [list(self.features[a : b + 1]) for a, b in zip(starts, self.stage_ends)]
 
+    def set_global_pool(self, global_pool: str, num_classes: int) -> None:
+        """The cifar head's pool (see :meth:`ZooModel.set_global_pool`); the imagenet head's is torchvision's."""
+        if self.head == "cifar":
+            super().set_global_pool(global_pool, num_classes)
+        elif global_pool != "avg":
+            raise ArgumentError(
+                f"VGG with head='imagenet' supports global_pool='avg' only, got {global_pool!r}: its classifier reads "
+                f"torchvision's 7x7 average pool (head='cifar' takes {', '.join(map(repr, GLOBAL_POOLS))})"
+            )
+
     def pool(self, x: Tensor) -> Tensor:
-        # N x 512 x h x w -> N x 512*7*7 through the 4096-4096 MLP (imagenet head: its pre-logits), or N x 512 (cifar)
+        # imagenet head: N x 512 x h x w -> N x 512*7*7 through the 4096-4096 MLP (its pre-logits);
+        # cifar head: N x 512 x h x w -> N x num_features (512, twice that for catavgmax)
+        if self.head == "cifar":
+            return self.dropout(self.pool_features(x))
         x = torch.flatten(self.avgpool(x), 1)
-        for layer in list(self.classifier)[:-1] if self.head == "imagenet" else ():
+        for layer in list(self.classifier)[:-1]:
             x = layer(x)
         return x
 
