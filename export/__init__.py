@@ -8,6 +8,6 @@
 Command lines: ``python -m export`` (one model) and ``python -m export.bench``
 (the efficiency comparison); both are also ``zoo export`` and ``zoo bench``.
 """
-from export.onnx import check_onnx, check_parity, create_session, export_onnx, load_model
+from .onnx import check_onnx, check_parity, create_session, export_onnx, load_model
 
 __all__ = ["check_onnx", "check_parity", "create_session", "export_onnx", "load_model"]

@@ -12,9 +12,10 @@ import functools
 import sys
 from pathlib import Path
 
-from export.onnx import PARITY_BATCHES, check_parity, export_onnx, load_model
-from zoo.checkpoint import atomic_path, check_writable
-from zoo.cliutil import add_quiet, key_value, progress_bar, run_command
+from .onnx import PARITY_BATCHES, check_parity, export_onnx, load_model
+from zoo.files import atomic_path, check_writable
+from zoo.cliutil import add_quiet, key_value, run_command
+from zoo.progress import progress_bar
 
 
 def _batch(value: str) -> int | None:

@@ -7,8 +7,8 @@ efficiency comparison.
     zoo bench resnet18 vgg11_bn --compile        # torch.compile (inductor) too, compile time reported apart
     zoo bench --compare old/results.json        # what changed beyond the intervals
 
-For every model: export to ONNX (a temporary file), check parity, then time the
-engines with the same intra-op threads (onnxruntime's spinning off, so its idle
+For every model: export to ONNX (a temporary file, once for every thread count), check parity, then build the
+engines that apply to it and time them with the same intra-op threads (onnxruntime's spinning off, so its idle
 threads do not slow the next engine) in interleaved rounds: each round times
 every engine once, after warm-up, in alternating order. A latency is the median
 over rounds of each round's median call, with a 95% bootstrap interval; a
@@ -23,6 +23,23 @@ compiled for every batch size before timing, within ``--compile-limit`` seconds,
 and checked against eager; a model that does not compile says why in the table.
 Results go to ``--out``: results.json (every round kept), results.csv,
 results.md and PNG charts.
+
+Engines are records (:class:`Engine`) in ``ENGINES``: how one is built for a
+model, when it applies, its baseline, its device, its chart style and what it
+adds to the environment. Timing, accuracy, results.json and every table column
+and chart legend (export.report reads results.json's ``engines``) follow from
+them, so adding an engine is adding a record.
+
+Devices: each engine names the device it runs on (results.json's ``engines``
+record it) and a ``synchronize`` hook that returns once the device has
+finished the work already asked of it. Every call timing makes, warm-up
+included, ends with the engine's hook before the clock is read: so at both
+ends of a timed interval nothing is pending, and a call counts until its work
+is done. On the CPU a call is done when it returns and the hook
+does nothing; a CUDA torch engine would pass ``torch.cuda.synchronize``, while
+onnxruntime's CUDA provider synchronises before ``run`` returns. An engine takes
+and returns host (numpy) arrays, so a device engine's copies are timed, as a
+caller pays them. Only CPU engines exist so far.
 """
 from __future__ import annotations
 
@@ -47,35 +64,56 @@ import onnxruntime as ort
 import torch
 
 import zoo
-from export.__main__ import add_model_arguments
-from export.inductor import compile_model
-from export.onnx import INPUT_NAME, check_parity, create_session, export_onnx, load_model
-from export.report import compare, write_results
-from export.stats import NOISY, ratios, summary
+from .__main__ import add_model_arguments
+from .inductor import INDUCTOR_SETTINGS, compile_model
+from .onnx import INPUT_NAME, PROVIDER, check_parity, create_session, export_onnx, load_model
+from .report import SCHEMA, compare, write_results
+from .stats import NOISY, ratios, summary
 from zoo.arguments import Range, check_arguments
-from zoo.checkpoint import check_writable
-from zoo.cliutil import add_quiet, positive, progress_bar, run_command
+from zoo.files import check_writable
+from zoo.cliutil import add_quiet, positive, run_command
 from zoo.data import Dataset, DeviceLoader, load_dataset, load_sample, subset
-from zoo.errors import ArgumentError, DataError, ExportError, UnknownModelError
+from zoo.datasets import DEFAULT_DATASET, get_spec, list_datasets
+from zoo.errors import ArgumentError, CheckpointError, DataError, ExportError, UnknownModelError
+from zoo.hub import read_meta
 from zoo.machine import cpu_name, physical_cores
+from zoo.progress import progress_bar
 from zoo.registry import split_model_name
 
-SCHEMA = "zoo.bench/2"
 PAPER_MODELS = ("vgg19", "resnet18", "googlenet*")
 """The paper's three families and its GoogLeNet ablations, in their paper configuration (default stem/head)."""
 
-INPUTS: dict[str, tuple[tuple[int, int, int], int]] = {
-    "cifar10": ((3, 32, 32), 10),
-    "mnist": ((1, 32, 32), 10),
-    "imagenet": ((3, 224, 224), 1000),
-}
+IMAGENET = "imagenet"
+"""The ImageNet-sized input, 3x224x224 and 1000 classes: timing only (zoo has no ImageNet data). The other inputs
+are the registered datasets (zoo.datasets), each at its spec's input size and classes."""
+
+
+def input_names() -> list[str]:
+    return [*list_datasets(), IMAGENET]
+
+
+def input_shape(name: str) -> tuple[tuple[int, int, int], int]:
+    """(input size, classes) of the input ``name``: a dataset's spec, or ImageNet's."""
+    if name == IMAGENET:
+        return (3, 224, 224), 1000
+    spec = get_spec(name)
+    return spec.input_size, spec.num_classes
+
+
+def bench_data(name: str, data_dir: Path | None) -> Dataset | None:
+    """What accuracy and int8 calibration use: the dataset from ``data_dir`` (or its own arrays or folder), else the
+    sample zoo ships of it; none for ImageNet."""
+    if name == IMAGENET:
+        return None
+    spec = get_spec(name)
+    return load_dataset(spec, data_dir) if data_dir or spec.sample is None else load_sample(name)
 
 
 @dataclass
 class BenchConfig:
     """What to measure and how long; the defaults keep the paper's models at CIFAR-10 input to minutes on 2 cores."""
 
-    input: str = "cifar10"
+    input: str = DEFAULT_DATASET
     threads: tuple[int, ...] = field(default_factory=lambda: (physical_cores(),))
     batch_sizes: tuple[int, ...] = (1, 8, 32)
     rounds: int = 7
@@ -102,18 +140,71 @@ class BenchConfig:
             if not values or min(values) < 1:
                 raise ArgumentError(f"zoo bench: {name} must be >= 1, got {list(values)}")
         self.batch_sizes = tuple(sorted({1, *self.batch_sizes}))  # batch 1: the latency every table reports
-        if self.input not in INPUTS:
-            raise ArgumentError(f"zoo bench: input={self.input!r} is not one of {', '.join(INPUTS)}")
+        if self.input not in input_names():
+            raise ArgumentError(f"zoo bench: input={self.input!r} is not one of {', '.join(input_names())}")
 
     @property
     def input_size(self) -> tuple[int, int, int]:
-        return INPUTS[self.input][0]
+        return input_shape(self.input)[0]
 
 
-# ---------------------------------------------------------------------------- engines and timing
+# ---------------------------------------------------------------------------- engines
 
 Predict = Callable[[np.ndarray], np.ndarray]
-"""An engine: a float32 NCHW batch in, logits out."""
+"""An engine ready to run: a float32 NCHW batch in host memory, logits out in host memory."""
+
+
+@dataclass
+class Subject:
+    """One model as every engine is built from it, exported and checked once for all thread counts."""
+
+    name: str
+    weights: str | None
+    kwargs: dict[str, Any]  # what was built: the weights' configuration, or the tag's, or the arguments
+    model: torch.nn.Module  # eager, in eval mode
+    onnx: Path  # its fp32 export, parity checked
+    facts: dict[str, Any]  # size, export time and parity: the same whatever the engine
+    trained: bool  # weights or a tag: its accuracy is worth measuring
+    cfg: BenchConfig
+    data: Dataset | None
+
+
+Build = Callable[[Subject, int], tuple[Predict | None, dict[str, Any]]]
+"""An engine built for a model at this many intra-op threads, and what the build reports; None with the
+report's ``status`` saying why when the engine cannot run the model (the run goes on without it)."""
+
+
+def _always(subject: Subject) -> bool:
+    return True
+
+
+def _on_return() -> None:
+    """The CPU's synchronize: a call's work is done when it returns."""
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One way to run a model, and all the benchmark needs to know of it: appended to ENGINES, it is built for
+    every model it applies to, timed in the interleaved rounds, compared with its baseline, run for accuracy,
+    and given columns in results.md and rows in results.csv, and a marker and line in the charts' legends.
+    ``device`` and ``synchronize``: see the module docstring."""
+
+    name: str  # its key in results.json
+    label: str  # its name in the table's headers
+    build: Build
+    baseline: str | None = None  # the engine its speed-ups are against
+    applies: Callable[[Subject], bool] = _always  # e.g. int8: trained models only; compile: with --compile
+    device: str = "cpu"
+    synchronize: Callable[[], None] = _on_return  # returns once the device has finished what was asked of it
+    accuracy: bool = True  # top-1 measured with it (batches of 100)
+    marker: str = "o"  # its points in the cost charts (matplotlib marker)
+    line: str = "-"  # its lines in the latency-against-batch chart (matplotlib linestyle)
+    environment: Callable[[], dict[str, Any]] = dict  # what results.json's environment says of it
+
+    def describe(self) -> dict[str, Any]:
+        """What results.json says of the engine: all the report needs for its columns and charts."""
+        return {"label": self.label, "baseline": self.baseline, "device": self.device, "marker": self.marker,
+                "line": self.line}
 
 
 def torch_predict(model: torch.nn.Module) -> Predict:
@@ -126,6 +217,9 @@ def torch_predict(model: torch.nn.Module) -> Predict:
 
 def ort_predict(session: ort.InferenceSession) -> Predict:
     return lambda x: session.run(None, {INPUT_NAME: x})[0]
+
+
+# ---------------------------------------------------------------------------- timing
 
 
 def time_round(call: Callable[[], Any], warmup: int, min_s: float) -> float:
@@ -158,14 +252,20 @@ CONTENDED = 0.10
 """Share of the machine's CPU time other processes may take while a figure is timed before it is flagged noisy."""
 
 
+def busy_ticks(stat_line: str) -> float:
+    """CPU time the whole machine spent busy, in clock ticks, from /proc/stat's first (``cpu``) line: every field
+    but idle and iowait."""
+    fields = [float(v) for v in stat_line.split()[1:]]
+    return sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0.0)
+
+
 def cpu_clock() -> tuple[float, float, float]:
     """(wall seconds, CPU seconds busy on the whole machine, CPU seconds of this process), where /proc/stat exists."""
     own = os.times()
     try:
-        fields = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError):
+        busy = busy_ticks(Path("/proc/stat").read_text().split("\n", 1)[0])
+    except (OSError, ValueError, IndexError):
         return time.perf_counter(), 0.0, 0.0
-    busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0.0)  # all but idle and iowait
     return time.perf_counter(), busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
 
 
@@ -176,11 +276,17 @@ def others_share(start: tuple[float, float, float], end: tuple[float, float, flo
     return max(0.0, others / (wall * (os.cpu_count() or 1))) if wall > 0 else 0.0
 
 
-def measure(predicts: dict[str, Predict], batch: int, cfg: BenchConfig, input_size: tuple[int, int, int]) -> tuple[dict[str, list[float]], float]:
+def _to_the_end(predict: Predict, x: np.ndarray, synchronize: Callable[[], None]) -> None:
+    """One call of an engine that returns once its device has finished it (the module docstring's devices)."""
+    predict(x)
+    synchronize()
+
+
+def measure(engines: dict[Engine, Predict], batch: int, cfg: BenchConfig) -> tuple[dict[str, list[float]], float]:
     """Round times (ms) of every engine at ``batch``, more rounds within ``remeasure_s`` while one is noisy, and the
     share of the machine's CPU other processes took meanwhile."""
-    x = np.random.default_rng(0).standard_normal((batch, *input_size), dtype=np.float32)
-    calls = {name: functools.partial(p, x) for name, p in predicts.items()}
+    x = np.random.default_rng(0).standard_normal((batch, *cfg.input_size), dtype=np.float32)
+    calls = {e.name: functools.partial(_to_the_end, p, x, e.synchronize) for e, p in engines.items()}
     start = cpu_clock()
     rounds = interleaved(calls, cfg.rounds, cfg.warmup, cfg.round_s)
     deadline = time.perf_counter() + cfg.remeasure_s
@@ -195,13 +301,15 @@ def _summary(rounds: list[float], contended: float) -> dict[str, Any]:
     return {**fig, "noisy": fig["noisy"] or contended > CONTENDED, "others_cpu_share": round(contended, 3)}
 
 
-BASELINE = {"onnxruntime": "torch", "int8": "onnxruntime", "compile": "torch"}
-"""Each speed-up reported: an engine over the one it replaces."""
+def speedup_rounds(rounds: dict[str, list[float]]) -> dict[str, list[float]]:
+    """Per-round ratios of each engine timed with its baseline: how many times faster it is."""
+    return {e.name: ratios(rounds[e.baseline], rounds[e.name]) for e in ENGINES
+            if e.name in rounds and e.baseline in rounds}
 
 
 def _figures(rounds: dict[str, list[float]]) -> list[list[float]]:
     """Every figure reported from these rounds: each engine's times, and each speed-up's per-round ratios."""
-    return [*rounds.values(), *(ratios(rounds[base], rounds[e]) for e, base in BASELINE.items() if e in rounds)]
+    return [*rounds.values(), *speedup_rounds(rounds).values()]
 
 
 # ---------------------------------------------------------------------------- accuracy and int8
@@ -209,7 +317,7 @@ def _figures(rounds: dict[str, list[float]]) -> list[list[float]]:
 
 def normalised_batches(data: Dataset, x: torch.Tensor, y: torch.Tensor, batch: int):
     """(float32 NCHW normalised with the dataset's mean and std, labels) batches, in order: zoo.data's loader."""
-    loader = DeviceLoader(x, y, batch_size=batch, mean=data.info.mean, std=data.info.std, shuffle=False, drop_last=False)
+    loader = DeviceLoader(x, y, batch_size=batch, mean=data.spec.mean, std=data.spec.std, shuffle=False, drop_last=False)
     return ((xb.numpy(), yb.numpy()) for xb, yb in loader.batches(0))
 
 
@@ -255,27 +363,64 @@ def quantize_int8(src: Path, dst: Path, data: Dataset, n_images: int) -> Path:
     return dst
 
 
+# ---------------------------------------------------------------------------- the engines benchmarked
+
+
+def _torch(s: Subject, threads: int) -> tuple[Predict, dict[str, Any]]:
+    return torch_predict(s.model), {}
+
+
+def _onnxruntime(s: Subject, threads: int) -> tuple[Predict, dict[str, Any]]:
+    return ort_predict(create_session(s.onnx, threads, spinning=False)), {}
+
+
+def _int8(s: Subject, threads: int) -> tuple[Predict, dict[str, Any]]:
+    path = s.onnx.with_name(f"{s.name}.int8.onnx")
+    if not path.exists():  # quantized once per model, whatever the thread counts
+        quantize_int8(s.onnx, path, s.data, s.cfg.calibration_images)
+    return ort_predict(create_session(path, threads, spinning=False)), {"onnx_bytes": path.stat().st_size}
+
+
+def _compile(s: Subject, threads: int) -> tuple[Predict | None, dict[str, Any]]:
+    compiled, facts = compile_model(s.model, s.cfg.batch_sizes, s.cfg.input_size, s.cfg.compile_limit_s)
+    return (None if compiled is None else torch_predict(compiled)), facts
+
+
+def _ort_environment() -> dict[str, Any]:
+    """onnxruntime's version and the settings create_session(spinning=False) gives every session here."""
+    return {
+        "onnxruntime": ort.__version__,
+        "ort_provider": PROVIDER,
+        "ort_inter_op_threads": 1,
+        "ort_spinning": False,
+        "ort_graph_optimization_level": ort.GraphOptimizationLevel.ORT_ENABLE_ALL.name,
+        "ort_execution_mode": ort.ExecutionMode.ORT_SEQUENTIAL.name,
+    }
+
+
+ENGINES: tuple[Engine, ...] = (
+    Engine("torch", "torch", _torch, marker="o", line="--", environment=lambda: {"torch": torch.__version__}),
+    Engine("onnxruntime", "ort", _onnxruntime, baseline="torch", marker="s", line="-", environment=_ort_environment),
+    Engine("int8", "int8", _int8, baseline="onnxruntime", marker="^", line=":",
+           applies=lambda s: s.data is not None and (s.cfg.quantize or s.trained)),
+    # compiled for the timed batch sizes only, so no accuracy (batches of 100); its parity with eager is in its build
+    Engine("compile", "compile", _compile, baseline="torch", marker="D", line="-.", accuracy=False,
+           applies=lambda s: s.cfg.compile, environment=lambda: {"inductor": INDUCTOR_SETTINGS}),
+)
+"""Every engine, in the order of the tables and charts; each applies to a model when its ``applies`` says so."""
+
+
 # ---------------------------------------------------------------------------- one model
 
 
-@dataclass
-class Prepared:
-    """One model ready to time: its engines, what it is, and the files it came with."""
-
-    name: str
-    weights: str | None
-    kwargs: dict[str, Any]
-    predicts: dict[str, Predict]
-    facts: dict[str, Any]
-    trained: bool  # weights or a tag: its accuracy is worth measuring
-
-
-def prepare(name: str, cfg: BenchConfig, workdir: Path, threads: int, weights: str | None, data: Dataset | None) -> Prepared:
-    """Export and check ``name``, open its engines (torch, onnxruntime, int8 when quantized)."""
+def prepare(name: str, cfg: BenchConfig, workdir: Path, weights: str | None, data: Dataset | None) -> Subject:
+    """Load, export and check ``name``: what its engines are built from."""
     asked = {"in_chans": cfg.input_size[0], **cfg.model_kwargs, **({"num_classes": cfg.num_classes} if cfg.num_classes else {})}
     # saved weights bring their configuration: only what was asked for is passed, and a conflict is refused
-    model = load_model(name, weights=weights, **(asked if weights else {"num_classes": INPUTS[cfg.input][1], **asked}))
-    kwargs = dict(model._zoo_kwargs)  # what was built: the weights' configuration, or the tag's, or the arguments
+    if weights is not None:
+        _check_measurable(weights, asked)
+    model = load_model(name, weights=weights, **(asked if weights else {"num_classes": input_shape(cfg.input)[1], **asked}))
+    kwargs = dict(model._model_args)  # what was built: the weights' configuration, or the tag's, or the arguments
     info = zoo.model_info(model._zoo_arch, input_size=cfg.input_size, **kwargs)
     path = workdir / f"{name}.onnx"
     start = time.perf_counter()
@@ -283,64 +428,69 @@ def prepare(name: str, cfg: BenchConfig, workdir: Path, threads: int, weights: s
     facts: dict[str, Any] = {"params": info["params"], "macs": info["macs"], "onnx_bytes": path.stat().st_size,
                              "export_s": time.perf_counter() - start}
     facts["parity_max_abs_diff"] = {str(b): d for b, d in check_parity(model, path, input_size=cfg.input_size).items()}
-    predicts = {"torch": torch_predict(model), "onnxruntime": ort_predict(create_session(path, threads, spinning=False))}
     trained = weights is not None or bool(split_model_name(name)[1])  # a tag brings its weights
-    if data is not None and (cfg.quantize or trained):
-        int8 = quantize_int8(path, workdir / f"{name}.int8.onnx", data, cfg.calibration_images)
-        facts["int8_onnx_bytes"] = int8.stat().st_size
-        predicts["int8"] = ort_predict(create_session(int8, threads, spinning=False))
-    if cfg.compile:
-        compiled, facts["compile"] = compile_model(model, cfg.batch_sizes, cfg.input_size, cfg.compile_limit_s)
-        if compiled is not None:
-            predicts["compile"] = torch_predict(compiled)
-    return Prepared(name, weights, kwargs, predicts, facts, trained)
+    return Subject(name, weights, kwargs, model, path, facts, trained, cfg, data)
 
 
-def bench_model(p: Prepared, cfg: BenchConfig, threads: int, data: Dataset | None) -> dict[str, Any]:
+def _check_measurable(weights: str, asked: dict[str, Any]) -> None:
+    """The benchmark measures the saved weights as they are: a head or input other than theirs (which loading would
+    adapt, timm's way) would time and score a model nobody trained, so it is refused."""
+    meta = read_meta(weights)
+    for key in ("num_classes", "in_chans"):
+        if key in asked and asked[key] != getattr(meta, key):
+            raise CheckpointError(f"{weights} was saved with {key}={getattr(meta, key)}, but {key}={asked[key]} was asked "
+                                  f"for; the benchmark measures those weights as they are: drop that option")
+
+
+def build_engines(s: Subject, threads: int) -> tuple[dict[Engine, Predict], dict[str, dict[str, Any]]]:
+    """The engines that apply to ``s``, built for ``threads``; and how each build went: ``status`` ("ok" or why
+    there is no engine), ``build_s`` and what the build reports."""
+    engines, builds = {}, {}
+    for engine in (e for e in ENGINES if e.applies(s)):
+        start = time.perf_counter()
+        predict, facts = engine.build(s, threads)
+        builds[engine.name] = {"status": "ok", **facts, "build_s": round(time.perf_counter() - start, 2)}
+        if predict is not None:
+            engines[engine] = predict
+    return engines, builds
+
+
+def bench_model(s: Subject, engines: dict[Engine, Predict], builds: dict[str, Any], threads: int) -> dict[str, Any]:
     """Latency at every batch size and throughput at the largest, per engine; speed-ups; accuracy when trained."""
-    latency: dict[str, dict[str, Any]] = {engine: {} for engine in p.predicts}
-    speedups: dict[str, dict[str, Any]] = {engine: {} for engine in p.predicts if engine != "torch"}
-    largest = max(cfg.batch_sizes)
+    cfg, largest = s.cfg, max(s.cfg.batch_sizes)
+    latency: dict[str, dict[str, Any]] = {e.name: {} for e in engines}
+    speedups: dict[str, dict[str, Any]] = {}
     for batch in cfg.batch_sizes:
-        rounds, contended = measure(p.predicts, batch, cfg, cfg.input_size)
-        for engine, times in rounds.items():
-            latency[engine][str(batch)] = _summary(times, contended)
-        for engine, base in BASELINE.items():
-            if engine in rounds and batch in (1, largest):
-                key = "latency_b1" if batch == 1 else "throughput"
-                speedups[engine][key] = _summary(ratios(rounds[base], rounds[engine]), contended)
-    throughput = {e: _summary([largest / ms * 1e3 for ms in latency[e][str(largest)]["rounds"]],
-                              latency[e][str(largest)]["others_cpu_share"]) for e in p.predicts}
-    # compiled for the timed batch sizes only; its parity with eager is in facts["compile"]
-    accuracy = ({e: top1(fn, data, cfg.eval_images, 100) for e, fn in p.predicts.items() if e != "compile"}
-                if p.trained and data else None)
-    figures = [*(f for e in latency.values() for f in e.values()), *(f for s in speedups.values() for f in s.values())]
-    return {"name": p.name, "threads": threads, "model_kwargs": p.kwargs, "weights": p.weights, **p.facts,
-            "latency_ms": latency, "throughput_ips": throughput, "speedup": speedups, "accuracy": accuracy,
-            "noisy": any(f["noisy"] for f in figures)}
+        rounds, contended = measure(engines, batch, cfg)
+        for name, times in rounds.items():
+            latency[name][str(batch)] = _summary(times, contended)
+        if batch in (1, largest):
+            for name, per_round in speedup_rounds(rounds).items():
+                speedups.setdefault(name, {})["latency_b1" if batch == 1 else "throughput"] = _summary(per_round, contended)
+    throughput = {e: _summary([largest / ms * 1e3 for ms in by_batch[str(largest)]["rounds"]],
+                              by_batch[str(largest)]["others_cpu_share"]) for e, by_batch in latency.items()}
+    accuracy = ({e.name: top1(p, s.data, cfg.eval_images, 100) for e, p in engines.items() if e.accuracy}
+                if s.trained and s.data else None)
+    figures = [*(f for e in latency.values() for f in e.values()), *(f for sp in speedups.values() for f in sp.values())]
+    return {"name": s.name, "threads": threads, "model_kwargs": s.kwargs, "weights": s.weights, **s.facts,
+            "build": builds, "latency_ms": latency, "throughput_ips": throughput, "speedup": speedups,
+            "accuracy": accuracy, "noisy": any(f["noisy"] for f in figures)}
 
 
 # ---------------------------------------------------------------------------- the run
 
 
-def environment(cfg: BenchConfig) -> dict[str, Any]:
-    """Versions, CPU, load and frequency settings and the engines' settings: what a reader needs to compare runs."""
+def environment() -> dict[str, Any]:
+    """Versions, CPU, load and frequency settings: what a reader needs to compare runs (the engines add theirs)."""
     return {
         "load_average_1min": os.getloadavg()[0],
         "python": platform.python_version(),
-        "torch": torch.__version__,
-        "onnxruntime": ort.__version__,
         "onnx": onnx.__version__,
         "platform": platform.platform(),
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "physical_cores": physical_cores(),
         "cpu_frequency": _cpu_frequency(),
-        "ort_inter_op_threads": 1,
-        "ort_spinning": False,
-        "ort_graph_optimization_level": ort.GraphOptimizationLevel.ORT_ENABLE_ALL.name,
-        "ort_execution_mode": ort.ExecutionMode.ORT_SEQUENTIAL.name,
-        "ort_provider": "CPUExecutionProvider",
         "noisy_beyond": NOISY,
         "noisy_when_others_take": CONTENDED,
     }
@@ -358,37 +508,47 @@ def _cpu_frequency() -> dict[str, str]:
     return found or {"note": "not readable here"}
 
 
+def _bench_all(names: list[str], cfg: BenchConfig, weights: dict[str, str], data: Dataset | None, bar: Any) -> list[dict[str, Any]]:
+    """Every model at every thread count, each exported once, in a temporary folder."""
+    models = []
+    with tempfile.TemporaryDirectory(prefix="zoo-bench-") as workdir:
+        for name in names:
+            subject = prepare(name, cfg, Path(workdir), weights.get(name), data)
+            for threads in cfg.threads:
+                if bar is not None:
+                    bar.set_postfix_str(f"{name}, {threads} threads")
+                torch.set_num_threads(threads)
+                models.append(bench_model(subject, *build_engines(subject, threads), threads))
+                if bar is not None:
+                    bar.update()
+    return models
+
+
 def run_bench(names: list[str], cfg: BenchConfig, *, weights: dict[str, str] | None = None,
               data: Dataset | None = None, progress: bool = True) -> dict[str, Any]:
     """Benchmark ``names`` at every thread count (with ``progress``, a bar on a terminal); the whole result document."""
     if cfg.quantize and data is None:
-        raise DataError("int8 quantization calibrates on real images: pass data (--data-dir DIR with cifar10.npz / mnist.npz)")
-    weights = weights or {}
+        raise DataError("int8 quantization calibrates on real images: pass data (--data-dir DIR with the input's NAME.npz)")
     previous = torch.get_num_threads()
-    env, start, models = environment(cfg), time.perf_counter(), []
+    env, start = environment(), time.perf_counter()
+    bar = progress_bar(progress, len(cfg.threads) * len(names), "bench", unit="model")
     try:
-        with tempfile.TemporaryDirectory(prefix="zoo-bench-") as workdir:
-            bar = progress_bar(progress, len(cfg.threads) * len(names), "bench", unit="model")
-            for threads, name in ((t, n) for t in cfg.threads for n in names):
-                if bar is not None:
-                    bar.set_postfix_str(f"{name}, {threads} threads")
-                torch.set_num_threads(threads)
-                prepared = prepare(name, cfg, Path(workdir), threads, weights.get(name), data)
-                models.append(bench_model(prepared, cfg, threads, data))
-                if bar is not None:
-                    bar.update()
-            if bar is not None:
-                bar.close()
+        models = _bench_all(names, cfg, weights or {}, data, bar)
     finally:
         torch.set_num_threads(previous)
+        if bar is not None:
+            bar.close()
+    used = [e for e in ENGINES if any(e.name in m["build"] for m in models)]
     return {
         "schema": SCHEMA,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "duration_s": time.perf_counter() - start,
-        "environment": {**env, "load_average_1min_after": os.getloadavg()[0]},
+        "environment": {**env, **{k: v for e in used for k, v in e.environment().items()},
+                        "load_average_1min_after": os.getloadavg()[0]},
         "settings": {**dataclasses.asdict(cfg), "input_size": list(cfg.input_size)},
         "data": None if data is None else {"source": data.source, "test_images": len(data.y_test),
                                            "sample": data.source.startswith("sample:")},
+        "engines": {e.name: e.describe() for e in used},
         "models": models,
     }
 
@@ -411,14 +571,15 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     defaults = BenchConfig()
     parser.add_argument("patterns", nargs="*", default=None, metavar="PATTERN",
                         help=f"model names, wildcards or arch.tag names (default: {' '.join(PAPER_MODELS)} and the input's tags)")
-    parser.add_argument("--input", choices=list(INPUTS), default=defaults.input, help="input size and classes: 3x32x32 / 1x32x32 with 10, or 3x224x224 with 1000")
+    parser.add_argument("--input", choices=input_names(), default=defaults.input,
+                        help="a dataset (its input size and classes) or imagenet (3x224x224, 1000 classes; timing only)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="folder for results.json/.csv/.md and the charts")
     parser.add_argument("--threads", type=positive(int), nargs="+", default=list(defaults.threads),
                         help="intra-op threads for every engine; several values sweep (default: the physical cores)")
     parser.add_argument("--weights", nargs="+", type=weights_pair, default=[], metavar="MODEL=SOURCE",
                         help="weights per model (a .safetensors file, a checkpoint folder or hf-hub:owner/name): accuracy and int8")
     parser.add_argument("--data-dir", type=Path, default=None,
-                        help="folder with cifar10.npz / mnist.npz: accuracy on the full test set (default: zoo's shipped sample)")
+                        help="folder with the input's NAME.npz: accuracy on the full test set (default: zoo's shipped sample)")
     parser.add_argument("--quantize", action="store_true", help="int8 (static QDQ) for every model, not only those with weights")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile (inductor) as a third engine, compiled for every batch size first (minutes per model on 2 cores)")
@@ -464,9 +625,9 @@ def run(args: argparse.Namespace) -> int:
         opset=args.opset, model_kwargs=dict(args.model_arg),
         num_classes=args.num_classes,
     )
-    if args.input == "imagenet" and (args.data_dir or args.quantize or weights):
-        raise DataError("zoo has no ImageNet loader: accuracy and int8 need --input cifar10 or mnist")
-    data = None if args.input == "imagenet" else load_dataset(args.input, args.data_dir) if args.data_dir else load_sample(args.input)
+    if args.input == IMAGENET and (args.data_dir or args.quantize or weights):
+        raise DataError(f"zoo has no ImageNet loader: accuracy and int8 need --input {' or '.join(list_datasets())}")
+    data = bench_data(args.input, args.data_dir)
     results = run_bench(names, cfg, weights=weights, data=data, progress=not args.quiet)
     paths = write_results(results, args.out)
     print((args.out / "results.md").read_text())

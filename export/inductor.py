@@ -22,7 +22,11 @@ import torch
 import torch._inductor.config
 from torch import nn
 
-__all__ = ["compile_model"]
+__all__ = ["INDUCTOR_SETTINGS", "compile_model"]
+
+INDUCTOR_SETTINGS = {"force_disable_caches": True, "compile_threads": 1}
+"""Inductor's configuration while a model compiles: no caches (the compile time is a first run's, the same in every
+run) and one compile thread (C++ builds run as children of this process, so a stopped compile leaves none running)."""
 
 
 class _OverTime(BaseException):
@@ -68,11 +72,9 @@ def compile_model(model: nn.Module, batch_sizes: tuple[int, ...], input_size: tu
     compiled = torch.compile(model.eval(), dynamic=False)
     generator = torch.Generator().manual_seed(0)
     start, diff = time.perf_counter(), 0.0
-    # one compile thread: C++ builds run as children of this process, so a stopped compile leaves none running;
     # one graph per batch size, however many; the time limit innermost, so it is disarmed before the rest unwinds
-    settings = dict(force_disable_caches=True, compile_threads=1)
     try:
-        with torch._inductor.config.patch(settings), torch._dynamo.config.patch(recompile_limit=len(batch_sizes) + 8), \
+        with torch._inductor.config.patch(INDUCTOR_SETTINGS), torch._dynamo.config.patch(recompile_limit=len(batch_sizes) + 8), \
                 torch.inference_mode(), warnings.catch_warnings(), time_limit(limit_s):
             warnings.filterwarnings("ignore", "dynamo_pgo force disabled")  # the caches are off on purpose
             for batch in batch_sizes:

@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 import zoo
-from zoo.checkpoint import atomic_path
+from zoo.files import atomic_path
 from zoo.errors import ExportError
 from zoo.models.layers import ZooModel
 from zoo.predict import ONNX_PREFIX
@@ -44,7 +44,7 @@ from zoo.registry import split_model_name
 from zoo.version import __version__
 
 __all__ = [
-    "INPUT_NAME", "OUTPUT_NAME", "PARITY_BATCHES", "check_onnx", "check_parity", "create_session", "export_onnx",
+    "INPUT_NAME", "OUTPUT_NAME", "PARITY_BATCHES", "PROVIDER", "check_onnx", "check_parity", "create_session", "export_onnx",
     "fold_batchnorm", "load_model",
 ]
 
@@ -52,6 +52,8 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 PARITY_BATCHES = (1, 4)
 """Batch 1 and another: a graph that baked in the example batch fails one of them."""
+PROVIDER = "CPUExecutionProvider"
+"""onnxruntime's execution provider for every session zoo opens."""
 
 
 def _check_input_size(model: nn.Module, input_size: tuple[int, int, int]) -> None:
@@ -67,7 +69,7 @@ def metadata(model: nn.Module, input_size: tuple[int, int, int]) -> dict[str, st
     """What an exported file says about itself (``metadata_props``): what zoo predict and users need to run it."""
     cfg = dict(getattr(model, "pretrained_cfg", None) or {})
     keep = {k: cfg[k] for k in ("mean", "std", "label_names", "tag", "interpolation") if cfg.get(k) is not None}
-    config = {**keep, "input_size": list(input_size), "num_classes": model.num_classes}
+    config = {**keep, "input_size": list(input_size), "num_classes": model.num_classes, "pad": getattr(model, "_zoo_pad", 0)}
     props = {f"{ONNX_PREFIX}config": json.dumps(config), f"{ONNX_PREFIX}version": __version__}
     for key, attr in (("arch", "_zoo_arch"), ("weights_sha256", "_zoo_weights_sha256")):
         if getattr(model, attr, None):
@@ -178,7 +180,7 @@ def create_session(path: str | os.PathLike, threads: int | None = None, *, spinn
         options.inter_op_num_threads = 1
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), options, providers=[PROVIDER])
 
 
 def check_parity(
@@ -225,9 +227,10 @@ def check_parity(
 
 
 def load_model(name: str, *, weights: str | None = None, **kwargs: Any) -> nn.Module:
-    """The model to export, in eval mode: ``name`` with ``weights`` (zoo.hub.load_model: the weights'
-    recorded configuration, which explicit ``kwargs`` may only repeat), an ``arch.tag`` with its
-    published weights, or a bare arch randomly initialised. ``None`` values mean "not given"."""
+    """The model to export, in eval mode: ``name`` with ``weights`` (zoo.hub.load_model: the weights' recorded
+    configuration; ``num_classes`` or ``in_chans`` other than theirs adapt it as timm does, e.g. 0 for a feature
+    extractor, any other kwarg may only repeat it), an ``arch.tag`` with its published weights, or a bare arch
+    randomly initialised. ``None`` values mean "not given"."""
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if weights is not None:
         return zoo.load_model(weights, name, **kwargs).eval()

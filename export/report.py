@@ -2,7 +2,8 @@
 
 Every figure is printed with its 95% interval, and a noisy one is marked ``~``
 (its interval is wider than +-10%): a number printed plain is one a re-run
-should confirm.
+should confirm. The engines' columns, CSV rows and chart styles come from the
+results' ``engines`` (export.bench's records), so a new engine needs nothing here.
 """
 from __future__ import annotations
 
@@ -10,21 +11,24 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from zoo.checkpoint import atomic_write_bytes
+from zoo.files import atomic_write_bytes
 from zoo.cliutil import format_table
 from zoo.plots import png_bytes
 
-__all__ = ["compare", "table_rows", "write_results"]
+if TYPE_CHECKING:  # matplotlib is imported lazily, by the charts only
+    from matplotlib.figure import Figure
 
-ENGINE_STYLE = {"torch": ("o", "--"), "onnxruntime": ("s", "-"), "int8": ("^", ":"), "compile": ("D", "-.")}
-"""Marker and line style per engine in the charts."""
+__all__ = ["COMPARABLE", "SCHEMA", "batch_chart", "compare", "cost_chart", "table_rows", "write_results"]
 
-
-def _engines(results: dict[str, Any]) -> list[str]:
-    """The engines some model was timed with, in ENGINE_STYLE's order: the charts' legend."""
-    return [e for e in ENGINE_STYLE if any(e in m["latency_ms"] for m in results["models"])]
+SCHEMA = "zoo.bench/3"
+"""The results document export.bench writes; /3 added ``engines`` (what each engine is: label, baseline, device,
+chart style) and each model's ``build`` (how each engine's build went)."""
+COMPARABLE = ("zoo.bench/2", SCHEMA)
+"""Schemas whose figures (``latency_ms``, ``speedup``) --compare reads alike."""
+BUILD_SHOWN_S = 1.0
+"""A build this long is worth a word in the table (torch.compile's compile, int8's calibration); a failed one always is."""
 
 
 def _colour(i: int) -> Any:
@@ -43,37 +47,45 @@ def fmt(figure: dict[str, Any] | None, digits: int = 3) -> str:
 
 
 def table_rows(results: dict[str, Any]) -> list[dict[str, str]]:
-    """One row per model and thread count, what matters first: size, accuracy, latency, throughput, speed-ups."""
-    largest = str(max(results["settings"]["batch_sizes"]))
+    """One row per model and thread count, what matters first: size, accuracy, then per engine latency, throughput
+    and speed-up over its baseline, and the builds worth a word; the columns follow results' engines."""
+    engines = results["engines"]
+    measured = [e for e in engines if any(e in (m["accuracy"] or {}) for m in results["models"])]
+    accuracy_column = f"top-1 % {' / '.join(engines[e]['label'] for e in measured)}"
     rows = []
     for m in results["models"]:
-        acc = m["accuracy"] or {}
-        lat, thr, sp = m["latency_ms"], m["throughput_ips"], m["speedup"]
+        acc = m["accuracy"]
         rows.append({
             "model": m["name"] + (" (noisy)" if m["noisy"] else ""),
             "threads": str(m["threads"]),
             "params (M)": f"{m['params'] / 1e6:.2f}",
             "MACs (M)": f"{m['macs'] / 1e6:.1f}",
-            "top-1 % torch / ort / int8": " / ".join(f"{acc[e] * 100:.2f}" if e in acc else "-" for e in ("torch", "onnxruntime", "int8")) if acc else "-",
-            "b1 ms torch": fmt(lat["torch"]["1"]),
-            "b1 ms ort": fmt(lat["onnxruntime"]["1"]),
-            "b1 ms int8": fmt(lat.get("int8", {}).get("1")),
-            f"img/s b{largest} ort": fmt(thr["onnxruntime"]),
-            "ort/torch b1": fmt(sp["onnxruntime"].get("latency_b1")),
-            f"ort/torch b{largest}": fmt(sp["onnxruntime"].get("throughput")),
-            "int8/ort b1": fmt(sp.get("int8", {}).get("latency_b1")),
-            "torch.compile": _compiled(m.get("compile")),
-            "b1 ms compile": fmt(lat.get("compile", {}).get("1")),
-            "compile/torch b1": fmt(sp.get("compile", {}).get("latency_b1")),
+            accuracy_column: " / ".join(f"{acc[e] * 100:.2f}" if e in acc else "-" for e in measured) if acc else "-",
+            **_engine_columns(m, engines, str(max(results["settings"]["batch_sizes"]))),
+            "builds": _builds(m["build"], engines),
         })
     return rows
 
 
-def _compiled(facts: dict[str, Any] | None) -> str:
-    """How torch.compile went: its compile time, or why there is no compiled engine; ``-`` when not asked for."""
-    if facts is None:
-        return "-"
-    return f"compiled in {facts['compile_s']:.0f} s" if facts["status"] == "ok" else facts["status"].replace("|", "\\|")
+def _engine_columns(m: dict[str, Any], engines: dict[str, dict[str, Any]], largest: str) -> dict[str, str]:
+    """Per engine, in the run's order: batch-1 latency, throughput at the largest batch, speed-ups over its baseline."""
+    label = {e: d["label"] for e, d in engines.items()}
+    columns = {f"b1 ms {label[e]}": fmt(m["latency_ms"].get(e, {}).get("1")) for e in engines}
+    columns |= {f"img/s b{largest} {label[e]}": fmt(m["throughput_ips"].get(e)) for e in engines}
+    for e, d in engines.items():
+        if d["baseline"]:
+            ratio, figures = f"{label[e]}/{label.get(d['baseline'], d['baseline'])}", m["speedup"].get(e, {})
+            columns[f"{ratio} b1"] = fmt(figures.get("latency_b1"))
+            if largest != "1":
+                columns[f"{ratio} b{largest}"] = fmt(figures.get("throughput"))
+    return columns
+
+
+def _builds(builds: dict[str, dict[str, Any]], engines: dict[str, dict[str, Any]]) -> str:
+    """The builds that failed (why: no engine then) or took BUILD_SHOWN_S or more (how long); ``-`` for none."""
+    said = [f"{engines[e]['label']} {b['build_s']:.0f} s" if b["status"] == "ok" else f"{engines[e]['label']}: {b['status']}"
+            for e, b in builds.items() if b["status"] != "ok" or b["build_s"] >= BUILD_SHOWN_S]
+    return "; ".join(said).replace("|", "\\|") or "-"
 
 
 def write_markdown(results: dict[str, Any], path: Path) -> Path:
@@ -96,14 +108,19 @@ def write_markdown(results: dict[str, Any], path: Path) -> Path:
 
 
 def write_csv(results: dict[str, Any], path: Path) -> Path:
-    """Flat numbers (medians and interval ends) per model, engine and batch size."""
+    """Flat numbers per model, engine and batch size: latency (median and interval ends), the speed-up over the
+    engine's baseline where measured (batch 1 and the largest), accuracy."""
+    speedup_at = {str(max(results["settings"]["batch_sizes"])): "throughput", "1": "latency_b1"}
     rows = []
     for m in results["models"]:
         for engine, by_batch in m["latency_ms"].items():
             for batch, fig in by_batch.items():
-                rows.append({"model": m["name"], "threads": m["threads"], "engine": engine, "batch": batch,
-                             "latency_ms": fig["median"], "ci95_low": fig["ci95"][0], "ci95_high": fig["ci95"][1],
-                             "noisy": fig["noisy"], "accuracy": (m["accuracy"] or {}).get(engine)})
+                speedup = m["speedup"].get(engine, {}).get(speedup_at.get(batch, ""))
+                rows.append({"model": m["name"], "threads": m["threads"], "engine": engine,
+                             "device": results["engines"][engine]["device"], "batch": batch, "latency_ms": fig["median"],
+                             "ci95_low": fig["ci95"][0], "ci95_high": fig["ci95"][1], "noisy": fig["noisy"],
+                             "baseline": results["engines"][engine]["baseline"], **_speedup_cells(speedup),
+                             "accuracy": (m["accuracy"] or {}).get(engine)})
     buf = io.StringIO(newline="")
     writer = csv.DictWriter(buf, list(rows[0]) if rows else ["model"])
     writer.writeheader()
@@ -112,7 +129,13 @@ def write_csv(results: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def _cost_chart(results: dict[str, Any], accuracy: bool) -> bytes:
+def _speedup_cells(fig: dict[str, Any] | None) -> dict[str, Any]:
+    fig = fig or {"median": None, "ci95": [None, None], "noisy": None}
+    return {"speedup": fig["median"], "speedup_ci95_low": fig["ci95"][0], "speedup_ci95_high": fig["ci95"][1],
+            "speedup_noisy": fig["noisy"]}
+
+
+def cost_chart(results: dict[str, Any], accuracy: bool) -> Figure:
     """Accuracy (or MACs) against batch-1 latency: one colour per model, one marker per engine; the names are in
     the legend, not on the points, so that they never overlap."""
     import matplotlib.ticker  # lazy: matplotlib costs start-up time; only the charts need it
@@ -120,18 +143,18 @@ def _cost_chart(results: dict[str, Any], accuracy: bool) -> bytes:
 
     fig = Figure(figsize=(9, 5.5))
     ax = fig.subplots()
-    drawn: set[str] = set()
+    engines, drawn = results["engines"], set()
     for i, m in enumerate(results["models"]):  # i: the model's colour, the same in every chart
         if accuracy and not m["accuracy"]:
             continue
-        for engine, (marker, _) in ENGINE_STYLE.items():
+        for engine, d in engines.items():
             if engine in m["latency_ms"] and (not accuracy or engine in m["accuracy"]):
                 y = m["accuracy"][engine] * 100 if accuracy else m["macs"] / 1e6
-                ax.scatter(m["latency_ms"][engine]["1"]["median"], y, color=_colour(i), marker=marker, s=60, alpha=0.85)
+                ax.scatter(m["latency_ms"][engine]["1"]["median"], y, color=_colour(i), marker=d["marker"], s=60, alpha=0.85)
                 drawn.add(engine)
         ax.scatter([], [], color=_colour(i), marker="o", label=f"{m['name']} ({m['threads']} thr)")
-    for engine in (e for e in ENGINE_STYLE if e in drawn):
-        ax.scatter([], [], color="black", marker=ENGINE_STYLE[engine][0], label=engine)
+    for engine in (e for e in engines if e in drawn):
+        ax.scatter([], [], color="black", marker=engines[engine]["marker"], label=engine)
     ax.set_xscale("log")
     if not accuracy:  # 30M to 500M MACs: a log axis keeps the GoogLeNets apart
         ax.set_yscale("log")
@@ -143,29 +166,27 @@ def _cost_chart(results: dict[str, Any], accuracy: bool) -> bytes:
     ax.set_xlabel("latency at batch 1, median (ms, log scale)")
     ax.set_ylabel("top-1 accuracy (%)" if accuracy else "MACs per image (millions)")
     ax.set_title(("accuracy" if accuracy else "cost") + " against latency: the paper's efficiency question")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    return png_bytes(fig, dpi=120)
+    return _finish(fig, ax)
 
 
-def _batch_chart(results: dict[str, Any]) -> bytes:
+def batch_chart(results: dict[str, Any]) -> Figure:
     """Latency against batch size: one colour per model, one line style per engine, with the 95% interval."""
     import matplotlib.ticker  # lazy: matplotlib costs start-up time; only the charts need it
     from matplotlib.figure import Figure  # lazy: as above
 
     fig = Figure(figsize=(9, 5.5))
     ax = fig.subplots()
+    engines = results["engines"]
     for i, m in enumerate(results["models"]):
         for engine, by_batch in m["latency_ms"].items():
             batches = sorted(by_batch, key=int)
             xs = [int(b) for b in batches]
-            ax.plot(xs, [by_batch[b]["median"] for b in batches], ENGINE_STYLE[engine][1], color=_colour(i), marker=".")
+            ax.plot(xs, [by_batch[b]["median"] for b in batches], linestyle=engines[engine]["line"], color=_colour(i), marker=".")
             ax.fill_between(xs, [by_batch[b]["ci95"][0] for b in batches], [by_batch[b]["ci95"][1] for b in batches],
                             color=_colour(i), alpha=0.1, lw=0)
         ax.plot([], [], color=_colour(i), label=f"{m['name']} ({m['threads']} thr)")
-    for engine in _engines(results):
-        ax.plot([], [], ENGINE_STYLE[engine][1], color="black", label=engine)
+    for engine in (e for e in engines if any(e in m["latency_ms"] for m in results["models"])):
+        ax.plot([], [], linestyle=engines[engine]["line"], color="black", label=engine)
     ax.set_xscale("log", base=2)
     ax.set_xticks(results["settings"]["batch_sizes"], [str(b) for b in results["settings"]["batch_sizes"]])
     ax.set_yscale("log")
@@ -173,10 +194,15 @@ def _batch_chart(results: dict[str, Any]) -> bytes:
     ax.set_xlabel("batch size")
     ax.set_ylabel("latency, median (ms)")
     ax.set_title("latency against batch size")
+    return _finish(fig, ax)
+
+
+def _finish(fig: Figure, ax: Any) -> Figure:
+    """A grid, the legend right of the axes, the layout tightened."""
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
-    return png_bytes(fig, dpi=120)
+    return fig
 
 
 def write_results(results: dict[str, Any], out: Path) -> list[Path]:
@@ -185,11 +211,11 @@ def write_results(results: dict[str, Any], out: Path) -> list[Path]:
     paths = [out / "results.json"]
     atomic_write_bytes(paths[0], (json.dumps(results, indent=2) + "\n").encode())
     paths += [write_csv(results, out / "results.csv"), write_markdown(results, out / "results.md")]
-    charts = {"macs_vs_latency.png": _cost_chart(results, accuracy=False), "latency_vs_batch.png": _batch_chart(results)}
+    charts = {"macs_vs_latency.png": cost_chart(results, accuracy=False), "latency_vs_batch.png": batch_chart(results)}
     if any(m["accuracy"] for m in results["models"]):
-        charts["accuracy_vs_latency.png"] = _cost_chart(results, accuracy=True)
-    for name, png in charts.items():
-        atomic_write_bytes(out / name, png)
+        charts["accuracy_vs_latency.png"] = cost_chart(results, accuracy=True)
+    for name, fig in charts.items():
+        atomic_write_bytes(out / name, png_bytes(fig, dpi=120))
         paths.append(out / name)
     return paths
 
@@ -212,8 +238,8 @@ def compare(old_path: Path, results: dict[str, Any]) -> str:
         old = json.loads(Path(old_path).read_text())
     except (OSError, ValueError) as e:
         return f"cannot compare with {old_path}: {e}"
-    if old.get("schema") != results["schema"]:
-        return f"cannot compare with {old_path}: schema {old.get('schema')!r}, this run writes {results['schema']!r}"
+    if old.get("schema") not in COMPARABLE:
+        return f"cannot compare with {old_path}: schema {old.get('schema')!r}; this run reads {', '.join(COMPARABLE)}"
     before, now = _figures(old), _figures(results)
     changed = [
         {"model": k[0], "threads": k[1], "figure": k[2], "before": fmt(before[k]), "now": fmt(now[k]),
