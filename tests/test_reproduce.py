@@ -9,6 +9,7 @@ import pytest
 
 import zoo.reproduce as R
 from zoo.errors import ZooError
+from zoo.rundir import RunDir, RunRecord
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +34,15 @@ def test_report_has_every_experiment_with_the_papers_numbers(quick_all):
                     assert cells[1].strip().startswith(f"{run.paper_err:.2f}")
                 assert all(re.fullmatch(r" ?\d+\.\d\d ?", c) for c in cells[2:]), row  # one seed: plain numbers
             assert [c.split(" | ")[0][2:] for c in claims] == [c.text for c in exp.claims]
-            assert all(row.rstrip(" |").endswith(f"inconclusive (n={int(claim.metric != 'early')})")  # one epoch: no early metric
-                   for row, claim in zip(claims, exp.claims))
+            for row, claim in zip(claims, exp.claims):  # one epoch, one seed: never a verdict on the paper
+                verdict = row.rstrip(" |").rsplit(" | ", 1)[1]
+                assert verdict.startswith("not comparable" if claim.horizon == "end" or claim.metric == "early"
+                                          else "inconclusive (n=1"), row
             assert (out / f"{name}-{recipe}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
             assert f"]({name}-{recipe}.png)" in part
     assert "--quick run" in text and "Verdicts: " in text and "Settings the paper does not state" in text
+    facts = text.split("## The paper's size and cost figures, computed")[1].split("\n## ")[0]
+    assert all(f"| {fact.text} | {fact.paper} |" in facts for fact in R.FACTS)
 
 
 def test_paper_numbers_are_quoted_from_the_paper():
@@ -100,7 +105,9 @@ def rows(test_errs, val_errs=None):
 
 def test_protocol_selects_the_epoch_on_validation_not_test():
     history = rows([30.0, 20.0, 22.0], val_errs=[31.0, 23.0, 21.0])
-    assert R.run_metrics(history) == {"final": 22.0, "selected": 22.0, "best": 20.0, "epoch1": 30.0}
+    assert R.run_metrics(history) == {"final": 22.0, "selected": 22.0, "best": 20.0, "epoch1": 30.0, "stable": 3.0}
+    # "early", declared before the runs: the mean validation error over the first epochs, when there are enough
+    assert R.run_metrics(history, early_epochs=2)["early"] == 27.0
     # the paper's protocol (no validation split): the best test error, the paper's own metric
     assert R.run_metrics(rows([30.0, 20.0, 22.0]))["selected"] == 20.0
 
@@ -109,25 +116,60 @@ def write_run(cfg, history, recipe_config=None):
     out = Path(cfg.out)
     out.mkdir(parents=True)
     (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
-    run = {"machine": "NVIDIA H100 80GB HBM3", "recipe_config": recipe_config or {}}
-    (out / "run.json").write_text(json.dumps(run))
+    run = RunRecord(arch=cfg.arch, model_kwargs=cfg.model_kwargs, dataset=cfg.dataset, dataset_sha256="ab" * 32,
+                    dataset_source="npz", recipe=cfg.recipe, recipe_config=recipe_config or {}, config={}, seed=cfg.seed,
+                    epochs=len(history), world_size=1, input_size=(3, 32, 32), mean=(0.5,) * 3, std=(0.25,) * 3,
+                    label_names=tuple("abcdefghij"), zoo_version="0", git_commit="f" * 40, machine="NVIDIA H100 80GB HBM3")
+    RunDir(out).write_run(run)
 
 
-def test_report_aggregates_seeds_and_derives_verdicts(tmp_path):
-    plan = R.plan_configs(["fig7"], tmp_path, recipes=("fast",), seeds=(0, 1, 2), model_args={"stem": "imagenet"})
-    finals = {"3x3, no residuals": [24.7, 20.9, 18.1], "5x5, no residuals": [21.0, 19.8, 18.9],
-              "3x3, residuals": [17.5, 17.4, 17.9], "5x5, residuals": [19.3, 18.7, 18.5]}
-    for (label, _, seed), cfg in plan["fig7"].items():
-        final = finals[label][seed]
-        write_run(cfg, rows([70.0, 40.0 + seed, final], val_errs=[71.0, 41.0, final - 0.5]))
-    text = R.reproduce("fig7", tmp_path, recipes=("fast",), seeds=(0, 1, 2), model_args={"stem": "imagenet"},
-                       report_only=True).read_text()
-    assert "| 3x3, residuals | 13.73 | 17.60 ± 0.26 | 17.60 ± 0.26 | 17.60 ± 0.26 | 70.00 ± 0.00 | 17.50, 17.40, 17.90 |" in text
-    assert "| true 5x5 beats 3x3 (residuals) | selected | 18.83 ± 0.42 vs 17.60 ± 0.26 | 13.39 vs 13.73 | contradicted |" in text
-    assert "| residuals beat plain (3x3) | selected | 17.60 ± 0.26 vs 21.23 ± 3.31 | 13.73 vs 14.56 | inconclusive (n=3) |" in text
+FINALS = {"3x3, no residuals": [24.7, 20.9, 18.1], "5x5, no residuals": [21.0, 19.8, 18.9],
+          "3x3, residuals": [17.5, 17.4, 17.9], "5x5, residuals": [19.3, 18.7, 18.5]}
+EARLY = {"3x3, no residuals": (60.0, 1.3), "5x5, no residuals": (62.0, 0.4), "3x3, residuals": (50.0, 0.7),
+         "5x5, residuals": (55.0, 1.0)}  # epoch-1 error of seed 0, and its growth per seed
+
+
+def fig7_report(tmp_path, epochs: int) -> str:
+    """fig7 with three seeds whose runs last ``epochs`` epochs: the early epochs and the final errors as given."""
+    kw = dict(recipes=("fast",), seeds=(0, 1, 2), model_args={"stem": "imagenet"})
+    for (label, _, seed), cfg in R.plan_configs(["fig7"], tmp_path, **kw)["fig7"].items():
+        final = FINALS[label][seed]
+        start, step = EARLY[label]
+        early = [start + seed * step + e for e in range(5)]
+        tests = early + [final + 0.01 * (epochs - e) for e in range(6, epochs + 1)]
+        write_run(cfg, rows(tests, val_errs=[t - 0.5 for t in tests]))
+    return R.reproduce("fig7", tmp_path, report_only=True, **kw).read_text()
+
+
+def test_report_aggregates_seeds_and_derives_verdicts_by_the_stated_rule(tmp_path):
+    text = fig7_report(tmp_path, epochs=160)  # as long as the paper's: every claim comparable
+    assert "| 3x3, residuals | 13.73 | 17.60 ± 0.26 | 17.60 ± 0.26 | 17.60 ± 0.26 | 50.70 ± 0.70 | 17.50, 17.40, 17.90 |" in text
+    claims = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ") and "`fast`, 160 epochs" in line}
+    # paired by seed: 5x5 vs 3x3 residual differ by 1.8, 1.3, 0.6 (p = 0.07): no verdict, however the means look
+    assert "| inconclusive (paired t, n = 3/3, d = 1.23" in claims["true 5x5 beats 3x3 (residuals)"]
+    assert "| inconclusive (paired t" in claims["residuals beat plain (3x3)"]  # plain 3x3's seeds disagree by 6.6
+    assert "| supported (paired t" in claims["residuals converge faster (3x3)"]  # 10 points in every seed
+    assert all("Holm p" in line for line in claims.values())
+    assert "Welch" not in "".join(claims.values())  # the runs share seeds: every test is paired
     assert "validation protocol: 5,000 training images" in text and "seeds [0, 1, 2]" in text
-    assert "precision: bf16 autocast (CUDA)" in text and "Welch" not in text and "2 standard errors" in text
+    assert "precision: bf16 autocast (CUDA)" in text and "Holm" in text.split("## ")[0]
     assert (tmp_path / "fig7-fast.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_short_run_never_contradicts_a_claim_about_the_papers_end(tmp_path):
+    text = fig7_report(tmp_path, epochs=10)
+    claim = next(line for line in text.splitlines() if line.startswith("| true 5x5 beats 3x3 (residuals) |"))
+    assert "not comparable at 10 epochs (the paper's claim is at the end of 160)" in claim and "contradicted" not in claim
+    early = next(line for line in text.splitlines() if line.startswith("| residuals converge faster (5x5) |"))
+    assert "| supported (paired t" in early  # an early claim is tested on the first epochs, exactly
+
+
+def test_holm_adjusts_across_the_whole_report():
+    raw = [R.verdicts.better([10.0, 11.0, 12.0], [11.0, 12.1, 12.9], paired=True)] * 2
+    secs = [R.Section(R.EXPERIMENTS["aux"], recipe, {}, {}, 100, [None, None], raw) for recipe in ("paper", "fast")]
+    R.decide_report(secs)
+    decided = [v for sec in secs for v in sec.decided]
+    assert all(v.p_holm == pytest.approx(min(1.0, 4 * decided[0].p)) for v in decided)  # four equal p-values
 
 
 def test_a_run_from_a_recipe_that_changed_is_marked_stale(tmp_path):
@@ -149,6 +191,21 @@ def test_plan_arithmetic(tmp_path):
     assert est["minutes"] == pytest.approx(2 * (50 + 15) / 2 / 60)
     measured = R.estimate(configs, jobs=1)
     assert measured["runs"][0]["source"].startswith("H100") and measured["minutes"] == pytest.approx(2 * (550_000 / 16000 + 15) / 60)
+
+
+def test_plan_merges_equal_configurations_counts_disk_and_names_what_it_cannot_test(tmp_path):
+    plan = R.plan_configs(["fig6", "vgg-patience"], tmp_path, recipes=("paper",), epochs=30)
+    configs = R.unique_configs(plan)
+    assert len(configs) == 3 + 5 - 1  # fig6's VGG19 is patience 5, the paper's own: one run
+    est = R.estimate(configs)
+    vgg = next(r for r in est["runs"] if r["run"] == "cifar10-paper-vgg19-val5000")
+    assert vgg["disk_gb"] == pytest.approx(139.6e6 * 12 / 1e9, rel=0.01)  # VGG19's 1.1 GB state and its model
+    assert est["peak_disk_gb"] > est["disk_gb"]
+    lines = R.untestable(plan)
+    assert any("patience 10 beats patience 5" in line and "not comparable at 30 epochs" in line for line in lines)
+    assert not any("converges faster" in line for line in lines)  # the first 30 epochs, exactly: early claims hold
+    compressed = R.untestable(R.plan_configs(["fig6"], tmp_path, recipes=("paper",), epochs=30, compress=True))
+    assert any("converges faster than GoogLeNet" in line and "compressed" in line for line in compressed)
 
 
 def test_shortened_paper_step_schedules_are_compressed_on_request_and_say_so(tmp_path):

@@ -19,15 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from zoo import verdicts
-from zoo.checkpoint import atomic_write_bytes, check_writable
+from zoo.files import atomic_write_bytes, check_writable
 from zoo.data import PAPER_CROP_SCALE, PAPER_JITTER, PAPER_ROTATION_DEG
+from zoo.datasets import get_spec
 from zoo.errors import ArgumentError, RunStopped, TrainingError
 from zoo.plots import curves_png
 from zoo.recipes import get_recipe
-from zoo.registry import model_class
-from zoo.rundir import RunDir, directory_lock
+from zoo.registry import model_class, model_info
+from zoo.rundir import RunDir, RunRecord, directory_lock
 from zoo.train import TrainConfig, prepare_data, train
-from zoo.verdicts import Summary, summarize
+from zoo.verdicts import summarize
 
 # --------------------------------------------------------------------------- the paper's numbers
 # Quoted from "Deeper Networks for Image Classification" (shared/paper/): best top-1 test error in %,
@@ -61,10 +62,12 @@ class Run:
 
     def run_id(self, recipe: str, model_args: dict[str, Any] | None = None, *, val_split: int = 0, seed: int = 0,
                quick: bool = False, recipe_overrides: dict[str, Any] | None = None) -> str:
-        """What makes the run what it is; seed 0 under the paper's protocol keeps the plain id of the first runs."""
+        """What makes the run what it is (``recipe_overrides``: those that differ from the recipe's defaults, so
+        equal configurations of two experiments share one id); seed 0 under the paper's protocol keeps the plain
+        id of the first runs."""
         parts = [self.dataset, recipe, self.arch]
         parts += [f"{k}={v}" for k, v in sorted({**(model_args or {}), **self.model_kwargs}.items())]
-        parts += [f"{k}={v}" for k, v in sorted({**self.recipe_overrides, **(recipe_overrides or {})}.items())]
+        parts += [f"{k}={v}" for k, v in sorted((recipe_overrides or {}).items())]
         parts += [f"val{val_split}"] * bool(val_split) + [f"seed{seed}"] * bool(seed) + ["quick"] * quick
         return "-".join(str(p).lower() for p in parts)
 
@@ -135,6 +138,10 @@ EXPERIMENTS: dict[str, Experiment] = {
                          "\"a 10.73% gap in test error between the models\" (GoogLeNet better than ResNet18)"),
             claims=_fastest("ResNet18 stabilises on its 9th epoch, GoogLeNet on its 81st, VGG19 after 70") + (
                 Claim("GoogLeNet beats ResNet18", "better", "GoogLeNet", "ResNet18", paper="a 10.73-point gap"),
+                Claim("ResNet18 stabilises before GoogLeNet", "better", "ResNet18", "GoogLeNet", metric="stable",
+                      paper="epoch 9 vs epoch 81"),
+                Claim("ResNet18 stabilises before VGG19", "better", "ResNet18", "VGG19", metric="stable",
+                      paper="epoch 9 vs after epoch 70"),
             ),
         ),
         Experiment(
@@ -151,10 +158,15 @@ EXPERIMENTS: dict[str, Experiment] = {
                 Claim("true 5x5 beats 3x3 (residuals)", "better", "5x5, residuals", "3x3, residuals", paper="13.39 vs 13.73"),
                 Claim("residuals beat plain (3x3)", "better", "3x3, residuals", "3x3, no residuals", paper="13.73 vs 14.56"),
                 Claim("residuals beat plain (5x5)", "better", "5x5, residuals", "5x5, no residuals", paper="13.39 vs 14.33"),
+                Claim("3x3 with residuals beats 5x5 without", "better", "3x3, residuals", "5x5, no residuals",
+                      paper="13.73 vs 14.33: the residual 3x3 beats both plain variants"),
                 Claim("residuals converge faster (3x3)", "better", "3x3, residuals", "3x3, no residuals",
                       metric="early", paper="\"converge much faster\"", horizon="early"),
                 Claim("residuals converge faster (5x5)", "better", "5x5, residuals", "5x5, no residuals",
                       metric="early", paper="\"converge much faster\"", horizon="early"),
+                Claim("5x5 (residuals) converges more slowly than 3x3 (residuals)", "better", "3x3, residuals",
+                      "5x5, residuals", metric="early", horizon="early",
+                      paper="\"taking significantly longer to converge than the other variants\""),
             ),
         ),
         Experiment(
@@ -181,13 +193,84 @@ EXPERIMENTS: dict[str, Experiment] = {
                 Claim(f"patience {hi} beats patience {lo}", "better", f"patience {hi}", f"patience {lo}",
                       paper=f"{PAPER_PATIENCE[hi][1]} vs {PAPER_PATIENCE[lo][1]}")
                 for lo, hi in ((0, 1), (1, 5), (5, 10))
+            ) + (
+                Claim("patience 15 and 10 are similar (within 0.5 points)", "similar", "patience 15", "patience 10",
+                      margin=0.5, paper=f"{PAPER_PATIENCE[15][1]} vs {PAPER_PATIENCE[10][1]}: no gain past 10"),
             ),
         ),
     ]
 }
 
-# --quick: the whole pipeline on a few synthetic images, on the CPU; checks the machinery, not the numbers.
-# VGG's ImageNet head (120M FC parameters, a 1.1 GB resume state per epoch) is swapped for its CIFAR head.
+# --------------------------------------------------------------------------- the paper's size and cost figures
+
+Quantity = tuple[str, dict[str, Any], str]  # (arch, kwargs, "params" | "macs" | "flops"), at 3x224x224
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A number the paper states about a model's size or cost, computed from our model (zoo.model_info at the
+    ImageNet input the figures are for), never trained. ``relation``: "about" (within ``tolerance``, relative, of
+    ``rhs``), "equal", "less" or "more" (than another quantity)."""
+
+    text: str
+    paper: str
+    lhs: Quantity
+    relation: str
+    rhs: float | Quantity
+    tolerance: float = 0.2
+
+
+FACTS = (
+    Fact("VGG19 has 144M parameters", "\"VGG19 has 144M learnt parameters\"", ("vgg19", {}, "params"), "about", 144e6, 0.05),
+    Fact("VGG19 needs about 40 G-ops", "\"inference requires approximately 40 G-ops\"", ("vgg19", {}, "flops"), "about", 40e9),
+    Fact("ResNet18 has about 11M parameters", "\"just ~11M parameters\"", ("resnet18", {}, "params"), "about", 11e6),
+    Fact("ResNet18 needs about 3 G-ops", "\"requires just ~3 G-ops\"", ("resnet18", {}, "flops"), "about", 3e9),
+    Fact("ResNet152 needs about 22 G-ops", "\"152 layer variant uses ~22 G-ops\"", ("resnet152", {}, "flops"), "about", 22e9),
+    Fact("GoogLeNet (10 classes, aux heads) has about 10M parameters", "\"a total of ~10M parameters\"",
+         ("googlenet", {"num_classes": 10}, "params"), "about", 10e6),
+    Fact("GoogLeNet stays within 1.5 billion multiply-adds", "\"a computational budget of 1.5 billion multiply-adds\"",
+         ("googlenet", {}, "macs"), "about", 1.5e9, 0.05),
+    Fact("GoogLeNet has fewer parameters than ResNet18 (10 classes)", "\"GoogLeNet has slightly fewer parameters\"",
+         ("googlenet", {"num_classes": 10}, "params"), "less", ("resnet18", {"num_classes": 10}, "params")),
+    Fact("identity shortcuts add no parameters", "\"Identity mapping, which requires no additional parameters\"",
+         ("googlenet_res3x3", {}, "params"), "equal", ("googlenet", {}, "params")),
+    Fact("true 5x5 branches cost more compute", "\"the additional computational cost\"",
+         ("googlenet_5x5", {}, "macs"), "more", ("googlenet", {}, "macs")),
+)
+IMAGENET_INPUT = (3, 224, 224)
+
+
+def _quantity(q: Quantity) -> float:
+    arch, kwargs, what = q
+    return float(model_info(arch, input_size=IMAGENET_INPUT, **kwargs)[what])
+
+
+def check_fact(fact: Fact) -> tuple[str, str]:
+    """(ours, "holds" or "differs") for one of the paper's size or cost figures."""
+    ours = _quantity(fact.lhs)
+    other = fact.rhs if isinstance(fact.rhs, float) else _quantity(fact.rhs)
+    holds = {"about": abs(ours - other) <= fact.tolerance * other, "equal": ours == other,
+             "less": ours < other, "more": ours > other}[fact.relation]
+    shown = f"{ours / 1e9:.2f} G" if ours >= 1e9 else f"{ours / 1e6:.2f} M"
+    if not isinstance(fact.rhs, float):
+        shown += f" vs {other / 1e9:.2f} G" if other >= 1e9 else f" vs {other / 1e6:.2f} M"
+    return shown, "holds" if holds else "differs"
+
+
+def facts_section() -> str:
+    lines = ["## The paper's size and cost figures, computed", "",
+             "Computed from zoo's models at 3x224x224 (`zoo.model_info`: parameters; MACs = multiply-adds, FLOPs = 2 x "
+             "MACs, counting convolutions and matrix products; \"G-ops\" read as FLOPs), not trained. \"about\" "
+             "allows 20% (5% for the two precise figures).", "",
+             "| the paper's figure | the paper | ours | check |", "|---|---|---|---|"]
+    for fact in FACTS:
+        ours, verdict = check_fact(fact)
+        lines.append(f"| {fact.text} | {fact.paper} | {ours} | {verdict} |")
+    return "\n".join(lines) + "\n\n"
+
+
+# --quick: the whole pipeline on a few synthetic images, on the CPU, each family built with its quick_kwargs
+# (VGG's CIFAR head); it checks the machinery, not the numbers.
 # What the paper leaves open, with the value zoo uses (the report lists these once).
 UNSTATED = {
     "ResNet momentum and weight decay": "0.9 and 1e-4 (He et al.)",
@@ -201,7 +284,6 @@ UNSTATED = {
 }
 
 QUICK = dict(synthetic=4, test_subset=4, epochs=1, batch_size=4, device="cpu")
-QUICK_VGG_KWARGS = {"head": "cifar"}
 QUICK_VAL_SPLIT = 4
 DEFAULT_VAL_SPLIT = 5000  # training images held out to select epochs and steer plateaus; 0 is the paper's protocol
 
@@ -214,16 +296,16 @@ def _config(run: Run, recipe: str, out: Path, *, quick: bool, epochs: int | None
     epochs run instead (a miniature of the whole schedule, whose early epochs are not the paper's)."""
     extra: dict[str, Any] = dict(QUICK) if quick else {"epochs": epochs, "device": device}
     model_kwargs = {**(model_args or {}), **run.model_kwargs}
-    if quick and model_class(run.arch).family == "vgg":
-        model_kwargs.update(QUICK_VGG_KWARGS)
+    if quick:
+        model_kwargs.update(model_class(run.arch).quick_kwargs)
     if quick and val_split:
         val_split = QUICK_VAL_SPLIT
-    overrides = dict(run.recipe_overrides)
+    default = get_recipe(recipe, run.arch, run.dataset)  # overrides equal to it change nothing: the same run
+    overrides = {k: v for k, v in run.recipe_overrides.items() if getattr(default, k) != v}
     full = get_recipe(recipe, run.arch, run.dataset, **overrides)
     if compress and full.schedule == "step" and epochs and epochs < full.epochs and not quick:
         overrides["compress_from"] = full.epochs
-    run_id = run.run_id(recipe, model_args, val_split=val_split, seed=seed, quick=quick,
-                        recipe_overrides={k: v for k, v in overrides.items() if k not in run.recipe_overrides})
+    run_id = run.run_id(recipe, model_args, val_split=val_split, seed=seed, quick=quick, recipe_overrides=overrides)
     return TrainConfig(
         arch=run.arch, dataset=run.dataset, recipe=recipe, out=str(out / "runs" / run_id),
         model_kwargs=model_kwargs, recipe_overrides=overrides, data_dir=data_dir,
@@ -285,83 +367,165 @@ def _history(cfg: TrainConfig) -> list[dict[str, Any]]:
     return RunDir(cfg.out).read_history()
 
 
-def _run_json(cfg: TrainConfig) -> dict[str, Any]:
+def _run_record(cfg: TrainConfig) -> RunRecord | None:
     run_dir = RunDir(cfg.out)
-    return run_dir.read_run() if run_dir.run_json.exists() else {}
+    return run_dir.read_run() if run_dir.run_json.exists() else None
 
 
-METRICS = ("final", "selected", "best", "epoch1", "early")
+# --------------------------------------------------------------------------- metrics, declared before the runs
+
+METRICS = ("final", "selected", "best", "epoch1", "early", "stable")
+STABLE_BAND = 1.0
+"""The "stable" metric: the first epoch from which every later epoch's error stays within this many points of
+the run's lowest (the paper's "stabilising after 70 epochs", made a rule)."""
 
 
 def run_metrics(history: list[dict[str, Any]], early_epochs: int = 5) -> dict[str, float]:
-    """A run's errors (%): the test error of the final weights, at the reported epoch, the best over
-    epochs and after epoch 1; and "early", the mean validation error over epochs 1..``early_epochs``
-    (how fast a run converges, judged without the test set; absent for runs without a validation
-    split or shorter than ``early_epochs``).
+    """A run's numbers: test errors (%) of the final weights, at the reported epoch, the best over epochs and
+    after epoch 1; "early", the mean validation error over epochs 1..``early_epochs`` (how fast a run
+    converges, judged without the test set; absent without a validation split or with fewer epochs);
+    "stable", the epoch the watched error stabilises at (:data:`STABLE_BAND`; absent when it has not).
 
     The reported ("selected") epoch is the one with the lowest validation error when the run held out a
     validation split; without one (the paper's protocol) it is the one with the lowest test error, the
     paper's own metric, which is optimistic.
     """
     watch = "val_err" if "val_err" in history[0] else "test_err"
+    errors = [r[watch] for r in history]
     metrics = {
         "final": history[-1]["test_err"],
         "selected": min(history, key=lambda r: r[watch])["test_err"],
         "best": min(r["test_err"] for r in history),
         "epoch1": history[0]["test_err"],
     }
+    stable = [e for e in range(1, len(errors) + 1) if max(errors[e - 1:]) <= min(errors) + STABLE_BAND]
+    if stable:  # absent when the last epoch itself strays from the lowest: the run has not stabilised
+        metrics["stable"] = float(stable[0])
     if watch == "val_err" and len(history) >= early_epochs:
         metrics["early"] = sum(r["val_err"] for r in history[:early_epochs]) / early_epochs
     return metrics
 
 
 Group = dict[str, list[TrainConfig]]  # run label -> its configs, one per seed
+Seeds = dict[str, dict[str, dict[int, float]]]  # run label -> metric -> seed -> value
 
 
-def _summaries(group: Group, early_epochs: int) -> dict[str, dict[str, Summary]]:
-    out = {}
+def _per_seed(group: Group, early_epochs: int) -> Seeds:
+    out: Seeds = {}
     for label, cfgs in group.items():
-        rows = [run_metrics(h, early_epochs) for h in map(_history, cfgs) if h]
-        out[label] = {k: summarize([r[k] for r in rows if k in r]) for k in METRICS}
+        out[label] = {k: {} for k in METRICS}
+        for cfg in cfgs:
+            if history := _history(cfg):
+                for k, v in run_metrics(history, early_epochs).items():
+                    out[label][k][cfg.seed] = v
     return out
 
 
-def _verdict(claim: Claim, stats: dict[str, dict[str, Summary]]) -> str:
-    if claim.a not in stats or (claim.b and claim.b not in stats):
-        return "not run"
-    a = stats[claim.a][claim.metric]
+# --------------------------------------------------------------------------- scope and verdicts
+
+
+def _paper_epochs(cfg: TrainConfig) -> int:
+    return get_recipe("paper", cfg.arch, cfg.dataset, **cfg.recipe_overrides).epochs
+
+
+def scope_problem(claim: Claim, cfgs: list[TrainConfig], epochs_run: int, early_epochs: int) -> str | None:
+    """Why runs of ``epochs_run`` epochs cannot test ``claim``, or None. A claim about the end of the paper's
+    training needs runs as long as the paper's; one about early epochs needs its first epochs, exactly."""
+    if claim.horizon == "end":
+        paper = max(_paper_epochs(c) for c in cfgs)
+        if epochs_run < paper:
+            return f"not comparable at {epochs_run} epochs (the paper's claim is at the end of {paper})"
+        return None
+    if any(c.recipe_overrides.get("compress_from") for c in cfgs):
+        return "not comparable: a compressed schedule's first epochs are not the paper's"
+    if claim.metric == "early" and epochs_run < early_epochs:
+        return f"not comparable: the metric needs {early_epochs} epochs, {epochs_run} were run"
+    return None
+
+
+def claim_verdict(claim: Claim, seeds: Seeds) -> verdicts.Verdict:
+    """The claim's test on the per-seed values; two sides on the same seeds are paired by seed."""
+    a = seeds[claim.a][claim.metric]
     if claim.kind == "at_most":
         return verdicts.at_most(a, claim.value)
     if claim.kind == "near":
-        return verdicts.similar(a, summarize([claim.value] * a.n), claim.margin)
-    b = stats[claim.b][claim.metric]
-    return verdicts.similar(a, b, claim.margin) if claim.kind == "similar" else verdicts.better(a, b)
+        return verdicts.near(a, claim.value, claim.margin)
+    b = seeds[claim.b][claim.metric]
+    paired = bool(a) and set(a) == set(b)
+    if claim.kind == "similar":
+        return verdicts.similar(a, b, claim.margin, paired=paired)
+    return verdicts.better(a, b, paired=paired)
+
+
+@dataclass
+class Section:
+    """One experiment under one recipe: its runs, their per-seed metrics, and each claim's scope and test."""
+
+    exp: Experiment
+    recipe: str
+    group: Group
+    seeds: Seeds
+    epochs_run: int
+    problems: list[str | None]
+    raw: list[verdicts.Verdict | None]
+    decided: list[verdicts.Verdict | None] = field(default_factory=list)
+
+
+def _section(exp: Experiment, recipe: str, group: Group) -> Section:
+    seeds = _per_seed(group, exp.early_epochs)
+    lengths = [len(h) for cfgs in group.values() for h in map(_history, cfgs) if h]
+    epochs_run = min(lengths, default=0)
+    problems, raw = [], []
+    for claim in exp.claims:
+        sides = [claim.a] + [claim.b] * bool(claim.b)
+        if any(s not in group for s in sides):
+            problems.append("not run (left out)")
+            raw.append(None)
+            continue
+        cfgs = [c for side in sides for c in group[side]]
+        problems.append(scope_problem(claim, cfgs, epochs_run, exp.early_epochs))
+        raw.append(claim_verdict(claim, seeds))
+    return Section(exp, recipe, group, seeds, epochs_run, problems, raw)
+
+
+def decide_report(sections: list[Section]) -> None:
+    """Holm's correction across every claim of the report that its runs can test (one family)."""
+    testable = [(sec, i) for sec in sections for i, v in enumerate(sec.raw) if v is not None and sec.problems[i] is None]
+    decided = verdicts.decide([sec.raw[i] for sec, i in testable])
+    for sec in sections:
+        sec.decided = [None] * len(sec.raw)
+    for (sec, i), v in zip(testable, decided):
+        sec.decided[i] = v
+
+
+# --------------------------------------------------------------------------- the report
 
 
 def _stale(cfg: TrainConfig) -> str:
     """Recipe fields whose value has changed in zoo/recipes.py since the run was trained (epochs aside)."""
-    then = _run_json(cfg).get("recipe_config") or {}
+    run = _run_record(cfg)
+    then = run.recipe_config if run else {}
     now = get_recipe(cfg.recipe, cfg.arch, cfg.dataset, batch_size=cfg.batch_size, lr=cfg.lr, **cfg.recipe_overrides).to_dict()
     changed = [f"{k} {then[k]} -> {now[k]}" for k in now if k in then and k != "epochs" and then[k] != now[k]]
     return f" **stale: the {cfg.recipe} recipe changed since ({', '.join(changed)})**" if changed else ""
 
 
 def _setting(cfgs: list[TrainConfig], protocol: str) -> str:
-    """Recipe, epochs run against the paper's, seeds, machine and precision of one recipe's runs."""
+    """Recipe, epochs run against the paper's, seeds, machine, precision and code of one recipe's runs."""
     first = cfgs[0]
-    runs = [_run_json(c) for c in cfgs]
-    machines = sorted({r.get("machine", "not recorded") for r in runs if r})
+    runs = [r for r in map(_run_record, cfgs) if r]
+    machines = sorted({r.machine or "not recorded" for r in runs})
+    commits = sorted({r.git_commit or "not recorded" for r in runs})
     epochs_run = sorted({len(h) for h in map(_history, cfgs) if h})
-    paper_epochs = get_recipe("paper", first.arch, first.dataset).epochs
+    paper_epochs = sorted({_paper_epochs(c) for c in cfgs})
     kinds = {"not recorded" if m == "not recorded" else "fp32 (CPU)" if m.startswith("CPU") else "bf16 autocast (CUDA)" for m in machines}
-    precision = ", ".join(sorted(kinds))
     kwargs = {k: v for k, v in first.model_kwargs.items() if k != "aux_logits"}
     compressed = first.recipe_overrides.get("compress_from")
     miniature = f", its step schedule compressed from {compressed} epochs into the epochs run" if compressed else ""
     return (
         f"`{first.recipe}` recipe, model args `{kwargs}`; {protocol}; epochs run {'/'.join(map(str, epochs_run)) or '-'} "
-        f"(the paper's recipe runs {paper_epochs}{miniature}); seeds {sorted({c.seed for c in cfgs})}; machine: "
-        f"{'; '.join(machines) or 'not run'}; precision: {precision}."
+        f"(the paper's recipe runs {'/'.join(map(str, paper_epochs))}{miniature}); seeds {sorted({c.seed for c in cfgs})}; "
+        f"machine: {'; '.join(machines) or 'not run'}; precision: {', '.join(sorted(kinds))}; commit: {', '.join(commits)}."
     )
 
 
@@ -372,42 +536,64 @@ def _protocol(val_split: int) -> str:
     return "the paper's protocol: the test set selects the reported epoch and steers plateau schedules (optimistic)"
 
 
-def write_report(exp: Experiment, groups: dict[str, Group], out: Path, *, quick: bool, val_split: int) -> str:
-    """The experiment's markdown section, one table and one set of claims per recipe; curves beside it as PNGs."""
+COLUMN_TITLES = {"final": "final test error %", "selected": "test error at the val-selected epoch %",
+                 "best": "best test error % (the paper's metric)", "epoch1": "epoch-1 test error %"}
+
+
+def _run_rows(sec: Section, columns: list[str]) -> list[str]:
+    header = ["run", "paper: best top-1 error %", *(COLUMN_TITLES[c] for c in columns), "per seed: final"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for run in sec.exp.runs:
+        if run.label not in sec.group:
+            lines.append("| " + " | ".join([run.label, "-", *["-"] * len(columns), "left out"]) + " |")
+            continue
+        values, cfgs = sec.seeds[run.label], sec.group[run.label]
+        paper = "-" if run.paper_err is None else f"{run.paper_err:.2f}" + (f" (epoch {run.paper_epoch})" if run.paper_epoch else "")
+        final = [values["final"][c.seed] for c in cfgs if c.seed in values["final"]]
+        cells = [run.label + (_stale(cfgs[0]) if final else ""), paper,
+                 *(str(summarize(list(values[c].values()))) for c in columns),
+                 ", ".join(f"{v:.2f}" for v in final) or "not run"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _claim_rows(sec: Section) -> list[str]:
+    lines = ["| the paper's claim | metric | scope | ours (mean ± sd) | the paper | verdict |", "|---|---|---|---|---|---|"]
+    scope = f"`{sec.recipe}`, {sec.epochs_run} epochs"
+    for claim, problem, raw, decided in zip(sec.exp.claims, sec.problems, sec.raw, sec.decided):
+        sides = [claim.a] + [claim.b] * bool(claim.b)
+        ours = " vs ".join(str(summarize(list(sec.seeds[s][claim.metric].values()))) if s in sec.seeds else "left out"
+                           for s in sides)
+        if problem is None:
+            verdict = str(decided)
+        elif raw is None:
+            verdict = problem
+        else:  # the statistics at this length, never a verdict on the paper's claim
+            verdict = f"{problem}; at {sec.epochs_run} epochs: {raw.test}, d = {raw.effect:.2f} [{raw.ci[0]:.2f}, {raw.ci[1]:.2f}]"
+        lines.append(f"| {claim.text} | {claim.metric} | {scope} | {ours} | {claim.paper} | {verdict} |")
+    return lines
+
+
+def write_section(sec: Section, out: Path, *, quick: bool, val_split: int) -> list[str]:
+    """One recipe's part of an experiment: setting, runs table, claims table, curves (PNG beside the report)."""
+    lines = [f"### {sec.recipe} recipe", ""]
+    if not any(_history(c) for cfgs in sec.group.values() for c in cfgs):
+        return lines + ["Not run.", ""]
+    cfgs = [c for group in sec.group.values() for c in group]
+    columns = ["final"] + ["selected"] * bool(val_split) + ["best", "epoch1"]  # without a val split, selected is best
+    lines += [_setting(cfgs, _protocol(val_split)), "", *_run_rows(sec, columns), "", *_claim_rows(sec)]
+    png = f"{sec.exp.name}-{sec.recipe}.png"
+    curves = {label: [h for h in map(_history, group) if h] for label, group in sec.group.items()}
+    atomic_write_bytes(out / png, curves_png(curves, f"{sec.exp.title} ({sec.recipe} recipe)"))
+    return lines + ["", f"![{sec.exp.name} {sec.recipe}]({png})", ""]
+
+
+def write_experiment(exp: Experiment, sections: list[Section], out: Path, *, quick: bool, val_split: int) -> str:
     lines = [f"## {exp.name}: {exp.title}", ""]
     if quick:
         lines += ["*--quick run: a few synthetic images on the CPU. It checks the machinery; the numbers mean nothing.*", ""]
-    columns = ["final"] + ["selected"] * bool(val_split) + ["best", "epoch1"]  # without a val split, selected is best
-    titles = {"final": "final test error %", "selected": "test error at the val-selected epoch %",
-              "best": "best test error % (the paper's metric)", "epoch1": "epoch-1 test error %"}
-    for recipe, group in groups.items():
-        if not any(_history(c) for cfgs in group.values() for c in cfgs):
-            lines += [f"### {recipe} recipe", "", "Not run.", ""]
-            continue
-        stats = _summaries(group, exp.early_epochs)
-        lines += [f"### {recipe} recipe", "", _setting([c for cfgs in group.values() for c in cfgs], _protocol(val_split)), ""]
-        header = ["run", "paper: best top-1 error %", *(titles[c] for c in columns), "per seed: final"]
-        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for run in exp.runs:
-            if run.label not in group:
-                lines.append("| " + " | ".join([run.label, "-", *["-"] * len(columns), "left out"]) + " |")
-                continue
-            st, cfgs = stats[run.label], group[run.label]
-            paper = "-" if run.paper_err is None else f"{run.paper_err:.2f}" + (f" (epoch {run.paper_epoch})" if run.paper_epoch else "")
-            seeds = ", ".join(f"{v:.2f}" for v in st["final"].values) or "not run"
-            cells = [run.label + (_stale(cfgs[0]) if st["final"].n else ""), paper, *(str(st[c]) for c in columns), seeds]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", "| the paper's claim | metric | ours | the paper | verdict |", "|---|---|---|---|---|"]
-        for claim in exp.claims:
-            sides = [claim.a] + [claim.b] * bool(claim.b)
-            ours = " vs ".join(str(stats[s][claim.metric]) if s in stats else "left out" for s in sides)
-            lines.append(f"| {claim.text} | {claim.metric} | {ours} | {claim.paper} | {_verdict(claim, stats)} |")
-        png = f"{exp.name}-{recipe}.png"
-        curves = {label: [h for h in map(_history, cfgs) if h] for label, cfgs in group.items()}
-        if any(curves.values()):
-            atomic_write_bytes(out / png, curves_png(curves, f"{exp.title} ({recipe} recipe)"))
-            lines += ["", f"![{exp.name} {recipe}]({png})"]
-        lines.append("")
+    for sec in sections:
+        lines += write_section(sec, out, quick=quick, val_split=val_split)
     if exp.paper_notes:
         lines += ["The paper says: " + " ".join(exp.paper_notes), ""]
     return "\n".join(lines)
@@ -422,7 +608,14 @@ def _header() -> str:
         "batch 512, pad-4 crop + flip, flip-averaged evaluation; CIFAR stem/head unless the model args say "
         "otherwise). See zoo/recipes.py. Errors are top-1 test errors in percent, mean ± sd over seeds. "
         "Each run's metrics.jsonl and run.json are in `runs/` beside this report.\n\n"
-        f"Verdicts: {verdicts.RULE}\n\nSettings the paper does not state, and the values used:\n\n{unstated}\n\n"
+        f"Verdicts: {verdicts.RULE}\n\n"
+        f"Scope: a claim about the end of the paper's training (its best or final error) is tested only by runs as "
+        f"long as the paper's; shorter runs read \"not comparable\" with their statistics beside. A claim about "
+        f"convergence uses the \"early\" metric, the mean validation error over the first epochs (3 on MNIST, 5 on "
+        f"CIFAR-10), declared in zoo/reproduce.py before the runs, and needs those epochs exactly (no compressed "
+        f"schedule). \"stable\" is the first epoch from which the watched error stays within {STABLE_BAND:g} point "
+        f"of the run's lowest.\n\n"
+        f"Settings the paper does not state, and the values used:\n\n{unstated}\n\n"
     )
 
 
@@ -439,8 +632,6 @@ THROUGHPUT: dict[tuple[str, str, str], tuple[float, str]] = {
 }
 UNMEASURED = (10000.0, "not measured: a guess")
 STARTUP_S = 15.0  # per run: interpreter, data onto the GPU, cuDNN autotuning
-TRAIN_IMAGES = {"mnist": 60000, "cifar10": 50000}
-TEST_IMAGES = 10000
 
 
 def _throughput(cfg: TrainConfig) -> tuple[float, str]:
@@ -450,27 +641,59 @@ def _throughput(cfg: TrainConfig) -> tuple[float, str]:
     return THROUGHPUT.get((cls.family, kwargs.get(cls.variant_arg, "imagenet"), cfg.recipe), UNMEASURED)
 
 
+BYTES_PER_PARAM = {"state": 8, "model": 4}
+"""Disk per parameter: the resume state (fp32 weights and the SGD momentum) and the finished model (fp32)."""
+
+
 def estimate(configs: list[TrainConfig], jobs: int = 1, throughput: float | None = None) -> dict[str, Any]:
-    """Runs, images and GPU minutes of training ``configs`` with ``jobs`` processes at once.
+    """Runs, images, GPU minutes and disk of training ``configs`` with ``jobs`` processes at once.
 
     Each epoch trains on the training set less the validation split and evaluates the test and
     validation sets (twice with flip-averaging); an evaluated image costs a third of a trained one
     (forward only). Minutes = the runs' seconds (images / measured img/s per process, plus start-up)
     shared among ``jobs`` processes. ``throughput`` (img/s per process) overrides the measurements.
+    Disk: every run keeps its resume state and its model; at peak, ``jobs`` states are being rewritten
+    (each written beside the old one, then renamed over it).
     """
-    rows, seconds = [], 0.0
+    rows, seconds, kept, states = [], 0.0, 0, []
     for cfg in configs:
-        recipe = get_recipe(cfg.recipe, cfg.arch, cfg.dataset, epochs=cfg.epochs, **cfg.recipe_overrides)
-        train_images = TRAIN_IMAGES[cfg.dataset] - cfg.val_split
-        eval_images = (TEST_IMAGES + cfg.val_split) * (2 if recipe.tta_flip else 1)
+        spec = get_spec(cfg.dataset)
+        recipe = get_recipe(cfg.recipe, cfg.arch, spec, epochs=cfg.epochs, **cfg.recipe_overrides)
+        train_images, test_images = spec.splits[0] - cfg.val_split, spec.splits[1]
+        eval_images = (test_images + cfg.val_split) * (2 if recipe.tta_flip else 1)
         images = recipe.epochs * (train_images + eval_images / 3)
         img_s, source = (throughput, "--throughput") if throughput else _throughput(cfg)
         run_s = images / img_s + STARTUP_S
         seconds += run_s
+        params = model_info(cfg.arch, input_size=spec.input_size,
+                            **{**recipe.model_kwargs, **cfg.model_kwargs, "num_classes": spec.num_classes})["params"]
+        states.append(params * BYTES_PER_PARAM["state"])
+        kept += params * sum(BYTES_PER_PARAM.values())
         rows.append({"run": Path(cfg.out).name, "epochs": recipe.epochs, "images": int(images), "img_s": img_s,
-                     "source": source, "minutes": run_s / 60})
+                     "source": source, "minutes": run_s / 60, "disk_gb": params * sum(BYTES_PER_PARAM.values()) / 1e9})
     minutes = seconds / max(1, min(jobs, len(configs))) / 60
-    return {"runs": rows, "images": sum(r["images"] for r in rows), "jobs": jobs, "minutes": minutes}
+    peak = kept + sum(sorted(states, reverse=True)[:jobs])
+    return {"runs": rows, "images": sum(r["images"] for r in rows), "jobs": jobs, "minutes": minutes,
+            "disk_gb": kept / 1e9, "peak_disk_gb": peak / 1e9}
+
+
+def untestable(plan: dict[str, dict[tuple[str, str, int], TrainConfig]]) -> list[str]:
+    """The claims a plan's runs cannot test, and why (too short, a compressed schedule, no early epochs)."""
+    out = []
+    for name, cfgs in plan.items():
+        exp = EXPERIMENTS[name]
+        for recipe in sorted({r for _, r, _ in cfgs}):
+            group = [c for (_, r, _), c in cfgs.items() if r == recipe]
+            epochs = min(get_recipe(c.recipe, c.arch, c.dataset, epochs=c.epochs, **c.recipe_overrides).epochs
+                         for c in group)
+            labels = {label for label, r, _ in cfgs if r == recipe}
+            for claim in exp.claims:
+                if claim.a not in labels or (claim.b and claim.b not in labels):
+                    continue
+                sides = [c for (label, r, _), c in cfgs.items() if r == recipe and label in (claim.a, claim.b)]
+                if problem := scope_problem(claim, sides, epochs, exp.early_epochs):
+                    out.append(f"{name} ({recipe}): \"{claim.text}\": {problem}")
+    return out
 
 
 def plan_configs(
@@ -541,13 +764,15 @@ def reproduce(
     if not report_only:
         with directory_lock(out):  # one reproduction per --out at a time
             run_configs(unique_configs(plan), jobs=jobs)
-    sections = []
+    by_exp: dict[str, list[Section]] = {}
     for n, cfgs in plan.items():
-        exp = EXPERIMENTS[n]
         groups: dict[str, Group] = {}
         for (label, recipe, _), cfg in cfgs.items():
             groups.setdefault(recipe, {}).setdefault(label, []).append(cfg)
-        sections.append(write_report(exp, groups, out, quick=quick, val_split=val_split))
+        by_exp[n] = [_section(EXPERIMENTS[n], recipe, group) for recipe, group in groups.items()]
+    decide_report([sec for secs in by_exp.values() for sec in secs])
+    text = "\n".join(write_experiment(EXPERIMENTS[n], secs, out, quick=quick, val_split=val_split)
+                     for n, secs in by_exp.items())
     report = out / "report.md"
-    atomic_write_bytes(report, (_header() + "\n".join(sections)).encode())
+    atomic_write_bytes(report, (_header() + facts_section() + text).encode())
     return report
