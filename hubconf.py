@@ -26,7 +26,7 @@ def _doc(name):
     tags = [t.split(".", 1)[1] for t in _zoo.list_models(f"{name}.*", pretrained=True)]
     cls = _model_class(name)
     extra = ("\n    aux_logits: the two auxiliary classifiers (training only; the paper's aux ablation)."
-             "\n    transform_input: torchvision's input re-normalisation, for its pretrained weights.") if cls.aux_prefixes else ""
+             "\n    transform_input: torchvision's input re-normalisation, for its pretrained weights.") if cls.takes_aux() else ""
     return _DOC.format(
         summary=(_factory(name).__doc__ or f"zoo's {name}.").strip(),
         default=f"{name}.{tags[0]}" if tags else "none: no weights are published for it yet",

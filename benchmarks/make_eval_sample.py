@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.checkpoint import atomic_write_bytes
+from zoo.files import atomic_write_bytes
 from zoo.data import SAMPLE_FILE, SAMPLE_SIZES
 
 SEED = 0

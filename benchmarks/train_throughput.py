@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
     text = json.dumps(results, indent=2)
     print(text)
     if args.out:
-        from zoo.checkpoint import atomic_write_bytes
+        from zoo.files import atomic_write_bytes
 
         atomic_write_bytes(args.out, text.encode())
     return results

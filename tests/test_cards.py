@@ -14,7 +14,8 @@ from huggingface_hub import ModelCard
 
 import zoo
 from zoo.cards import build_card, metrics_from_history, write_run_card
-from zoo.checkpoint import CARD_NAME, CONFIG_NAME, CURVE_NAME, WEIGHTS_NAME, CheckpointMeta, sha256_file
+from zoo.files import sha256_file
+from zoo.weights import CARD_NAME, CONFIG_NAME, CURVE_NAME, WEIGHTS_NAME, CheckpointMeta
 from zoo.cli import main
 from zoo.errors import CheckpointError
 from zoo.hub import save_pretrained
@@ -37,7 +38,8 @@ def run_dir(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("run")
     history = [epoch_row(1, 40.0), epoch_row(2, 20.0)]
     run = {
-        "arch": ARCH, "model_kwargs": KWARGS, "dataset": "mnist", "dataset_sha256": "cd" * 32, "recipe": "paper",
+        "arch": ARCH, "model_kwargs": KWARGS, "dataset": "mnist", "dataset_source": "npz:mnist.npz", "config": {},
+        "world_size": 1, "dataset_sha256": "cd" * 32, "recipe": "paper",
         "recipe_config": {"lr": 0.01, "momentum": 0.9, "batch_size": 256}, "seed": 0, "epochs": 2,
         "zoo_version": zoo.__version__, "git_commit": "", "input_size": [1, 32, 32], "mean": [0.1307],
         "std": [0.3081], "label_names": [str(i) for i in range(10)],
@@ -132,7 +134,7 @@ def test_googlenet_cards_carry_the_906_provenance_note(arch, kernel, tmp_path):
     weights.write_bytes(b"stand-in: a card only reports the file's size and digest")
     text = build_card(meta_for(arch), weights).text
     assert "https://github.com/pytorch/vision/issues/906" in text
-    assert f"this model ({arch}) has {kernel} convolutions in that branch" in text
+    assert f"this model has {kernel} convolutions in that branch" in text
     assert "auxiliary classifiers; they are used only in training mode" in text
     no_aux = build_card(meta_for(arch, model_kwargs={"num_classes": 10, "stem": "cifar", "aux_logits": False}), weights)
     assert "auxiliary classifiers" not in no_aux.text
@@ -157,6 +159,10 @@ def test_run_dir_problems_say_what_to_pass(run_dir, tmp_path, capsys):
     with pytest.raises(CheckpointError, match="run.json not found: pass the run directory that zoo train wrote"):
         write_run_card(tmp_path)
     (tmp_path / "run.json").write_text(json.dumps({"arch": ARCH}))
+    with pytest.raises(CheckpointError, match="run.json lacks model_kwargs, dataset, .*not a run record zoo train wrote"):
+        write_run_card(tmp_path)
+    run = json.loads((run_dir / "run.json").read_text())
+    (tmp_path / "run.json").write_text(json.dumps(run))
     (tmp_path / "metrics.jsonl").write_text(json.dumps(epoch_row(1, 50.0)) + "\n{truncated")
     with pytest.raises(CheckpointError, match="metrics.jsonl:2 is not a JSON line"):
         write_run_card(tmp_path)
@@ -165,7 +171,7 @@ def test_run_dir_problems_say_what_to_pass(run_dir, tmp_path, capsys):
         write_run_card(tmp_path)
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / WEIGHTS_NAME).symlink_to(run_dir / "model" / WEIGHTS_NAME)
-    (tmp_path / "run.json").write_text(json.dumps({"arch": "vgg11"}))
+    (tmp_path / "run.json").write_text(json.dumps({**run, "arch": "vgg11"}))
     assert main(["card", str(tmp_path)]) == 2
     assert "does not hold the run's 'vgg11' weights" in capsys.readouterr().err
 

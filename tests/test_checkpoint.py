@@ -1,4 +1,4 @@
-"""zoo.checkpoint: atomic writes, staged folders, the metadata schema, and the checks before a load."""
+"""zoo.files and zoo.weights: atomic writes, staged folders, the metadata schema, and the checks before a load."""
 from __future__ import annotations
 
 import os
@@ -8,14 +8,13 @@ import torch
 from torch import nn
 
 import zoo
-from zoo.checkpoint import (
+from zoo.files import atomic_write_bytes, staged_dir
+from zoo.weights import (
     CheckpointMeta,
-    atomic_write_bytes,
     check_compatible,
     check_finite,
     read_checkpoint,
     save_tensors,
-    staged_dir,
     state_dict_of,
     strip_prefixes,
 )
@@ -159,7 +158,7 @@ def test_read_checkpoint_strips_wrapper_prefixes(tmp_path):
 def test_read_checkpoint_checks_every_pinned_digest(tmp_path):
     path = tmp_path / "w.safetensors"
     save_tensors(path, {"w": torch.ones(2)}, {"format": "pt"})
-    from zoo.checkpoint import sha256_file
+    from zoo.files import sha256_file
 
     good = sha256_file(path)
     tensors, meta = read_checkpoint(path, sha256={"config.json": good})

@@ -49,7 +49,7 @@ def test_val_split_is_disjoint_and_seeded():
 
 def test_loader_is_a_pure_function_of_seed_and_epoch():
     ds = synthetic("cifar10", n_train=64, n_test=8)
-    kw = dict(batch_size=16, mean=ds.info.mean, std=ds.info.std, augment="paper", seed=3)
+    kw = dict(batch_size=16, mean=ds.spec.mean, std=ds.spec.std, augment="paper", seed=3)
     a, b = DeviceLoader(ds.x_train, ds.y_train, **kw), DeviceLoader(ds.x_train, ds.y_train, **kw)
     first = list(a.batches(2))
     assert all(torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in zip(first, b.batches(2)))
@@ -62,7 +62,7 @@ def test_loader_is_a_pure_function_of_seed_and_epoch():
 
 def test_ddp_ranks_split_each_global_batch():
     ds = synthetic("mnist", n_train=32, n_test=8)
-    kw = dict(batch_size=8, mean=ds.info.mean, std=ds.info.std, seed=0)
+    kw = dict(batch_size=8, mean=ds.spec.mean, std=ds.spec.std, seed=0)
     whole = list(DeviceLoader(ds.x_train, ds.y_train, **kw).batches(0))
     ranks = [list(DeviceLoader(ds.x_train, ds.y_train, rank=r, world_size=2, **kw).batches(0)) for r in (0, 1)]
     for step, (x, _) in enumerate(whole):
@@ -79,9 +79,9 @@ def test_crop_flip_matches_a_reference_crop():
 
 def test_normalisation_uses_dataset_statistics():
     ds = synthetic("cifar10", n_train=16, n_test=4)
-    loader = DeviceLoader(ds.x_train, ds.y_train, batch_size=16, mean=ds.info.mean, std=ds.info.std, shuffle=False)
+    loader = DeviceLoader(ds.x_train, ds.y_train, batch_size=16, mean=ds.spec.mean, std=ds.spec.std, shuffle=False)
     x, _ = next(loader.batches(0))
-    expected = (ds.x_train.float() / 255 - torch.tensor(ds.info.mean).view(1, 3, 1, 1)) / torch.tensor(ds.info.std).view(1, 3, 1, 1)
+    expected = (ds.x_train.float() / 255 - torch.tensor(ds.spec.mean).view(1, 3, 1, 1)) / torch.tensor(ds.spec.std).view(1, 3, 1, 1)
     torch.testing.assert_close(x, expected)
 
 

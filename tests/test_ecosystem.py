@@ -21,9 +21,9 @@ from torchvision.models.feature_extraction import create_feature_extractor, get_
 
 import zoo
 import zoo.registry
-from export import export_onnx
+from zoo.export import export_onnx
 from zoo.cli import main
-from zoo.cliutil import progress_bar
+from zoo.progress import progress_bar
 from zoo.data import DeviceLoader, synthetic
 from zoo.errors import ZooInputError
 from zoo.predict import predict
@@ -282,7 +282,7 @@ def test_eval_and_export_show_progress_on_a_terminal(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "stderr", err)
     model = zoo.create_model("resnet18", num_classes=10, in_chans=1, stem="cifar")
     data = synthetic("mnist", 8, 64)
-    loader = DeviceLoader(data.x_test, data.y_test, batch_size=16, mean=data.info.mean, std=data.info.std,
+    loader = DeviceLoader(data.x_test, data.y_test, batch_size=16, mean=data.spec.mean, std=data.spec.std,
                           shuffle=False, drop_last=False)
     evaluate(model, loader, 10, progress=True)
     assert "eval:" in err.getvalue() and "/64.0 [" in err.getvalue() and "img/s" in err.getvalue()

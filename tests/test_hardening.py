@@ -21,8 +21,9 @@ import torch
 from PIL import Image
 
 import zoo
-from export.__main__ import main as export_main
-from zoo.checkpoint import atomic_write_bytes, load_tensors, save_tensors, staged_dir
+from zoo.export.__main__ import main as export_main
+from zoo.files import atomic_write_bytes, staged_dir
+from zoo.weights import load_tensors, save_tensors
 from zoo.cli import main
 from zoo.cliutil import EXIT_STOPPED, key_value, run_command
 from zoo.data import load_dataset
@@ -101,8 +102,12 @@ def test_export_of_saved_weights_uses_their_configuration_and_opset(saved_resnet
     assert model.graph.output[0].type.tensor_type.shape.dim[1].dim_value == 7  # the saved num_classes, not 1000
     assert model.graph.input[0].type.tensor_type.shape.dim[1].dim_value == 1  # and its 1x32x32 input
     assert {o.domain: o.version for o in model.opset_import}[""] == 18  # --opset is honoured
-    assert export_main(["resnet18", "--weights", str(saved_resnet), "--out", str(tmp_path / "x.onnx"), "--num-classes", "5"]) == 2
-    assert "was saved with num_classes=7, but num_classes=5 was asked for" in capsys.readouterr().err
+    # timm's semantics: another head size is a fresh head (0: the pooled features), the rest is the weights' own
+    assert export_main(["resnet18", "--weights", str(saved_resnet), "--out", str(tmp_path / "f.onnx"), "--num-classes", "0"]) == 0
+    assert onnx.load(tmp_path / "f.onnx").graph.output[0].type.tensor_type.shape.dim[1].dim_value == 512
+    assert export_main(["resnet18", "--weights", str(saved_resnet), "--out", str(tmp_path / "x.onnx"),
+                        "--model-arg", "stem=imagenet"]) == 2
+    assert "was saved with stem='cifar', but stem='imagenet' was asked for" in capsys.readouterr().err
     assert not (tmp_path / "x.onnx").exists()
 
 
@@ -161,7 +166,7 @@ def test_a_run_directory_has_one_writer_and_a_killed_holder_leaves_no_lock(tmp_p
 
 
 def test_failed_export_parity_leaves_no_onnx_and_the_old_file_alone(tmp_path, monkeypatch, capsys):
-    import export.__main__ as E
+    import zoo.export.__main__ as E
     from zoo.errors import ExportError
 
     out = tmp_path / "m.onnx"
@@ -395,7 +400,7 @@ def test_input_of_another_precision_is_refused_the_same_way_in_every_family(name
 @pytest.fixture
 def disk_fails(monkeypatch):
     """The write fails after the new bytes went to their temporary file, before the rename (a full disk, a kill)."""
-    import zoo.checkpoint as C
+    import zoo.weights as C
 
     def failing_replace(src, dst):
         raise OSError(28, "No space left on device (injected)")
@@ -427,7 +432,7 @@ def test_onnx_write_failing_keeps_the_old_file_loadable(tmp_path, disk_fails):
 
 
 def test_bench_results_write_failing_keeps_the_old_ones(tmp_path, disk_fails):
-    from export.bench import write_results
+    from zoo.export.bench import write_results
 
     results = json.loads(json.dumps({"schema": "zoo.bench/1", "settings": {"batch_sizes": [1], "input": "cifar10", "threads": 1},
                                      "environment": {}, "models": []}))

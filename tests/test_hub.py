@@ -34,16 +34,8 @@ from huggingface_hub.utils import filter_repo_objects
 
 import zoo
 import zoo.registry
-from zoo.checkpoint import (
-    CARD_NAME,
-    CONFIG_NAME,
-    CURVE_NAME,
-    WEIGHTS_NAME,
-    load_tensors,
-    read_metadata,
-    save_tensors,
-    sha256_file,
-)
+from zoo.files import sha256_file
+from zoo.weights import CARD_NAME, CONFIG_NAME, CURVE_NAME, WEIGHTS_NAME, load_tensors, read_metadata, save_tensors
 from zoo.errors import CheckpointError, HubError
 from zoo.hub import MIRROR_ENV, load_pretrained, load_weights, push_to_hub, save_pretrained
 from zoo.registry import PretrainedTag
@@ -98,7 +90,8 @@ def trained(tmp_path_factory) -> Trained:
         })
     run_dir = tmp_path_factory.mktemp("run")
     run = {
-        "arch": ARCH, "model_kwargs": KWARGS, "dataset": "mnist", "dataset_sha256": "ab" * 32, "recipe": "paper",
+        "arch": ARCH, "model_kwargs": KWARGS, "dataset": "mnist", "dataset_source": "npz:mnist.npz", "config": {},
+        "world_size": 1, "dataset_sha256": "ab" * 32, "recipe": "paper",
         "recipe_config": {"lr": 0.05, "momentum": 0.9}, "seed": 0, "epochs": 2, "zoo_version": zoo.__version__,
         "git_commit": "", "input_size": [1, 32, 32], "mean": [0.1307], "std": [0.3081],
         "label_names": [str(i) for i in range(10)],
@@ -442,7 +435,7 @@ def test_round_trip_through_the_hub(trained, hub, monkeypatch):
 def test_pretrained_tag_loads_through_the_hub(trained, hub, monkeypatch):
     tag = tag_for(trained, revision=hub.commit)
     assert_same_outputs(load_pretrained(fresh(), tag), trained)
-    monkeypatch.setitem(zoo.registry._TAGS, tag.name, tag)
+    monkeypatch.setitem(zoo.registry._tags(), tag.name, tag)
     assert tag.name in zoo.list_models(pretrained=True)
     assert_same_outputs(zoo.create_model("resnet18.mnist_test", pretrained=True), trained)
 

@@ -132,3 +132,17 @@ def test_no_function_longer_than_a_screen(module):
         if body and body[-1].end_lineno - body[0].lineno + 1 > MAX_BODY_LINES:
             long.append(f"{fn.name} ({body[-1].end_lineno - body[0].lineno + 1} lines)")
     assert not long, f"{module}: {', '.join(long)}"
+
+
+LAZY_LOADERS = {"zoo": "zoo/__init__.py", "zoo.bridge": "zoo/bridge.py", "zoo.cli": "zoo/cli.py"}
+"""The only modules that load project modules by name at run time: the light entry points (``import zoo``, the timm
+hook, ``zoo --help``), so that starting zoo does not load torch. Each such call says why on its line."""
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_only_the_light_entry_points_load_modules_by_name(module):
+    lines = [line for line in MODULES[module].read_text().splitlines() if "importlib.import_module(" in line]
+    if module in LAZY_LOADERS:
+        assert all("#" in line or "importlib.import_module(_API" in line for line in lines), lines
+    else:
+        assert not lines, f"{module} loads modules by name; import them, or make it a light entry point"

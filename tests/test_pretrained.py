@@ -20,9 +20,10 @@ from huggingface_hub import ModelCard
 
 import zoo
 import zoo.registry
-from export.bench import ort_predict, quantize_int8, top1
-from export.onnx import check_parity, create_session, export_onnx
-from zoo.checkpoint import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, load_tensors, sha256_file
+from zoo.export.bench import ort_predict, quantize_int8, top1
+from zoo.export.onnx import check_parity, create_session, export_onnx
+from zoo.files import sha256_file
+from zoo.weights import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, load_tensors
 from zoo.cli import main
 from zoo.data import load_dataset
 from zoo.errors import CheckpointError, HubError

@@ -29,7 +29,6 @@ def test_list_models_wildcards():
     ]
     assert zoo.list_models("vgg19*") == ["vgg19", "vgg19_bn"]
     assert zoo.list_models(["resnet1*", "vgg11"]) == ["resnet101", "resnet152", "resnet18", "vgg11"]
-    assert len(zoo.list_models()) == 19
     assert zoo.list_models("nothing*") == []
 
 
@@ -116,7 +115,7 @@ def test_timm_own_models_untouched():
     assert type(timm.create_model("resnet18")).__module__ == "timm.models.resnet"
     assert type(timm.create_model("vgg11")).__module__ == "timm.models.vgg"
     assert all(n.startswith(TIMM_PREFIX) for n in timm.list_models(TIMM_PREFIX + "*"))
-    assert len(timm.list_models(TIMM_PREFIX + "*")) == len(zoo.list_models())
+    assert {TIMM_PREFIX + n for n in zoo.list_models()} <= set(timm.list_models(TIMM_PREFIX + "*"))
 
 
 def test_zoo_does_not_import_timm_but_timm_sees_zoo_models_either_order():

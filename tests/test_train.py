@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from zoo.checkpoint import load_tensors
+from zoo.weights import load_tensors
 from zoo.data import synthetic
 from zoo.errors import TrainingError
 from zoo.recipes import get_recipe
@@ -118,7 +118,7 @@ def test_sigint_saves_mid_epoch_and_resume_is_bitwise_equal(reference_run, tmp_p
 
 
 def test_crash_while_writing_checkpoint_keeps_previous(tmp_path, monkeypatch):
-    import zoo.checkpoint as C
+    import zoo.weights as C
 
     run = tmp_path / "crash"
     train(TrainConfig(out=str(run), **{**TINY, "epochs": 1}))

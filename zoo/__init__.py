@@ -3,8 +3,17 @@
     >>> import zoo
     >>> zoo.list_models("googlenet*")
     >>> model = zoo.create_model("googlenet_res5x5.cifar10_paper", pretrained=True)
+
+``import zoo`` is light: the public API below loads on first use (PEP 562), with every architecture
+registered, so ``zoo --help`` and ``zoo --version`` start without torch. timm sees zoo's models the
+moment timm is imported (zoo.bridge).
 """
-from zoo import models  # noqa: F401  (registers every architecture)
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from zoo import bridge
 from zoo.errors import (
     CheckpointError,
     DataError,
@@ -15,10 +24,21 @@ from zoo.errors import (
     ZooError,
     ZooInputError,
 )
-from zoo.factory import create_model
-from zoo.hub import load_model, load_weights, push_to_hub, save_pretrained
-from zoo.registry import get_pretrained_tag, list_models, model_info, register_model
 from zoo.version import __version__
+
+_API = {
+    "create_model": "zoo.factory",
+    "get_pretrained_tag": "zoo.registry",
+    "list_models": "zoo.registry",
+    "load_model": "zoo.hub",
+    "load_weights": "zoo.hub",
+    "model_info": "zoo.registry",
+    "predict": "zoo.predict",
+    "push_to_hub": "zoo.hub",
+    "register_model": "zoo.registry",
+    "save_pretrained": "zoo.hub",
+}
+"""The public functions, by the module that owns each: loaded, with the models registered, on first use."""
 
 __all__ = [
     "CheckpointError",
@@ -30,13 +50,21 @@ __all__ = [
     "ZooError",
     "ZooInputError",
     "__version__",
-    "create_model",
-    "get_pretrained_tag",
-    "list_models",
-    "load_model",
-    "load_weights",
-    "model_info",
-    "push_to_hub",
-    "register_model",
-    "save_pretrained",
+    *_API,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _API:
+        raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+    importlib.import_module("zoo.models")  # registers every architecture before any lookup
+    value = getattr(importlib.import_module(_API[name]), name)
+    globals()[name] = value  # the next access is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+bridge.install()

@@ -20,21 +20,14 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from zoo.checkpoint import (
-    CARD_NAME,
-    CURVE_NAME,
-    WEIGHTS_NAME,
-    CheckpointMeta,
-    atomic_write_bytes,
-    float_dtypes,
-    read_metadata,
-    sha256_file,
-)
-from zoo.data import DATASETS
+import zoo.models  # noqa: F401  (registers the built-in families, which this module looks up)
+from zoo.files import atomic_write_bytes, sha256_file
+from zoo.weights import CARD_NAME, CURVE_NAME, WEIGHTS_NAME, CheckpointMeta, float_dtypes, read_metadata
+from zoo.datasets import FOLDER_PREFIX, find_spec
 from zoo.errors import CheckpointError
 from zoo.plots import history_png
 from zoo.registry import TIMM_PREFIX, meta_model, model_info
-from zoo.rundir import RunDir
+from zoo.rundir import RunDir, RunRecord
 
 __all__ = ["build_card", "metrics_from_history", "read_run", "run_notes", "write_bundle_card", "write_run_card"]
 
@@ -61,9 +54,19 @@ def metrics_from_history(history: Sequence[Mapping[str, Any]]) -> dict[str, floa
 
 def _dataset(meta: CheckpointMeta) -> tuple[str, str]:
     """(Hugging Face dataset id, display name) of the data the checkpoint was trained on."""
-    if meta.dataset in DATASETS:
-        return DATASETS[meta.dataset].hub_id, DATASETS[meta.dataset].title
+    spec = find_spec(meta.dataset)
+    if spec is not None:
+        return spec.hub_id or spec.name, spec.title
+    if meta.dataset and meta.dataset.startswith(FOLDER_PREFIX):  # a local folder: its name, not its path
+        name = Path(meta.dataset[len(FOLDER_PREFIX):]).name
+        return name, f"the image folder {name!r}"
     return meta.dataset or "unknown", meta.dataset or "an unrecorded dataset"
+
+
+def _padding(meta: CheckpointMeta) -> str:
+    """" (HxW images zero-padded by P pixels)", or nothing for images that enter as they are."""
+    h, w = (side - 2 * meta.padding for side in meta.input_size[1:])
+    return f" ({h}x{w} images zero-padded by {meta.padding} pixels)" if meta.padding else ""
 
 
 def _eval_results(meta: CheckpointMeta) -> list[EvalResult]:
@@ -113,23 +116,12 @@ def _limitations(meta: CheckpointMeta) -> list[str]:
     dataset = _dataset(meta)[1]
     notes = [
         f"Trained and evaluated only on {dataset} at {meta.in_chans}x{h}x{w}"
-        + (" (28x28 digits zero-padded by 2 pixels)" if meta.dataset == "mnist" else "")
+        + _padding(meta)
         + "; expect far lower accuracy on other images. Inputs must be scaled to [0, 1] and normalised "
         "with the mean and std above.",
         "Not evaluated for calibration, robustness to corruptions or adversarial inputs.",
     ]
-    model = meta_model(meta.arch, **meta.model_kwargs)
-    if model.family == "googlenet":
-        kernel = f"{model.kernel5x5}x{model.kernel5x5}"
-        notes.append(
-            f"Provenance: zoo's `googlenet` is torchvision's network, whose Inception \"5x5\" branch is a 3x3 "
-            "convolution (https://github.com/pytorch/vision/issues/906), kept so torchvision checkpoints load. "
-            f"Names containing `5x5` use true 5x5 convolutions; this model ({meta.arch}) has {kernel} convolutions "
-            "in that branch."
-        )
-    if model.aux_prefixes and getattr(model, "aux_logits", False):
-        notes.append("The weights include the two auxiliary classifiers; they are used only in training mode.")
-    return notes
+    return notes + meta_model(meta.arch, **meta.model_kwargs).card_notes()
 
 
 def _usage(meta: CheckpointMeta, repo_id: str | None, pretrained_name: str | None) -> list[str]:
@@ -146,7 +138,7 @@ def _usage(meta: CheckpointMeta, repo_id: str | None, pretrained_name: str | Non
     if meta.mean is not None and meta.std is not None:
         lines += [
             f"image = torch.rand(1, {c}, {h}, {w})  # your images, scaled to [0, 1]"
-            + (" (MNIST: 28x28 digits zero-padded to 32x32)" if meta.dataset == "mnist" else ""),
+            + _padding(meta),
             f"mean, std = torch.tensor({list(meta.mean)}).view(1, -1, 1, 1), torch.tensor({list(meta.std)}).view(1, -1, 1, 1)",
             "with torch.no_grad():",
             "    probs = model((image - mean) / std).softmax(dim=1)",
@@ -218,7 +210,9 @@ def _training_rows(meta: CheckpointMeta, run: Mapping[str, Any]) -> list[tuple[s
             rows.append((label, f"`{run[key]}`" if key == "git_commit" else run[key]))
     if run.get("train_seconds") is not None:
         rows.append(("training time", f"{run['train_seconds'] / 60:.1f} min (training steps; evaluation excluded)"))
-    return rows + [(f"`{k}`", f"`{json.dumps(v)}`") for k, v in (run.get("recipe_config") or {}).items()]
+    # the recipe's own model_kwargs are its defaults; the model row above has what the model really was built with
+    recipe = {k: v for k, v in (run.get("recipe_config") or {}).items() if k != "model_kwargs"}
+    return rows + [(f"`{k}`", f"`{json.dumps(v)}`") for k, v in recipe.items()]
 
 
 def build_card(
@@ -278,7 +272,7 @@ def build_card(
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body) + "\n")
 
 
-def read_run(run_dir: str | os.PathLike) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def read_run(run_dir: str | os.PathLike) -> tuple[RunRecord, list[dict[str, Any]]]:
     """``run.json`` and the rows of ``metrics.jsonl`` of a finished-epoch run directory written by zoo train."""
     run_dir = RunDir(run_dir)
     run, history = run_dir.read_run(), run_dir.read_history()
@@ -288,19 +282,19 @@ def read_run(run_dir: str | os.PathLike) -> tuple[dict[str, Any], list[dict[str,
 
 
 def write_bundle_card(
-    folder: Path, run: Mapping[str, Any], history: Sequence[Mapping[str, Any]], accuracy: Mapping[str, Any], *, pretrained_name: str
+    folder: Path, run: RunRecord, history: Sequence[Mapping[str, Any]], accuracy: Mapping[str, Any], *, pretrained_name: str
 ) -> Path:
     """The card of a bundled tag (zoo.release): numbers measured on the released fp16 weights."""
     weights = folder / WEIGHTS_NAME
     meta = CheckpointMeta.from_metadata(read_metadata(weights), str(weights))
     last = history[-1]
-    selection = (f"final weights, epoch {last['epoch']} of {run.get('epochs', last['epoch'])}, fp16; "
+    selection = (f"final weights, epoch {last['epoch']} of {run.epochs}, fp16; "
                  f"{accuracy['images']:,} images, one view, fp32 on the CPU")
     card = build_card(
-        meta, weights, curve=True, recipe_config=run.get("recipe_config"), epochs=len(history), seed=run.get("seed"),
-        machine=run.get("machine"), train_seconds=last.get("train_seconds"), per_class=accuracy["per_class_acc"],
-        selection=selection, pretrained_name=pretrained_name, train_commit=run.get("git_commit"),
-        notes=run_notes(run.get("recipe_config"), history),
+        meta, weights, curve=True, recipe_config=run.recipe_config, epochs=len(history), seed=run.seed,
+        machine=run.machine, train_seconds=last.get("train_seconds"), per_class=accuracy["per_class_acc"],
+        selection=selection, pretrained_name=pretrained_name, train_commit=run.git_commit,
+        notes=run_notes(run.recipe_config, history),
     )
     atomic_write_bytes(folder / CARD_NAME, str(card).encode())
     return folder / CARD_NAME
@@ -321,21 +315,21 @@ def write_run_card(
     if not weights.is_file():
         raise CheckpointError(f"{weights} not found: the run has not finished; resume it with zoo train --resume")
     meta = CheckpointMeta.from_metadata(read_metadata(weights), str(weights))
-    if meta is None or meta.arch != run["arch"]:
-        raise CheckpointError(f"{weights} does not hold the run's {run['arch']!r} weights; re-save it from the run")
+    if meta is None or meta.arch != run.arch:
+        raise CheckpointError(f"{weights} does not hold the run's {run.arch!r} weights; re-save it from the run")
     meta = dataclasses.replace(meta, metrics={**(meta.metrics or {}), **metrics_from_history(history)})
     atomic_write_bytes(model_dir / CURVE_NAME, history_png(history))
     card = build_card(
         meta,
         weights,
         curve=True,
-        recipe_config=run.get("recipe_config"),
+        recipe_config=run.recipe_config,
         epochs=len(history),
-        seed=run.get("seed"),
-        machine=run.get("machine"),
+        seed=run.seed,
+        machine=run.machine,
         train_seconds=history[-1].get("train_seconds"),
-        train_commit=run.get("git_commit"),
-        notes=run_notes(run.get("recipe_config"), history),
+        train_commit=run.git_commit,
+        notes=run_notes(run.recipe_config, history),
         latency=latency,
         repo_id=repo_id,
     )

@@ -1,6 +1,6 @@
 """What every command line of zoo and of export shares: argument types, tables and the exit-code rule.
 
-A leaf: it imports nothing of zoo but its errors, so ``zoo.cli`` and ``export``'s
+A leaf: it imports nothing of zoo but its errors and the dataset table (zoo.datasets), so ``zoo.cli`` and ``export``'s
 commands both build on it without importing each other.
 """
 from __future__ import annotations
@@ -13,10 +13,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from zoo.datasets import FOLDER_PREFIX, list_datasets
 from zoo.errors import RunStopped, ZooError
 
-__all__ = ["EXIT_OS_ERROR", "EXIT_STOPPED", "EXIT_USER_ERROR", "EXIT_CODES", "add_quiet", "format_table", "key_value",
-           "positive", "progress_bar", "run_command"]
+__all__ = ["COMMANDS", "EXIT_OS_ERROR", "EXIT_STOPPED", "EXIT_USER_ERROR", "EXIT_CODES", "add_quiet", "dataset_name", "format_table", "key_value",
+           "positive", "run_command"]
 
 EXIT_USER_ERROR = 2
 """The exit status of a refused input or a failed check (argparse's usage errors use it too)."""
@@ -29,6 +30,20 @@ EXIT_CODES = (
     "2 a refused input or a failed check (usage, data, weights, export parity); 130 a run stopped by "
     "SIGINT/SIGTERM with its state saved. Each error is one line; --debug (or ZOO_DEBUG=1) shows the traceback."
 )
+
+
+COMMANDS = {
+    "list": "registered model names (or pretrained arch.tag names)",
+    "info": "params and MACs of models at their default (or a given) input",
+    "predict": "classify images: label names with probabilities",
+    "train": "train a model with one of the paper's recipes or ours, or fine-tune one (--init) on a dataset or image folder",
+    "eval": "top-1/top-5 error, per-class accuracy and confusion matrix of a checkpoint",
+    "reproduce": "the paper's experiments: runs, curves and a report beside the paper's numbers",
+    "push": "upload a save_pretrained folder to a Hugging Face model repo",
+    "card": "(re)write RUN_DIR/model/README.md and its training curve",
+    "release": "bundle a finished run as a pretrained tag: fp16 weights, card, pinned sha256",
+}
+"""zoo's own subcommands and their one-line help: ``zoo --help`` shows them without loading any (zoo.cli)."""
 
 
 def positive(kind: type) -> Callable[[str], Any]:
@@ -67,15 +82,15 @@ def key_value(item: str) -> tuple[str, Any]:
     return key, value
 
 
-def progress_bar(enabled: bool, total: int, desc: str, *, unit: str = "img", initial: int = 0) -> Any:
-    """A tqdm bar on stderr with its rate, drawn only on a terminal (and when ``enabled``: not ``--quiet``); else
-    None. Callers update it with ``bar.update(n)`` and ``bar.close()`` it."""
-    if not (enabled and sys.stderr.isatty()):
-        return None
-    from tqdm import tqdm  # lazy: only an interactive command draws a bar
-
-    return tqdm(total=total, initial=initial, desc=desc, unit=unit, unit_scale=unit == "img", leave=False,
-                dynamic_ncols=True, file=sys.stderr)
+def dataset_name(text: str) -> str:
+    """argparse type: a registered dataset's name or ``folder:PATH`` (the folder itself is checked when read)."""
+    if text.startswith(FOLDER_PREFIX):
+        if not text[len(FOLDER_PREFIX):]:
+            raise argparse.ArgumentTypeError(f"{FOLDER_PREFIX} needs a path: {FOLDER_PREFIX}PATH")
+        return text
+    if text not in list_datasets():
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(list_datasets())} or {FOLDER_PREFIX}PATH")
+    return text
 
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
@@ -97,6 +112,9 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     debug = getattr(args, "debug", False) or os.environ.get("ZOO_DEBUG", "").lower() not in ("", "0", "false", "no", "off")
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: stopped (Ctrl-C)", file=sys.stderr)
+        return EXIT_STOPPED
     except RunStopped as e:
         print(f"{parser.prog}: {e}", file=sys.stderr)
         return EXIT_STOPPED

@@ -1,9 +1,7 @@
-"""The ``zoo`` command: list, info, predict, train, eval, release, reproduce, push, card; export and bench come from
-the ``export`` package through the ``zoo.commands`` entry points (zoo never imports export).
+"""zoo's own subcommands: their arguments and what each runs (zoo.cli parses and dispatches).
 
-Exit status: 0 done; 1 the system failed (a file that cannot be read or written, a full disk);
-2 a refused input or a failed check; 130 a training run stopped by SIGINT / SIGTERM, its state
-saved. Each error is one line on stderr; --debug (or ZOO_DEBUG=1) shows the traceback.
+The heavy end of the command line: it imports the library (torch included), so zoo.cli loads it only
+once a subcommand is given.
 """
 from __future__ import annotations
 
@@ -11,24 +9,20 @@ import argparse
 import json
 import os
 import sys
-from importlib.metadata import entry_points
 from pathlib import Path
 
 from zoo.cards import write_run_card
-from zoo.cliutil import EXIT_CODES, EXIT_STOPPED, add_quiet, format_table, key_value, positive, run_command
+from zoo.cliutil import COMMANDS, EXIT_STOPPED, add_quiet, dataset_name, format_table, key_value, positive
+from zoo.datasets import DEFAULT_DATASET, FOLDER_PREFIX, list_datasets
 from zoo.errors import ArgumentError, UnknownModelError
 from zoo.hub import push_to_hub
 from zoo.predict import predict
 from zoo.recipes import RECIPES
 from zoo.registry import BUNDLED_DIR, TAGS_FILE, list_models, model_info
 from zoo.release import release
-from zoo.reproduce import EXPERIMENTS, estimate, plan_configs, reproduce, unique_configs
+from zoo.reproduce import EXPERIMENTS, estimate, plan_configs, reproduce, unique_configs, untestable
 from zoo.train import TrainConfig, evaluate_checkpoint, train
 from zoo.version import __version__
-
-PLUGIN_GROUP = "zoo.commands"
-"""Entry points adding subcommands: each loads ``build_parser(parser)`` of a package built on zoo (export's)."""
-
 
 def cmd_list(args: argparse.Namespace) -> int:
     for name in list_models(args.pattern or "*", pretrained=args.pretrained):
@@ -61,7 +55,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         recipe_overrides=dict(args.recipe_arg),
         data_dir=args.data_dir, synthetic=args.synthetic, val_split=args.val_split, train_subset=args.train_subset,
         test_subset=args.test_subset, seed=args.seed, device=args.device, compile=args.compile, resume=args.resume,
-        progress=not args.quiet,
+        progress=not args.quiet, init=args.init,
     )
     summary = train(cfg)
     if summary.get("stopped"):
@@ -96,12 +90,15 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                    val_split=args.val_split, model_args=dict(args.model_arg), skip=tuple(args.skip),
                    compress=args.compress)
     if args.plan:
-        est = estimate(unique_configs(plan_configs(args.experiment, Path(args.out), **options)), jobs=args.jobs,
-                       throughput=args.throughput)
-        print(format_table([{**r, "img_s": f"{r['img_s']:.0f}", "minutes": f"{r['minutes']:.2f}"} for r in est["runs"]],
-                           ["run", "epochs", "images", "img_s", "minutes", "source"]))
-        print(f"\n{len(est['runs'])} runs, {est['images']:,} images (evaluation counted at 1/3), {args.jobs} at a time: "
-              f"about {est['minutes']:.1f} GPU minutes")
+        plan = plan_configs(args.experiment, Path(args.out), **options)
+        est = estimate(unique_configs(plan), jobs=args.jobs, throughput=args.throughput)
+        print(format_table([{**r, "img_s": f"{r['img_s']:.0f}", "minutes": f"{r['minutes']:.2f}", "disk_gb": f"{r['disk_gb']:.2f}"}
+                            for r in est["runs"]], ["run", "epochs", "images", "img_s", "minutes", "disk_gb", "source"]))
+        print(f"\n{len(est['runs'])} runs (configurations shared by experiments counted once), {est['images']:,} images "
+              f"(evaluation counted at 1/3), {args.jobs} at a time: about {est['minutes']:.1f} GPU minutes; disk "
+              f"{est['disk_gb']:.1f} GB kept (states and models), {est['peak_disk_gb']:.1f} GB at peak")
+        for line in untestable(plan):
+            print(f"cannot test: {line}")
         return 0
     report = reproduce(args.experiment, args.out, quick=args.quick, data_dir=args.data_dir, device=args.device,
                        jobs=args.jobs, report_only=args.report_only, **options)
@@ -137,7 +134,7 @@ def cmd_card(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    results = predict(args.images, args.model, top_k=args.top_k)
+    results = predict(args.images, args.model, top_k=args.top_k, batch_size=args.batch_size, progress=not args.quiet)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
@@ -154,12 +151,12 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def _add_inspect(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("list", help="registered model names (or pretrained arch.tag names)")
+    p = sub.add_parser("list", help=COMMANDS["list"])
     p.add_argument("pattern", nargs="*", help="shell-style wildcards, e.g. 'googlenet*'")
     p.add_argument("--pretrained", action="store_true", help="list arch.tag names with published weights")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("info", help="params and MACs of models at their default (or a given) input")
+    p = sub.add_parser("info", help=COMMANDS["info"])
     p.add_argument("pattern", nargs="*", help="shell-style wildcards, e.g. 'googlenet*'")
     p.add_argument("--input-size", type=int, nargs=3, metavar=("C", "H", "W"), help="e.g. 3 32 32 for CIFAR-10")
     p.add_argument("--num-classes", type=int, default=None)
@@ -168,7 +165,7 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_publish(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("push", help="upload a save_pretrained folder to a Hugging Face model repo")
+    p = sub.add_parser("push", help=COMMANDS["push"])
     p.add_argument("folder", help="e.g. runs/NAME/model")
     p.add_argument("repo_id", help="owner/name; the token comes from HF_TOKEN or `hf auth login`")
     p.add_argument("--private", action="store_true", help="create the repo private")
@@ -176,13 +173,13 @@ def _add_publish(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--message", help="commit message")
     p.set_defaults(func=cmd_push)
 
-    p = sub.add_parser("card", help="(re)write RUN_DIR/model/README.md and its training curve")
+    p = sub.add_parser("card", help=COMMANDS["card"])
     p.add_argument("run_dir", help="the --out directory of zoo train")
     p.add_argument("--latency", metavar="JSON", help='file mapping setting to milliseconds, e.g. {"onnxruntime CPU, batch 1": 0.8}')
     p.add_argument("--repo-id", help="owner/name, for the card's usage snippet")
     p.set_defaults(func=cmd_card)
 
-    p = sub.add_parser("release", help="bundle a finished run as a pretrained tag: fp16 weights, card, pinned sha256")
+    p = sub.add_parser("release", help=COMMANDS["release"])
     p.add_argument("run_dir", help="the --out directory of a finished zoo train")
     p.add_argument("tag", help="the tag, e.g. cifar10_paper: the weights become ARCH.TAG")
     p.add_argument("--data-dir", help="directory with the dataset's .npz; the full test set measures the card's accuracy")
@@ -193,20 +190,26 @@ def _add_publish(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="classify image files: label names with probabilities")
-    p.add_argument("images", nargs="+", help="PNG or JPEG files, any size or mode")
+    p = sub.add_parser("predict", help=COMMANDS["predict"])
+    p.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...; any size or mode) or folders of them")
     p.add_argument("--model", required=True,
                    help="a pretrained tag (googlenet_res5x5.cifar10_paper), a save_pretrained folder, hf-hub:owner/name, "
                         "or an .onnx file zoo exported (run by onnxruntime)")
     p.add_argument("--top-k", type=positive(int), default=5, help="classes shown per image (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON instead of one line per image")
+    p.add_argument("--batch-size", type=positive(int), default=256, help="images per forward pass (default: %(default)s)")
+    add_quiet(p)
     p.set_defaults(func=cmd_predict)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model with one of the paper's recipes or ours")
+    p = sub.add_parser("train", help=COMMANDS["train"])
     p.add_argument("model", help="registry name, e.g. resnet18")
-    p.add_argument("--dataset", default="cifar10", choices=["mnist", "cifar10"])
+    p.add_argument("--dataset", default=DEFAULT_DATASET, type=dataset_name, metavar="DATASET",
+                   help=f"{', '.join(list_datasets())} (default: %(default)s), or {FOLDER_PREFIX}PATH: an image folder, one "
+                        "subfolder of images per class")
+    p.add_argument("--init", metavar="WEIGHTS", help="fine-tune: start from a tag (googlenet_res5x5.cifar10_paper), a saved "
+                                                     "folder or hf-hub:owner/name; the head is fitted to the dataset")
     p.add_argument("--recipe", default="paper", choices=RECIPES, help="paper: the paper's tables; fast: ours")
     p.add_argument("--out", help="run directory (default runs/MODEL-DATASET-RECIPE)")
     p.add_argument("--epochs", type=int)
@@ -214,7 +217,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, help="peak / initial learning rate")
     p.add_argument("--model-arg", action="append", type=key_value, default=[], metavar="KEY=VALUE", help="e.g. stem=cifar, aux_logits=false")
     p.add_argument("--recipe-arg", action="append", type=key_value, default=[], metavar="KEY=VALUE", help="any recipe field, e.g. plateau_patience=10")
-    p.add_argument("--data-dir", help="directory with mnist.npz / cifar10.npz (default $ZOO_DATA_DIR, then torchvision)")
+    p.add_argument("--data-dir", help="directory with the dataset's NAME.npz (default $ZOO_DATA_DIR, then torchvision)")
     p.add_argument("--synthetic", type=int, default=0, metavar="N", help="train on N synthetic images (no data needed)")
     p.add_argument("--val-split", type=int, default=0, metavar="N", help="hold out N training images; the plateau watches them")
     p.add_argument("--train-subset", type=int, default=0, metavar="N")
@@ -226,10 +229,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="top-1/top-5 error, per-class accuracy and confusion matrix of a checkpoint")
+    p = sub.add_parser("eval", help=COMMANDS["eval"])
     p.add_argument("model", help="a pretrained tag (googlenet_res5x5.cifar10_paper), or the arch --weights belong to")
     p.add_argument("--weights", help="a .safetensors file, a save_pretrained folder or hf-hub:owner/name[@rev] (default: the tag's)")
-    p.add_argument("--dataset", choices=["mnist", "cifar10"], help="default: the tag's")
+    p.add_argument("--dataset", type=dataset_name, metavar="DATASET",
+                   help=f"{', '.join(list_datasets())} or {FOLDER_PREFIX}PATH (default: the tag's)")
     p.add_argument("--data-dir")
     p.add_argument("--device", default="auto")
     p.add_argument("--tta", action="store_true", help="average the logits of each image and its mirror")
@@ -239,7 +243,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_reproduce(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("reproduce", help="the paper's experiments: runs, curves and a report beside the paper's numbers")
+    p = sub.add_parser("reproduce", help=COMMANDS["reproduce"])
     p.add_argument("experiment", nargs="+", choices=[*EXPERIMENTS, "all"], help="one or more; runs they share are trained once")
     p.add_argument("--out", default="reproduce", help="directory for runs, curves and report.md")
     p.add_argument("--quick", action="store_true", help="a few synthetic images on the CPU: checks the machinery only")
@@ -264,35 +268,7 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_reproduce)
 
 
-def plugins() -> dict:
-    """The subcommands other packages add (``zoo export``, ``zoo bench``), by name; none is imported yet."""
-    return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP)}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zoo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"zoo {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """zoo's own subcommands, with their arguments (zoo.cli adds the plugins' and parses)."""
     for add in (_add_inspect, _add_predict, _add_train, _add_reproduce, _add_publish):
         add(sub)
-    for name, ep in plugins().items():
-        sub.add_parser(name, help=f"from {ep.value.split(':')[0]}: see zoo {name} --help", add_help=False)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    found = plugins()
-    if argv[:1] == ["--debug"] and argv[1:2] and argv[1] in found:
-        os.environ["ZOO_DEBUG"] = "1"
-        argv = argv[1:]
-    if argv and argv[0] in found:  # a plugin's own parser, loaded only when its command runs
-        parser = argparse.ArgumentParser(prog=f"zoo {argv[0]}", formatter_class=argparse.RawDescriptionHelpFormatter,
-                                         epilog=EXIT_CODES)
-        return run_command(found[argv[0]].load()(parser), argv[1:])
-    return run_command(build_parser(), argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

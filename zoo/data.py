@@ -1,9 +1,10 @@
-"""MNIST and CIFAR-10: loading, and a device-resident loader with batched augmentation.
+"""Datasets as tensors: loading what a :class:`~zoo.datasets.DataSpec` describes, reading images, and a
+device-resident loader with batched augmentation.
 
-Datasets come from, in order: a directory of ``.npz`` files (``--data-dir`` or
-``$ZOO_DATA_DIR``; ``mnist.npz`` / ``cifar10.npz`` with uint8 arrays
-``x_train``, ``y_train``, ``x_test``, ``y_test``, images HWC), torchvision's
-download, or, only when asked for, a synthetic set for tests and benchmarks.
+A spec's images come from, in order: its arrays in memory, its image folder (``folder:PATH``, one
+subfolder per class, decoded at the model's input size), or ``<name>.npz`` in a directory (``--data-dir``
+or ``$ZOO_DATA_DIR``; uint8 arrays ``x_train``, ``y_train``, ``x_test``, ``y_test``, images HWC), else
+torchvision's download; or, only when asked for, a synthetic set for tests and benchmarks.
 
 Training keeps the whole dataset on the device as uint8 NCHW. Each epoch's
 permutation and every sample's augmentation parameters are drawn on the CPU
@@ -17,57 +18,29 @@ import dataclasses
 import hashlib
 import math
 import os
+import warnings
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from zoo.errors import DataError
-
-CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    in_chans: int
-    num_classes: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    label_names: tuple[str, ...]
-    title: str  # for people: "CIFAR-10"
-    hub_id: str  # the Hugging Face dataset a card links to
-
-    @property
-    def input_size(self) -> tuple[int, int, int]:
-        return (self.in_chans, 32, 32)
-
-
-DATASETS: dict[str, DatasetInfo] = {
-    # MNIST enters as 1x32x32 (28x28 zero-padded by 2) so every family accepts it
-    "mnist": DatasetInfo("mnist", 1, 10, (0.1307,), (0.3081,), tuple(str(i) for i in range(10)), "MNIST", "ylecun/mnist"),
-    "cifar10": DatasetInfo("cifar10", 3, 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), CIFAR10_LABELS,
-                           "CIFAR-10", "uoft-cs/cifar10"),
-}
-
-
-def get_info(name: str) -> DatasetInfo:
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    return DATASETS[name]
+from zoo.datasets import AUGMENTATIONS, FOLDER_PREFIX, Augment, DataSpec, get_spec
+from zoo.errors import DataError, ZooInputError
+from zoo.progress import progress_bar
 
 
 @dataclass
 class Dataset:
     """uint8 NCHW images and int64 labels; ``x_val`` is a held-out part of train, or None."""
 
-    info: DatasetInfo
+    spec: DataSpec
     x_train: Tensor
     y_train: Tensor
     x_test: Tensor
@@ -86,148 +59,281 @@ def arrays_sha256(*tensors: Tensor) -> str:
     return h.hexdigest()
 
 
-def _dataset(info: DatasetInfo, x_train: Tensor, y_train: Tensor, x_test: Tensor, y_test: Tensor, source: str) -> Dataset:
-    return Dataset(info, x_train, y_train, x_test, y_test, source, arrays_sha256(x_train, y_train, x_test, y_test))
+def _dataset(spec: DataSpec, x_train: Tensor, y_train: Tensor, x_test: Tensor, y_test: Tensor, source: str) -> Dataset:
+    return Dataset(spec, x_train, y_train, x_test, y_test, source, arrays_sha256(x_train, y_train, x_test, y_test))
 
 
-def _to_nchw(x: np.ndarray, info: DatasetInfo) -> Tensor:
+def _to_nchw(x: np.ndarray, spec: DataSpec) -> Tensor:
+    """Stored HWC (or HW for one channel) images as the model's NCHW input: zero-padded by the spec's ``pad``."""
     t = torch.from_numpy(np.ascontiguousarray(x))
-    if info.in_chans == 1:  # 28x28 digits (checked) enter zero-padded to 32x32
-        return F.pad(t.unsqueeze(1), (2, 2, 2, 2))
-    return t.permute(0, 3, 1, 2).contiguous()
+    t = t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2).contiguous()
+    return F.pad(t, (spec.pad,) * 4) if spec.pad else t
 
 
-def _check_arrays(arrays: dict[str, np.ndarray], info: DatasetInfo, where: str) -> None:
-    hw = {"mnist": (28, 28), "cifar10": (32, 32, 3)}[info.name]
+def _stored_shape(spec: DataSpec) -> tuple[int, ...]:
+    h, w = spec.stored_size
+    return (h, w) if spec.in_chans == 1 else (h, w, spec.in_chans)
+
+
+def _check_arrays(arrays: dict[str, np.ndarray], spec: DataSpec, where: str) -> None:
+    shape = _stored_shape(spec)
     for split in ("train", "test"):
         x, y = arrays.get(f"x_{split}"), arrays.get(f"y_{split}")
         if x is None or y is None:
             raise DataError(f"{where} lacks x_{split}/y_{split}; expected uint8 arrays x_train, y_train, x_test, y_test")
         if y.dtype.kind not in "iu" or y.ndim != 1:
-            raise DataError(f"{where}: y_{split} is {y.dtype}{y.shape}; labels must be a 1-D array of integers 0..{info.num_classes - 1}")
-        if x.dtype != np.uint8 or x.shape[1:] != hw or len(x) != len(y):
+            raise DataError(f"{where}: y_{split} is {y.dtype}{y.shape}; labels must be a 1-D array of integers 0..{spec.num_classes - 1}")
+        if x.dtype != np.uint8 or x.shape[1:] != shape or len(x) != len(y):
             raise DataError(
                 f"{where}: x_{split} is {x.dtype}{x.shape}, y_{split} has {len(y)} labels; "
-                f"expected uint8 (N, {', '.join(map(str, hw))}) images (HWC) and N labels"
+                f"expected uint8 (N, {', '.join(map(str, shape))}) images (HWC) and N labels"
             )
-        if len(y) and (y.min() < 0 or y.max() >= info.num_classes):
-            raise DataError(f"{where}: y_{split} holds labels outside 0..{info.num_classes - 1}")
+        if len(y) and (y.min() < 0 or y.max() >= spec.num_classes):
+            raise DataError(f"{where}: y_{split} holds labels outside 0..{spec.num_classes - 1}")
 
 
-def _from_npz(path: Path, info: DatasetInfo) -> Dataset:
+def _from_npz(path: Path, spec: DataSpec) -> Dataset:
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # truncated, not a zip, a pickled array
         raise DataError(f"{path} is not a readable .npz archive ({type(e).__name__}: {e}); restore or re-create it") from None
-    return _from_arrays(arrays, info, str(path), source=f"npz:{path}")
+    return _from_arrays(arrays, spec, str(path), source=f"npz:{path}")
 
 
-def _from_arrays(arrays: dict[str, np.ndarray], info: DatasetInfo, where: str, source: str) -> Dataset:
+def _from_arrays(arrays: Mapping[str, np.ndarray], spec: DataSpec, where: str, source: str) -> Dataset:
     """The checked uint8 x_train, y_train, x_test, y_test arrays of ``where`` as a Dataset."""
-    _check_arrays(arrays, info, where)
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    _check_arrays(arrays, spec, where)
     return _dataset(
-        info,
-        _to_nchw(arrays["x_train"], info),
+        spec,
+        _to_nchw(arrays["x_train"], spec),
         torch.from_numpy(arrays["y_train"].astype(np.int64)),
-        _to_nchw(arrays["x_test"], info),
+        _to_nchw(arrays["x_test"], spec),
         torch.from_numpy(arrays["y_test"].astype(np.int64)),
         source=source,
     )
 
 
-def _from_torchvision(root: Path, info: DatasetInfo) -> Dataset:
+def _from_torchvision(root: Path, spec: DataSpec) -> Dataset:
     import torchvision  # lazy: only the download path needs it
 
-    cls = {"mnist": torchvision.datasets.MNIST, "cifar10": torchvision.datasets.CIFAR10}[info.name]
+    cls = getattr(torchvision.datasets, spec.torchvision)
     splits = [cls(str(root), train=train, download=True) for train in (True, False)]
     arrays = {}
     for split, ds in zip(("train", "test"), splits):
         arrays[f"x_{split}"] = np.asarray(ds.data, dtype=np.uint8)
         arrays[f"y_{split}"] = np.asarray(ds.targets, dtype=np.int64)
-    _check_arrays(arrays, info, f"torchvision {info.name} in {root}")
-    return _dataset(
-        info,
-        _to_nchw(arrays["x_train"], info),
-        torch.from_numpy(arrays["y_train"]),
-        _to_nchw(arrays["x_test"], info),
-        torch.from_numpy(arrays["y_test"]),
-        source=f"torchvision:{root}",
-    )
+    return _from_arrays(arrays, spec, f"torchvision {spec.torchvision} in {root}", source=f"torchvision:{root}")
 
 
-def synthetic(name: str, n_train: int = 2048, n_test: int = 512, seed: int = 0) -> Dataset:
-    """A learnable stand-in with the real dataset's shapes: each class is a fixed random
-    low-frequency pattern plus per-image noise and shift. For tests and benchmarks only."""
-    info = get_info(name)
+def synthetic(name: str | DataSpec, n_train: int = 2048, n_test: int = 512, seed: int = 0) -> Dataset:
+    """A learnable stand-in with the dataset's shapes and classes: each class is a fixed random low-frequency
+    pattern plus per-image noise and shift. For tests and benchmarks only."""
+    spec = name if isinstance(name, DataSpec) else get_dataset_spec(name)
+    c, h, w = spec.input_size
     g = torch.Generator().manual_seed(seed)
-    protos = F.interpolate(torch.rand(info.num_classes, info.in_chans, 4, 4, generator=g), size=32, mode="bilinear")
+    protos = F.interpolate(torch.rand(spec.num_classes, c, 4, 4, generator=g), size=(h, w), mode="bilinear")
 
     def draw(n: int) -> tuple[Tensor, Tensor]:
-        y = torch.randint(0, info.num_classes, (n,), generator=g)
-        x = protos[y] + 0.25 * torch.randn(n, info.in_chans, 32, 32, generator=g)
+        y = torch.randint(0, spec.num_classes, (n,), generator=g)
+        x = protos[y] + 0.25 * torch.randn(n, c, h, w, generator=g)
         return (x.clamp(0, 1) * 255).round().to(torch.uint8), y
 
     x_train, y_train = draw(n_train)
     x_test, y_test = draw(n_test)
-    return _dataset(info, x_train, y_train, x_test, y_test, source=f"synthetic:{n_train}+{n_test}:seed{seed}")
+    return _dataset(spec, x_train, y_train, x_test, y_test, source=f"synthetic:{n_train}+{n_test}:seed{seed}")
+
+
+def get_dataset_spec(name: str, **folder: Any) -> DataSpec:
+    """The spec of a registered dataset, or of ``folder:PATH`` (:func:`folder_spec`, with ``folder``'s options)."""
+    if name.startswith(FOLDER_PREFIX):
+        return folder_spec(name[len(FOLDER_PREFIX):], **folder)
+    return get_spec(name)
 
 
 def load_dataset(
-    name: str,
+    name: str | DataSpec,
     data_dir: str | os.PathLike | None = None,
     *,
     download: bool = True,
     val_split: int = 0,
     seed: int = 0,
+    progress: bool = False,
 ) -> Dataset:
-    """Load ``name`` ("mnist" or "cifar10") from ``data_dir`` / ``$ZOO_DATA_DIR``, else torchvision's download.
+    """Load a dataset (a name, ``folder:PATH`` or a spec): its arrays, its image folder, or its ``<name>.npz``.
 
-    A directory given (argument or environment) must hold ``<name>.npz``: nothing is created or
-    downloaded there, so a mistyped path is an error that says where it looked. Without one,
-    torchvision downloads into ``~/.cache/zoo/datasets`` (``download=False`` refuses that too).
-    ``val_split`` holds out that many training images (a seeded random choice) as a validation set,
-    so the learning-rate plateau need not watch the test set.
+    An npz comes from ``data_dir`` / ``$ZOO_DATA_DIR``, which must hold it: nothing is created or downloaded
+    there, so a mistyped path is an error that says where it looked. Without one, torchvision downloads into
+    ``~/.cache/zoo/datasets`` (``download=False`` refuses that too). ``val_split`` holds out that many training
+    images (a seeded random choice) as a validation set, so the learning-rate plateau need not watch the test set.
+    ``progress``: a bar while an image folder is read.
     """
-    info = get_info(name)
-    data_dir = data_dir or os.environ.get("ZOO_DATA_DIR")
-    if data_dir:
-        npz = Path(data_dir) / f"{name}.npz"
-        if not npz.is_file():
-            where = "--data-dir / $ZOO_DATA_DIR"
-            raise DataError(f"{name}: looked for {npz} ({where}) and found no such file; pass the directory that holds "
-                            f"{name}.npz (uint8 x_train, y_train, x_test, y_test), or no directory to download it")
-        ds = _from_npz(npz, info)
-    elif download:
-        root = Path.home() / ".cache" / "zoo" / "datasets"
-        try:
-            ds = _from_torchvision(root, info)
-        except Exception as e:  # torchvision raises URLError, RuntimeError, ... offline
-            raise DataError(
-                f"{name}: no --data-dir given and torchvision's download into {root} failed ({type(e).__name__}: {e}); "
-                f"pass --data-dir DIR holding {name}.npz (uint8 x_train, y_train, x_test, y_test) or use a synthetic set"
-            ) from e
+    spec = name if isinstance(name, DataSpec) else get_dataset_spec(name)
+    if spec.arrays is not None:
+        ds = _from_arrays(spec.arrays(), spec, f"dataset {spec.name!r}", source=f"arrays:{spec.name}")
+    elif spec.root is not None:
+        ds = _from_folder(spec, progress)
     else:
-        raise DataError(f"{name}: pass the directory that holds {name}.npz (data_dir or $ZOO_DATA_DIR)")
+        ds = _from_npz_or_download(spec, data_dir, download)
     if val_split:
         ds = split_validation(ds, val_split, seed)
     return ds
 
 
+def _from_npz_or_download(spec: DataSpec, data_dir: str | os.PathLike | None, download: bool) -> Dataset:
+    name = spec.name
+    data_dir = data_dir or os.environ.get("ZOO_DATA_DIR")
+    if data_dir:
+        npz = Path(data_dir) / f"{name}.npz"
+        if not npz.is_file():
+            raise DataError(f"{name}: looked for {npz} (--data-dir / $ZOO_DATA_DIR) and found no such file; pass the "
+                            f"directory that holds {name}.npz (uint8 x_train, y_train, x_test, y_test), or no directory "
+                            "to download it")
+        return _from_npz(npz, spec)
+    if not download or spec.torchvision is None:
+        raise DataError(f"{name}: pass the directory that holds {name}.npz (--data-dir, data_dir or $ZOO_DATA_DIR)")
+    root = Path.home() / ".cache" / "zoo" / "datasets"
+    try:
+        return _from_torchvision(root, spec)
+    except Exception as e:  # torchvision raises URLError, RuntimeError, ... offline
+        raise DataError(
+            f"{name}: no --data-dir given and torchvision's download into {root} failed ({type(e).__name__}: {e}); "
+            f"pass --data-dir DIR holding {name}.npz (uint8 x_train, y_train, x_test, y_test) or use a synthetic set"
+        ) from e
+
+
 SAMPLE_FILE = Path(__file__).with_name("eval_sample.npz")
-SAMPLE_SIZES = {"mnist": (1000, 100), "cifar10": (500, 100)}
-"""zoo/eval_sample.npz (benchmarks/make_eval_sample.py): per dataset, test images for accuracy and training
-images for int8 calibration, a seeded class-stratified sample of the official splits shipped with the package."""
+"""zoo/eval_sample.npz (benchmarks/make_eval_sample.py): per dataset whose spec has a ``sample``, test images for
+accuracy and training images for int8 calibration, a seeded class-stratified sample of the official splits."""
 
 
 def load_sample(name: str) -> Dataset:
     """The shipped sample of ``name``: its test part measures accuracy with no download (a sample's accuracy)."""
-    info = get_info(name)
+    spec = get_spec(name)
+    if spec.sample is None:
+        raise DataError(f"zoo ships no sample of {name}; pass --data-dir with {name}.npz")
     if not SAMPLE_FILE.is_file():
         raise DataError(f"{SAMPLE_FILE} is missing from this install; pass --data-dir with {name}.npz")
     with np.load(SAMPLE_FILE, allow_pickle=False) as npz:
         arrays = {k.removeprefix(f"{name}_"): npz[k] for k in npz.files if k.startswith(f"{name}_")}
-    return _from_arrays(arrays, info, f"{SAMPLE_FILE} ({name})", source=f"sample:{len(arrays.get('y_test', ()))} test images")
+    return _from_arrays(arrays, spec, f"{SAMPLE_FILE} ({name})", source=f"sample:{len(arrays.get('y_test', ()))} test images")
+
+
+# ---------------------------------------------------------------------------- images and image folders
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+FOLDER_TEST_FRACTION = 0.2
+"""An image folder has no official test split: this share of each class (seeded, at least one image) is held out."""
+FOLDER_INPUT_SIZE = (3, 32, 32)
+"""The input of a model trained from scratch on an image folder (fine-tuning takes the model's own)."""
+
+
+def open_image(source: str | os.PathLike | Image.Image) -> Image.Image:
+    """An image file (or a PIL image) upright, its EXIF orientation applied, refused past Pillow's
+    decompression-bomb limit (a huge image would take all the memory)."""
+    where = "the image" if isinstance(source, Image.Image) else str(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = source if isinstance(source, Image.Image) else Image.open(source)
+            image.load()
+            return ImageOps.exif_transpose(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ZooInputError(f"{where} is larger than Pillow's limit of {Image.MAX_IMAGE_PIXELS:,} pixels (a decompression "
+                            "bomb guard); resize it first") from None
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
+        raise ZooInputError(f"{where} is not an image zoo can read ({e}); pass PNG or JPEG files") from None
+
+
+def image_array(image: Image.Image, input_size: Sequence[int], pad: int = 0) -> np.ndarray:
+    """One image as a model's uint8 (C, H, W) input before normalisation: grey or RGB by the channels, resized
+    to the input less ``pad`` on each side (bilinear), then zero-padded (MNIST's 28x28 digits in 32x32)."""
+    c, h, w = input_size
+    inner = image.convert("L" if c == 1 else "RGB").resize((w - 2 * pad, h - 2 * pad), Image.BILINEAR)
+    x = np.asarray(inner, dtype=np.uint8).reshape(h - 2 * pad, w - 2 * pad, -1).transpose(2, 0, 1)
+    return np.pad(x, ((0, 0), (pad, pad), (pad, pad))) if pad else x
+
+
+def scan_folder(root: str | os.PathLike) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
+    """(class names, [(image file, class index)]) of an image folder: one subfolder per class, images in them.
+
+    Refused, before anything is read: a missing or empty folder, one class, a class without images, images
+    beside the class folders, folders inside a class folder."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{FOLDER_PREFIX}{root}: no such folder; pass a folder with one subfolder of images per class")
+    entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    loose = [p.name for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    if loose:
+        raise DataError(f"{root} holds images beside its class folders ({loose[0]}): put every image in the subfolder "
+                        "named for its class")
+    classes = [p for p in entries if p.is_dir()]
+    if len(classes) < 2:
+        raise DataError(f"{root} has {len(classes)} class folder(s); a classifier needs at least 2 (one subfolder of "
+                        "images per class)")
+    files = []
+    for index, folder in enumerate(classes):
+        inside = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+        if nested := [p.name for p in inside if p.is_dir()]:
+            raise DataError(f"{folder} holds a folder ({nested[0]}): class folders hold images, one level deep")
+        images = [p for p in inside if p.suffix.lower() in IMAGE_SUFFIXES]
+        if len(images) < 2:
+            raise DataError(f"class folder {folder} holds {len(images)} image(s) ({'/'.join(IMAGE_SUFFIXES)}); each "
+                            "class needs at least 2, one to train on and one to test")
+        files += [(p, index) for p in images]
+    return tuple(p.name for p in classes), files
+
+
+def folder_spec(root: str | os.PathLike, input_size: Sequence[int] | None = None, mean: Sequence[float] | None = None,
+                std: Sequence[float] | None = None) -> DataSpec:
+    """The spec of an image folder (checked by :func:`scan_folder`): its classes, the model's ``input_size``
+    (default :data:`FOLDER_INPUT_SIZE`) and statistics (default: measured on its training images when loaded)."""
+    root = Path(root)
+    labels, files = scan_folder(root)
+    size = tuple(input_size or FOLDER_INPUT_SIZE)
+    n_test = len(_test_indices([label for _, label in files], len(labels)))
+    stats = (tuple(mean), tuple(std)) if mean is not None and std is not None else ((0.5,) * size[0], (0.25,) * size[0])
+    return DataSpec(f"{FOLDER_PREFIX}{root}", root.name, labels, *stats, size, splits=(len(files) - n_test, n_test),
+                    root=root, measure_stats=mean is None or std is None)
+
+
+def _test_indices(labels: Sequence[int], num_classes: int) -> np.ndarray:
+    """The held-out test images of a folder: a seeded FOLDER_TEST_FRACTION of each class, at least one."""
+    rng = np.random.default_rng(0)
+    labels = np.asarray(labels)
+    picked = []
+    for k in range(num_classes):
+        idx = np.flatnonzero(labels == k)
+        picked.append(rng.choice(idx, max(1, round(len(idx) * FOLDER_TEST_FRACTION)), replace=False))
+    return np.sort(np.concatenate(picked))
+
+
+def _from_folder(spec: DataSpec, progress: bool = False) -> Dataset:
+    """Decode every image of the folder at the spec's input size; measure mean and std when the spec asks."""
+    labels, files = scan_folder(spec.root)
+    if labels != spec.label_names:
+        raise DataError(f"{spec.root} changed since it was scanned (classes {labels}); run again")
+    bar = progress_bar(progress, len(files), f"reading {spec.root.name}")
+    x = np.empty((len(files), *spec.input_size), np.uint8)
+    for i, (path, _) in enumerate(files):
+        try:
+            x[i] = image_array(open_image(path), spec.input_size, spec.pad)
+        except ZooInputError as e:
+            raise DataError(f"{FOLDER_PREFIX}{spec.root}: {e}") from None
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    y = np.array([label for _, label in files], np.int64)
+    test = np.zeros(len(y), bool)
+    test[_test_indices(y, len(labels))] = True
+    if spec.measure_stats:
+        pixels = x[~test].transpose(1, 0, 2, 3).reshape(spec.in_chans, -1) / 255.0
+        std = tuple(float(max(s, 1e-3)) for s in pixels.std(1))  # a blank channel must not divide by zero
+        spec = dataclasses.replace(spec, mean=tuple(float(m) for m in pixels.mean(1)), std=std, measure_stats=False)
+    t = torch.from_numpy
+    return _dataset(spec, t(x[~test]), t(y[~test]), t(x[test]), t(y[test]), source=f"{FOLDER_PREFIX}{spec.root}")
 
 
 def split_validation(ds: Dataset, n_val: int, seed: int = 0) -> Dataset:
@@ -254,8 +360,6 @@ def subset(x: Tensor, y: Tensor, n: int, seed: int = 0) -> tuple[Tensor, Tensor]
 
 # ---------------------------------------------------------------------------- augmentation
 
-AUGMENTATIONS = ("none", "crop_flip", "paper")
-
 # The paper names its CIFAR-10 transforms (horizontal flip, rotation, colour
 # jitter, random resized crop) but not their parameters; these are ours.
 PAPER_ROTATION_DEG = 15.0
@@ -264,7 +368,7 @@ PAPER_CROP_SCALE = (0.6, 1.0)
 PAPER_CROP_RATIO = (3 / 4, 4 / 3)
 
 
-def draw_augment_params(kind: str, n: int, g: torch.Generator, flip: bool = True) -> dict[str, Tensor]:
+def draw_augment_params(kind: Augment, n: int, g: torch.Generator, flip: bool = True) -> dict[str, Tensor]:
     """Per-sample random parameters for ``n`` samples, drawn on the CPU from ``g``."""
     if kind == "none":
         return {}
@@ -342,7 +446,7 @@ class DeviceLoader:
         batch_size: int,
         mean: tuple[float, ...],
         std: tuple[float, ...],
-        augment: str = "none",
+        augment: Augment = "none",
         flip: bool = True,
         shuffle: bool = True,
         drop_last: bool = True,

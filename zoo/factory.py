@@ -3,25 +3,27 @@
 The factory sits above the registry (names, tags, building without weights) and
 the hub (fetching and checking weights), so that neither needs the other.
 
-Every zoo model is also ``timm.create_model("zoo_<name>")``. Importing timm costs
-about 1.7 s (it imports torchvision and torch._dynamo), so zoo does not import it:
-the models are registered in timm the moment timm is imported, before or after zoo.
+Every zoo model is also ``timm.create_model("zoo_<name>")``, with its tags known to
+``timm.list_pretrained``; zoo.bridge calls :func:`mirror_into_timm` when timm is imported.
 """
 from __future__ import annotations
 
-import importlib.abc
-import importlib.util
+import os
 import sys
-from collections.abc import Callable
+import warnings
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from zoo import registry
-from zoo.hub import load_pretrained
+from zoo.errors import ArgumentError, CheckpointError
+from zoo.hub import HF_PREFIX, cfg_from_meta, load_model, load_pretrained, name_labels, read_meta
 from zoo.registry import TIMM_PREFIX, build_model, data_config, get_pretrained_tag, meta_model, model_args, split_model_name
 
-__all__ = ["TIMM_PREFIX", "create_model"]
+__all__ = ["TIMM_PREFIX", "create_model", "init_config", "load_any", "mirror_into_timm"]
 
 
 def create_model(
@@ -30,26 +32,54 @@ def create_model(
     pretrained: bool = False,
     num_classes: int | None = None,
     in_chans: int | None = None,
+    label_names: Sequence[str] | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a registered model, optionally with its published weights.
 
-    ``name`` is ``arch`` or ``arch.tag``. A tag supplies the kwargs its
-    checkpoint was trained with (num_classes, in_chans, stem, ...); explicit
-    arguments win. ``pretrained=True`` loads the tag's weights (the arch's
-    first tag when the name has none), checked against its pinned sha256.
+    ``name`` is ``arch`` or ``arch.tag``. A tag supplies the kwargs its checkpoint was trained with
+    (num_classes, in_chans, stem, ...); explicit arguments win. ``pretrained=True`` loads the tag's weights
+    (the arch's first tag when the name has none), checked against its pinned sha256, with timm's
+    semantics: another ``num_classes`` gives a fresh classifier (0: none, the model returns pooled
+    features) whose classes ``label_names`` may name, another ``in_chans`` an adapted first convolution;
+    every other tensor is loaded and checked as strictly as ever.
     """
+    if not isinstance(pretrained, bool):
+        raise ArgumentError(f"pretrained must be True or False, got {pretrained!r}")
     arch, tag = split_model_name(name)
     entry = get_pretrained_tag(name) if (tag or pretrained) else None
     model = build_model(entry.name if entry else arch, num_classes=num_classes, in_chans=in_chans, **kwargs)
     if pretrained:
         load_pretrained(model, entry)
-    return model
+    return name_labels(model, label_names)
+
+
+def load_any(source: str | os.PathLike, **kwargs: Any) -> nn.Module:
+    """A model with trained weights from a tag (``arch.tag``), a saved folder or file, or ``hf-hub:owner/name``,
+    with :func:`create_model`'s semantics for ``kwargs`` (another num_classes or in_chans adapt)."""
+    if _is_tag(source):
+        return create_model(str(source), pretrained=True, **kwargs)
+    return load_model(source, **kwargs)
+
+
+def init_config(source: str | os.PathLike) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(arch, kwargs, pretrained_cfg) of the weights :func:`load_any` would load, read without loading them."""
+    if _is_tag(source):
+        entry = get_pretrained_tag(str(source))
+        return entry.arch, dict(entry.model_kwargs), data_config(meta_model(entry.name), entry)
+    meta = read_meta(source)
+    return meta.arch, dict(meta.model_kwargs), cfg_from_meta(meta)
+
+
+def _is_tag(source: str | os.PathLike) -> bool:
+    """A source names a tag unless it is ``hf-hub:...`` or a path that exists (as zoo predict reads it)."""
+    return not (str(source).startswith(HF_PREFIX) or Path(source).exists())
 
 
 def _timm_entry(name: str):
     """timm's entry point for ``zoo_<name>``: timm's builder (features_only, hf-hub: configs, head reset),
-    with a pretrained_cfg right for the configuration, and a zoo tag's weights loaded and checked by zoo."""
+    with a pretrained_cfg right for the configuration, and a zoo tag's weights loaded and checked by zoo
+    (into the backbone a features_only wrapper holds)."""
 
     def entry(pretrained: bool = False, **kwargs: Any) -> nn.Module:
         from timm.models import build_model_with_cfg  # lazy: timm is imported already, it is calling us
@@ -65,10 +95,10 @@ def _timm_entry(name: str):
         kwargs["pretrained_cfg"] = {**ours, **cfg} if isinstance(cfg, dict) else ours
         model = build_model_with_cfg(registry.factory(name), TIMM_PREFIX + name, pretrained and tag is None,
                                      feature_cfg={"feature_cls": "getter"}, **kwargs)
+        backbone = model.model if kwargs.get("features_only") else model
+        backbone._zoo_arch, backbone._model_args = name, model_kwargs
         if pretrained and tag is not None:
-            load_pretrained(model, tag)
-        if not kwargs.get("features_only"):
-            model._zoo_arch, model._zoo_kwargs = name, model_kwargs
+            load_pretrained(backbone, tag)
         return model
 
     entry.__name__ = entry.__qualname__ = TIMM_PREFIX + name
@@ -77,42 +107,39 @@ def _timm_entry(name: str):
     return entry
 
 
+default_cfgs: dict[str, Any] = {}
+"""timm reads a registering module's ``default_cfgs``: each zoo_<arch>'s tags, so timm.list_pretrained knows them."""
+
+
+def _timm_tags(name: str) -> Any:
+    """timm's DefaultCfg of ``zoo_<name>``: one PretrainedCfg per tag, with the weights' file where one is bundled."""
+    from timm.models import DefaultCfg, PretrainedCfg  # lazy: only once timm is imported
+
+    tags = [t for t in registry.list_models(f"{name}.*", pretrained=True)]
+    cfgs = {"": PretrainedCfg(**data_config(meta_model(name)))}
+    for full in tags:
+        entry = get_pretrained_tag(full)
+        local = entry.bundled / entry.filename
+        cfgs[entry.tag] = PretrainedCfg(**{**data_config(meta_model(full), entry), "file": str(local) if local.is_file() else None,
+                                          "hf_hub_id": entry.hf_hub_id, "architecture": TIMM_PREFIX + name})
+    order = [get_pretrained_tag(t).tag for t in tags] + [""]
+    return DefaultCfg(tags=deque(order), cfgs=cfgs)
+
+
 def _register_in_timm(name: str) -> None:
     """Make ``timm.create_model("zoo_<name>")`` build our model, weights included; our names never shadow timm's."""
     from timm.models import register_model as timm_register_model  # lazy: only once timm is imported
 
     entry = _timm_entry(name)
     globals()[entry.__name__] = entry  # timm records the entry's module; the function must be reachable there
+    try:
+        default_cfgs[entry.__name__] = _timm_tags(name)
+    except CheckpointError as e:  # a damaged pretrained.json must not break `import timm`: the models still register
+        warnings.warn(f"zoo: {e}; zoo's models are registered in timm without their tags", stacklevel=2)
     timm_register_model(entry)
 
 
-class _AfterImport(importlib.abc.MetaPathFinder):
-    """Run ``callback`` once, right after the module ``name`` is first imported (by anyone)."""
-
-    def __init__(self, name: str, callback: Callable[[], None]) -> None:
-        self.name, self.callback = name, callback
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        if fullname != self.name:
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)
-        if spec is not None and spec.loader is not None:
-            run = spec.loader.exec_module
-
-            def exec_module(module: Any) -> None:
-                run(module)
-                self.callback()
-
-            spec.loader.exec_module = exec_module  # type: ignore[method-assign]
-        return spec
-
-
-def _mirror_into_timm() -> None:
+def mirror_into_timm() -> None:
+    """Register every zoo model in timm as ``zoo_<name>``, now and as later ones register (zoo.bridge calls this once
+    timm is imported)."""
     registry.on_register(_register_in_timm)
-
-
-if "timm" in sys.modules:
-    _mirror_into_timm()
-else:
-    sys.meta_path.insert(0, _AfterImport("timm", _mirror_into_timm))

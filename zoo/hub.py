@@ -46,30 +46,31 @@ from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidationError
 from torch import nn
 
+import zoo.models  # noqa: F401  (registers the built-in families, which this module looks up)
 from zoo.cards import build_card, metrics_from_history
-from zoo.checkpoint import (
+from zoo.files import atomic_write_bytes, sha256_file, staged_dir
+from zoo.machine import git_commit
+from zoo.weights import (
     CARD_NAME,
     CONFIG_NAME,
     CURVE_NAME,
     SHA256_PATTERN,
     WEIGHTS_NAME,
     CheckpointMeta,
-    atomic_write_bytes,
     check_compatible,
     check_finite,
-    git_commit,
+    fit_head_and_stem,
     load_into,
     read_checkpoint,
+    read_metadata,
     save_tensors,
-    sha256_file,
-    staged_dir,
     state_dict_of,
     structure_difference,
     unwrap_model,
 )
 from zoo.errors import ArgumentError, CheckpointError, HubError
 from zoo.plots import history_png
-from zoo.registry import TIMM_PREFIX, PretrainedTag, build_model, data_config, list_models, meta_model
+from zoo.registry import TIMM_PREFIX, PretrainedTag, build_model, data_config, list_models, meta_model, model_args
 from zoo.version import __version__
 
 __all__ = [
@@ -80,6 +81,7 @@ __all__ = [
     "load_pretrained",
     "load_weights",
     "publishable_files",
+    "read_meta",
     "push_to_hub",
     "save_pretrained",
 ]
@@ -110,6 +112,7 @@ def save_pretrained(
     metrics: dict[str, float] | None = None,
     history: Sequence[dict[str, Any]] | None = None,
     notes: Sequence[str] = (),
+    pad: int | None = None,
 ) -> Path:
     """Write ``model`` as a publishable folder: weights, config.json, card (and curve with ``history``).
 
@@ -118,36 +121,42 @@ def save_pretrained(
     ``zoo_*``) knows both, so they are needed only to override. ``metrics`` is the trainer's
     summary (errors in percent; the card reports ``final_test_err`` and
     ``final_test_top5_err``); without it, the last epoch of ``history``, the
-    per-epoch dicts of the trainer's ``metrics.jsonl``, supplies them. The
-    folder appears whole or not at all (an existing one keeps its old files
+    per-epoch dicts of the trainer's ``metrics.jsonl``, supplies them. What the
+    model knows of its data (its pretrained_cfg: input size, mean, std, label
+    names of the classes it has, tag; its padding rule) is recorded unless given.
+    The folder appears whole or not at all (an existing one keeps its old files
     on failure). Returns ``out_dir``.
     """
     base = unwrap_model(model)
     if arch is None or model_kwargs is None:
         if not hasattr(base, "_zoo_arch"):
             raise CheckpointError("this model was not built by zoo, so it does not know its arch: pass arch= and model_kwargs=")
-        arch, model_kwargs = arch or base._zoo_arch, base._zoo_kwargs if model_kwargs is None else model_kwargs
+        arch = arch or base._zoo_arch  # the kwargs as the model is now, after any reset_classifier
+        model_kwargs = {**base._model_args, "num_classes": base.num_classes, "in_chans": base.in_chans} \
+            if model_kwargs is None else model_kwargs
     _check_is(model, arch, model_kwargs)
     tensors = state_dict_of(model)
     check_finite(tensors, "the model given to save_pretrained")
     if metrics is None and history:
         metrics = metrics_from_history(history)
+    known = _known(base)  # what the model knows of its data; the arguments win
     meta = CheckpointMeta(
         arch=arch,
         model_kwargs=dict(model_kwargs),
         num_classes=base.num_classes,
         in_chans=base.in_chans,
-        input_size=tuple(input_size or base.default_input_size),
+        input_size=tuple(input_size or known.get("input_size") or base.default_input_size),
         zoo_version=__version__,
-        tag=tag,
-        mean=tuple(mean) if mean is not None else None,
-        std=tuple(std) if std is not None else None,
-        label_names=tuple(label_names) if label_names is not None else None,
+        tag=tag if tag is not None else known.get("tag"),
+        mean=_tuple(mean if mean is not None else known.get("mean")),
+        std=_tuple(std if std is not None else known.get("std")),
+        label_names=_tuple(label_names if label_names is not None else known.get("label_names")),
         dataset=dataset,
         dataset_sha256=dataset_sha256,
         recipe=recipe,
         metrics=dict(metrics) if metrics is not None else None,
         git_commit=git_commit(),
+        pad=pad if pad is not None else getattr(base, "_zoo_pad", None),
     )
 
     out_dir = Path(out_dir)
@@ -160,6 +169,18 @@ def save_pretrained(
         card = build_card(meta, staging / WEIGHTS_NAME, curve=bool(history), notes=notes)
         atomic_write_bytes(staging / CARD_NAME, str(card).encode())
     return out_dir
+
+
+def _known(model: nn.Module) -> dict[str, Any]:
+    """The data facts in ``model``'s pretrained_cfg that still hold: label names and tag only for the classes the
+    weights were trained for (a reset classifier has neither); input size for its channels."""
+    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
+    if cfg.get("num_classes") != model.num_classes:
+        cfg.pop("label_names", None)
+        cfg.pop("tag", None)
+    if tuple(cfg.get("input_size") or (model.in_chans,))[0] != model.in_chans:
+        cfg = {k: v for k, v in cfg.items() if k not in ("input_size", "mean", "std")}
+    return cfg
 
 
 def _check_is(model: nn.Module, arch: str, model_kwargs: dict[str, Any]) -> None:
@@ -196,26 +217,52 @@ def _timm_config(meta: CheckpointMeta, model: nn.Module, sha256: str) -> dict[st
     return config
 
 
-def _reference(meta: CheckpointMeta, where: str) -> nn.Module:
-    """The model a checkpoint's metadata describes, built on the meta device to check the weights against."""
+def _reference(meta: CheckpointMeta, where: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
+    """The model a checkpoint's metadata describes (with ``kwargs`` instead of its own), built on the meta device
+    to check the weights against."""
     if meta.arch not in list_models():
         raise CheckpointError(f"{where} holds weights for {meta.arch!r}, which this zoo version does not know; upgrade zoo")
     try:
-        return meta_model(meta.arch, **meta.model_kwargs)
+        return meta_model(meta.arch, **(meta.model_kwargs if kwargs is None else kwargs))
     except ArgumentError as e:
         raise CheckpointError(f"{where}: field model_kwargs cannot build {meta.arch} ({e}); re-save it with zoo") from None
 
 
-def _load(model: nn.Module, tensors: dict[str, torch.Tensor], meta: CheckpointMeta | None, found: Source) -> nn.Module:
-    where = found.where
-    load_into(model, tensors, meta, where, _reference(meta, where) if meta else None)
-    base = unwrap_model(model)
+def _load(model: nn.Module, tensors: dict[str, torch.Tensor], meta: CheckpointMeta | None, found: Source,
+          adapt: bool = False) -> nn.Module:
+    """Check and load; with ``adapt``, timm's pretrained semantics first (:func:`fit_head_and_stem`): a model built
+    for other classes or input channels keeps its fresh classifier or gets an adapted first convolution, and is
+    otherwise checked against the file's architecture as strictly as ever."""
+    where, base = found.where, unwrap_model(model)
+    reference = None
+    if meta is not None:
+        sized = {**meta.model_kwargs, "num_classes": base.num_classes, "in_chans": base.in_chans} if adapt else meta.model_kwargs
+        reference = _reference(meta, where, sized)
+    load_into(model, fit_head_and_stem(model, tensors) if adapt else tensors, meta, where, reference)
     base._zoo_weights_sha256 = found.sha256  # recorded by exports (ONNX metadata)
-    if meta is not None:  # the model now knows what it was trained on: input, statistics, labels, tag
-        base.default_input_size = tuple(meta.input_size)
-        base.pretrained_cfg = base.default_cfg = {**getattr(base, "pretrained_cfg", {}), **cfg_from_meta(meta)}
-        base._zoo_arch, base._zoo_kwargs = meta.arch, dict(meta.model_kwargs)
+    if meta is not None:  # the model now knows what it was trained on: input, statistics, labels, tag, padding
+        describe_weights(base, meta)
     return model
+
+
+def describe_weights(model: nn.Module, meta: CheckpointMeta) -> None:
+    """What ``model`` is once ``meta``'s weights are in it: arch, kwargs, input, statistics, labels (only for the
+    classes it was trained on: a fresh head has none), tag and padding rule."""
+    cfg = cfg_from_meta(meta)
+    c, h, w = meta.input_size
+    if model.in_chans != c:  # an adapted first convolution: one statistic per channel, their average
+        cfg.update(input_size=(model.in_chans, h, w), **{k: (sum(cfg[k]) / len(cfg[k]),) * model.in_chans
+                                                          for k in ("mean", "std") if k in cfg})
+    if model.num_classes != meta.num_classes:
+        cfg.pop("label_names", None)
+        cfg["num_classes"] = model.num_classes
+    model.default_input_size = tuple(cfg["input_size"])
+    model.pretrained_cfg = model.default_cfg = {**getattr(model, "pretrained_cfg", {}), **cfg}
+    if "label_names" not in cfg:
+        model.pretrained_cfg.pop("label_names", None)
+    model._zoo_arch = meta.arch
+    model._model_args = {**meta.model_kwargs, "num_classes": model.num_classes, "in_chans": model.in_chans}
+    model._zoo_pad = meta.padding
 
 
 def cfg_from_meta(meta: CheckpointMeta) -> dict[str, Any]:
@@ -241,6 +288,17 @@ def _read_checked(found: Source, pins: dict[str, str]) -> tuple[dict[str, torch.
     return tensors, meta, found._replace(sha256=digest)
 
 
+def read_meta(source: str | os.PathLike) -> CheckpointMeta:
+    """What the weights at ``source`` are (arch, kwargs, input, statistics, labels), read without their tensors."""
+    found = _resolve(source, WEIGHTS_NAME)
+    meta = CheckpointMeta.from_metadata(read_metadata(found.path), found.where) if found.path.is_file() else None
+    meta = meta or _meta_from_config(found, None)
+    if meta is None:
+        raise CheckpointError(f"{found.where} has no zoo metadata (nor a timm config.json naming a zoo model); pass a "
+                              "folder written by zoo.save_pretrained or timm's save_for_hf, or a tag")
+    return meta
+
+
 def load_weights(model: nn.Module, source: str | os.PathLike, *, sha256: str | None = None) -> nn.Module:
     """Load checked weights into ``model`` from a file, a folder or ``hf-hub:owner/name[@revision]``.
 
@@ -254,29 +312,80 @@ def load_weights(model: nn.Module, source: str | os.PathLike, *, sha256: str | N
     return _load(model, tensors, meta, found)
 
 
-def load_model(source: str | os.PathLike, arch: str | None = None, *, sha256: str | None = None, **kwargs: Any) -> nn.Module:
+def load_model(source: str | os.PathLike, arch: str | None = None, *, sha256: str | None = None,
+               label_names: Sequence[str] | None = None, **kwargs: Any) -> nn.Module:
     """Build the model a checkpoint belongs to and load it.
 
-    A zoo checkpoint records its arch and kwargs, so ``source`` alone suffices
-    (``arch``, when given, must agree); for a bare safetensors file pass
-    ``arch`` and the ``kwargs`` it was built with.
+    A zoo checkpoint records its arch and kwargs, so ``source`` alone suffices (``arch``, when given, must
+    agree); so does a folder timm's ``save_for_hf`` wrote from a zoo model (its config.json names the arch and
+    kwargs). For a bare safetensors file pass ``arch`` and the ``kwargs`` it was built with. With timm's
+    semantics, ``num_classes`` or ``in_chans`` other than the file's give a fresh classifier (named by
+    ``label_names``, else unnamed) or an adapted first convolution; any other kwarg must match the file's.
     """
     tensors, meta, found = _read(source, WEIGHTS_NAME, sha256)
     where = found.where
+    meta = meta or _meta_from_config(found, arch)
     if meta is not None and arch is not None and arch != meta.arch:
         raise CheckpointError(f"{where} holds {meta.arch!r} weights, not {arch!r}; pass {meta.arch!r} or other weights")
     if meta is None and arch is None:
         raise CheckpointError(f"{where} has no zoo metadata; pass the arch (and kwargs) the weights belong to")
     if meta is not None:
-        conflicts = {k: v for k, v in kwargs.items() if k in meta.model_kwargs and meta.model_kwargs[k] != v}
+        fixed = {k: v for k, v in meta.model_kwargs.items() if k not in ADAPTABLE}
+        conflicts = {k: v for k, v in kwargs.items() if k in fixed and fixed[k] != v}
         if conflicts:
             k, v = next(iter(conflicts.items()))
-            raise CheckpointError(f"{where} was saved with {k}={meta.model_kwargs[k]!r}, but {k}={v!r} was asked for; "
-                                  f"drop that option (the weights' own configuration is used) or pass {k}={meta.model_kwargs[k]!r}")
+            raise CheckpointError(f"{where} was saved with {k}={fixed[k]!r}, but {k}={v!r} was asked for; "
+                                  f"drop that option (the weights' own configuration is used) or pass {k}={fixed[k]!r}")
     name, model_kwargs = (meta.arch, {**meta.model_kwargs, **kwargs}) if meta else (arch, kwargs)
     with torch.device("meta"):
         model = build_model(name, **model_kwargs)
-    return _load(model.to_empty(device="cpu"), tensors, meta, found)
+    model = _load(model.to_empty(device="cpu"), tensors, meta, found, adapt=meta is not None)
+    return name_labels(model, label_names)
+
+
+def _meta_from_config(found: Source, arch: str | None) -> CheckpointMeta | None:
+    """What a folder timm's ``save_for_hf`` wrote from a zoo model says of it (its weights carry no zoo metadata):
+    config.json's architecture ``zoo_<arch>``, ``model_args`` and ``pretrained_cfg``. None for other folders."""
+    path = found.path.parent / CONFIG_NAME
+    try:
+        config = json.loads(path.read_text()) if path.is_file() else {}
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e}); restore it from the published folder") from None
+    name = config.get("architecture") if isinstance(config, dict) else None
+    if not isinstance(name, str) or not name.startswith(TIMM_PREFIX) or name[len(TIMM_PREFIX):] not in list_models():
+        return None
+    arch, args, cfg = name[len(TIMM_PREFIX):], config.get("model_args") or {}, config.get("pretrained_cfg") or {}
+    try:
+        kwargs = {k: v for k, v in args.items() if k in model_args(arch)}
+        size = tuple(cfg.get("input_size") or meta_model(arch, **kwargs).default_input_size)
+        labels = config.get("label_names") or cfg.get("label_names")
+        return CheckpointMeta(
+            arch=arch, model_kwargs=kwargs, num_classes=int(config.get("num_classes", kwargs.get("num_classes", 1000))),
+            in_chans=size[0], input_size=size, zoo_version="unknown (a timm save_for_hf folder)", tag=cfg.get("tag"),
+            mean=_tuple(cfg.get("mean")), std=_tuple(cfg.get("std")), label_names=_tuple(labels),
+        )
+    except (TypeError, ValueError, ArgumentError) as e:
+        raise CheckpointError(f"{path} does not describe a {arch} ({e}); re-save the folder") from None
+
+
+def _tuple(value: Any) -> tuple | None:
+    return tuple(value) if isinstance(value, (list, tuple)) else None
+
+
+ADAPTABLE = ("num_classes", "in_chans")
+"""Kwargs a model may take other than its weights' (timm's semantics: a fresh head, an adapted first convolution)."""
+
+
+def name_labels(model: nn.Module, label_names: Sequence[str] | None) -> nn.Module:
+    """Give ``model``'s classes the names ``label_names`` (one per class), e.g. after a fresh head; None: as it is."""
+    if label_names is None:
+        return model
+    base = unwrap_model(model)
+    names = tuple(label_names)
+    if len(names) != base.num_classes or not all(isinstance(n, str) for n in names):
+        raise ArgumentError(f"label_names must be {base.num_classes} strings, one per class, got {len(names)}")
+    base.pretrained_cfg = {**base.pretrained_cfg, "label_names": names}
+    return model
 
 
 def load_pretrained(model: nn.Module, entry: PretrainedTag) -> nn.Module:
@@ -308,7 +417,7 @@ def load_pretrained(model: nn.Module, entry: PretrainedTag) -> nn.Module:
     if meta is None or meta.arch != entry.arch:
         held = f"{meta.arch!r} weights" if meta else "no zoo metadata"
         raise CheckpointError(f"{found.where} holds {held}, but tag {entry.name} is for {entry.arch!r}; fix the tag entry")
-    return _load(model, tensors, meta, found)
+    return _load(model, tensors, meta, found, adapt=True)
 
 
 class Source(NamedTuple):

@@ -1,80 +1,84 @@
-"""From image files to answers: ``zoo predict`` and :func:`predict`.
+"""From images to answers: :func:`predict` and ``zoo predict``.
 
-A model is a pretrained tag (``googlenet_res5x5.cifar10_paper``), a
-save_pretrained folder or file, ``hf-hub:owner/name``, or an ``.onnx`` file
-exported by zoo (run through onnxruntime, described by its metadata). Each image,
-of any size and mode, becomes the model's input as its weights were trained:
-grey for one channel, resized to the input size (MNIST's convention: a one-channel
-32x32 input is a 28x28 image zero-padded by 2), scaled to [0, 1], normalised
-with the model's mean and std.
+A model is a module, a pretrained tag (``googlenet_res5x5.cifar10_paper``), a save_pretrained
+folder or file, ``hf-hub:owner/name``, or an ``.onnx`` file exported by zoo (run through
+onnxruntime, described by its metadata). Images are files, folders of them (read recursively,
+in name order), PIL images or tensors ((C, H, W) or (N, C, H, W), float in [0, 1] or uint8).
+Each image, of any size and mode, becomes the model's input as its weights were trained
+(``zoo.data.image_array``): upright (EXIF), grey or RGB by the channels, resized to the input
+less the padding rule's border, zero-padded (MNIST's 28x28 digits in 32x32), scaled to [0, 1],
+normalised with the model's mean and std. Images go through in bounded batches, so a folder of
+100,000 files needs no more memory than one batch.
 """
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor, nn
 
+from zoo.weights import unwrap_model
+from zoo.data import IMAGE_SUFFIXES, image_array, open_image
 from zoo.errors import ArgumentError, ZooInputError
-from zoo.factory import create_model
-from zoo.hub import HF_PREFIX, load_model
+from zoo.factory import load_any
+from zoo.progress import progress_bar
 
-__all__ = ["ONNX_PREFIX", "load_images", "predict", "predictor"]
+__all__ = ["ONNX_PREFIX", "ImageInput", "Predictor", "predict", "predictor"]
 
 ONNX_PREFIX = "zoo."
 """The prefix of the metadata_props keys zoo writes into an exported ONNX file (export.onnx)."""
 
-
-def load_images(paths: Sequence[str | os.PathLike], cfg: dict[str, Any]) -> Tensor:
-    """The files as one normalised (N, C, H, W) float32 batch for a model whose pretrained_cfg is ``cfg``."""
-    from PIL import Image, UnidentifiedImageError  # lazy: only predicting reads image files
-
-    c, h, w = cfg["input_size"]
-    pad = 2 if c == 1 and (h, w) == (32, 32) else 0  # zoo's MNIST: 28x28 digits padded to 32x32
-    batch = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                image = image.convert("L" if c == 1 else "RGB").resize((w - 2 * pad, h - 2 * pad), Image.BILINEAR)
-                array = np.asarray(image, dtype=np.float32) / 255.0
-        except (OSError, UnidentifiedImageError) as e:
-            raise ZooInputError(f"{path} is not an image zoo can read ({e}); pass PNG or JPEG files") from None
-        x = torch.from_numpy(array).reshape(h - 2 * pad, w - 2 * pad, -1).permute(2, 0, 1)
-        batch.append(F.pad(x, (pad, pad, pad, pad)))
-    mean = torch.tensor(cfg["mean"]).view(1, -1, 1, 1)
-    std = torch.tensor(cfg["std"]).view(1, -1, 1, 1)
-    return (torch.stack(batch) - mean) / std
+ImageInput = Union[str, os.PathLike, Image.Image, Tensor]
+"""One image or a source of several: a file, a folder, a PIL image, a (C, H, W) or (N, C, H, W) tensor."""
 
 
-Predictor = tuple[Callable[[Tensor], Tensor], dict[str, Any]]
-"""Logits from a normalised batch, and the pretrained_cfg that says how to make the batch."""
+@dataclass(frozen=True)
+class Predictor:
+    """Logits from a normalised batch, and how to make the batch: input size, mean, std, padding; the class names."""
+
+    run: Callable[[Tensor], Tensor]
+    input_size: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    pad: int
+    labels: tuple[str, ...] | None
+
+    def prepare(self, images: Sequence[Image.Image]) -> Tensor:
+        """PIL images as one normalised float32 batch."""
+        x = torch.from_numpy(np.stack([image_array(im, self.input_size, self.pad) for im in images])).float() / 255
+        return (x - torch.tensor(self.mean).view(1, -1, 1, 1)) / torch.tensor(self.std).view(1, -1, 1, 1)
 
 
 def predictor(model: str | os.PathLike | nn.Module) -> Predictor:
-    """What runs ``model``, and its configuration (input size, mean, std, label names)."""
-    if isinstance(model, nn.Module):
-        module = model.eval()
-    elif str(model).endswith(".onnx"):
+    """What runs ``model``, with its configuration; the class names only when they are the head's."""
+    if isinstance(model, (str, os.PathLike)) and str(model).lower().endswith(".onnx"):
         return _onnx_predictor(Path(model))
-    elif str(model).startswith(HF_PREFIX) or Path(model).exists():
-        module = load_model(model).eval()
-    else:
-        module = create_model(str(model), pretrained=True).eval()
-    cfg = getattr(module, "pretrained_cfg", None)
-    if not cfg or "mean" not in cfg:
+    module = (model if isinstance(model, nn.Module) else load_any(model)).eval()
+    base = unwrap_model(module)
+    cfg = getattr(base, "pretrained_cfg", None) or {}
+    if "mean" not in cfg or "std" not in cfg:
         raise ArgumentError("the model does not say how its inputs were normalised; build it with zoo or load zoo weights")
+    dtype = next(module.parameters()).dtype
 
     def run(x: Tensor) -> Tensor:
         with torch.no_grad():
-            return module(x.to(next(module.parameters()).dtype))
+            return module(x.to(dtype))
 
-    return run, cfg
+    size = tuple(cfg.get("input_size") or base.default_input_size)
+    return Predictor(run, size, tuple(cfg["mean"]), tuple(cfg["std"]), getattr(base, "_zoo_pad", 0),
+                     _labels(cfg.get("label_names"), base.num_classes))
+
+
+def _labels(names: Sequence[str] | None, outputs: int) -> tuple[str, ...] | None:
+    return tuple(names) if names is not None and len(names) == outputs else None
 
 
 def _onnx_predictor(path: Path) -> Predictor:
@@ -96,18 +100,61 @@ def _onnx_predictor(path: Path) -> Predictor:
         raise ArgumentError(f"{path} has no readable {ONNX_PREFIX}config metadata (input size, mean, std): it was not "
                             "exported by zoo or was edited; re-export it with `zoo export`") from None
     name = session.get_inputs()[0].name
-    return (lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0])), cfg
+    return Predictor(lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0]), tuple(cfg["input_size"]),
+                     tuple(cfg["mean"]), tuple(cfg["std"]), int(cfg.get("pad", 0)),
+                     _labels(cfg.get("label_names"), cfg.get("num_classes", -1)))
 
 
-def predict(images: Sequence[str | os.PathLike], model: str | os.PathLike | nn.Module, top_k: int = 5) -> list[dict[str, Any]]:
-    """Per image: its path and the ``top_k`` classes, most probable first, as {label, index, probability}."""
-    if top_k < 1:
-        raise ArgumentError(f"top_k must be >= 1, got {top_k}")
-    run, cfg = predictor(model)
-    probs = run(load_images(images, cfg)).float().softmax(dim=1)
-    labels = cfg.get("label_names") or [str(i) for i in range(probs.shape[1])]
-    values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
-    return [
-        {"image": str(path), "top": [{"label": labels[i], "index": int(i), "probability": float(p)} for p, i in zip(v, ix)]}
-        for path, v, ix in zip(images, values.tolist(), indices.tolist())
-    ]
+def _expand(images: ImageInput | Iterable[ImageInput]) -> Iterator[tuple[str, Any]]:
+    """(name, one image's source) for every image the argument holds, lazily (a folder is listed, not read)."""
+    if isinstance(images, (str, os.PathLike, Image.Image, Tensor)):
+        images = [images]
+    for i, item in enumerate(images):
+        if isinstance(item, Tensor):
+            batch = item.unsqueeze(0) if item.ndim == 3 else item
+            if batch.ndim != 4:
+                raise ZooInputError(f"a tensor image is (C, H, W) or (N, C, H, W), got shape {tuple(item.shape)}")
+            yield from ((f"tensor {i}[{j}]", t) for j, t in enumerate(batch))
+        elif isinstance(item, Image.Image):
+            yield f"image {i}", item
+        elif Path(item).is_dir():
+            yield from ((str(p), p) for p in sorted(Path(item).rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            yield str(item), Path(item)
+
+
+def _to_pil(source: Any) -> Image.Image:
+    if isinstance(source, Tensor):
+        x = source.detach().cpu()
+        if x.is_floating_point():
+            x = (x.clamp(0, 1) * 255).round()
+        array = x.to(torch.uint8).permute(1, 2, 0).numpy()
+        return Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
+    return open_image(source)
+
+
+def predict(images: ImageInput | Iterable[ImageInput], model: str | os.PathLike | nn.Module, top_k: int = 5,
+            batch_size: int = 256, progress: bool = False) -> list[dict[str, Any]]:
+    """Per image: its name (the path, or its place among the inputs) and the ``top_k`` classes, most probable
+    first, as {label, index, probability}; labels are the model's own class names, else the indices."""
+    if top_k < 1 or batch_size < 1:
+        raise ArgumentError(f"top_k and batch_size must be >= 1, got {top_k} and {batch_size}")
+    p = predictor(model)
+    results: list[dict[str, Any]] = []
+    items = _expand(images)
+    bar = progress_bar(progress, 0, "predict")
+    while chunk := list(islice(items, batch_size)):
+        probs = p.run(p.prepare([_to_pil(src) for _, src in chunk])).float().softmax(dim=1)
+        values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
+        for (name, _), v, ix in zip(chunk, values.tolist(), indices.tolist()):
+            top = [{"label": p.labels[i] if p.labels else str(i), "index": int(i), "probability": float(q)}
+                   for q, i in zip(v, ix)]
+            results.append({"image": name, "top": top})
+        if bar is not None:
+            bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+    if not results:
+        raise ZooInputError("no images to predict: the folders hold no image files "
+                            f"({'/'.join(IMAGE_SUFFIXES)})")
+    return results

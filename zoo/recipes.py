@@ -12,8 +12,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import zoo.models  # noqa: F401  (registers the built-in families, which this module looks up)
 from zoo.arguments import Range, check_arguments
-from zoo.data import AUGMENTATIONS
+from zoo.datasets import Augment, DataSpec, get_spec
 from zoo.errors import TrainingError
 from zoo.registry import model_class
 
@@ -38,7 +39,7 @@ class Recipe:
     warmup_epochs: float = 0.0  # "onecycle": linear warmup, then linear decay to zero
     label_smoothing: float = 0.0
     aux_weight: float = 0.3  # GoogLeNet's auxiliary classifiers, as in Szegedy et al.
-    augment: str = "none"  # see zoo.data.AUGMENTATIONS
+    augment: Augment = "none"  # see zoo.datasets.AUGMENTATIONS
     flip: bool = True
     tta_flip: bool = False  # evaluate on the image and its mirror, averaged
     model_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -92,11 +93,17 @@ FAST: dict[str, dict[str, Any]] = {
 RECIPES = ("paper", "fast")
 
 
-def get_recipe(name: str, arch: str, dataset: str, **overrides: Any) -> Recipe:
-    """The recipe ``name`` ("paper" or "fast") for ``arch`` on ``dataset``, with overrides applied."""
+def get_recipe(name: str, arch: str, dataset: str | DataSpec, **overrides: Any) -> Recipe:
+    """The recipe ``name`` ("paper" or "fast") for ``arch`` on ``dataset`` (a registered name or a spec), with
+    overrides applied.
+
+    What depends on the dataset comes from its spec: the paper's augmentation; for the fast recipe, whether
+    images may be mirrored (flip augmentation, flip-averaged evaluation) and its label smoothing.
+    """
     cls = _family(arch)
+    spec = dataset if isinstance(dataset, DataSpec) else get_spec(dataset)
     if name == "paper":
-        cfg = dict(PAPER[cls.family], augment="paper" if dataset == "cifar10" else "none")
+        cfg = dict(PAPER[cls.family], augment=spec.paper_augment)
     elif name == "fast":
         cfg = dict(
             FAST[cls.family],
@@ -104,18 +111,16 @@ def get_recipe(name: str, arch: str, dataset: str, **overrides: Any) -> Recipe:
             nesterov=True,
             weight_decay=5e-4,
             schedule="onecycle",
-            label_smoothing=0.1 if dataset == "cifar10" else 0.0,
+            label_smoothing=spec.label_smoothing,
             augment="crop_flip",
-            flip=dataset == "cifar10",  # digits are not mirror-symmetric
-            tta_flip=dataset == "cifar10",
+            flip=spec.mirror,
+            tta_flip=spec.mirror,
             model_kwargs={cls.variant_arg: "cifar"},  # VGG's head, the others' stem
         )
     else:
         raise TrainingError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
     given = {k: v for k, v in overrides.items() if v is not None}
     check_arguments(f"the {name} recipe", given, Recipe, exclude=("name",), ranges=RANGES, error=TrainingError)
-    if given.get("augment", "none") not in AUGMENTATIONS:
-        raise TrainingError(f"the {name} recipe: augment={given['augment']!r} is not one of {', '.join(map(repr, AUGMENTATIONS))}")
     cfg.update(given)
     return Recipe(name=name, **cfg)
 

@@ -5,10 +5,12 @@ Every architecture and variant is a factory function decorated with
 weights are addressed as ``<arch>.<tag>`` (``googlenet_res5x5.cifar10_paper``)
 and listed in ``zoo/pretrained.json``; only tags whose file was really trained
 appear there. This module builds models without weights (:func:`build_model`);
-``zoo.factory.create_model`` adds the weights and the timm bridge.
+``zoo.factory.create_model`` adds the weights and the timm bridge. ``zoo.models`` registers the built-in
+families: a module that looks models up imports it (``import zoo`` does on first use of its API).
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 import functools
@@ -23,8 +25,8 @@ import torch
 from torch import nn
 
 from zoo.arguments import Range, check_arguments
-from zoo.data import DATASETS
-from zoo.errors import UnknownModelError
+from zoo.datasets import DataSpec, find_spec, spec_for_model
+from zoo.errors import CheckpointError, UnknownModelError
 
 __all__ = [
     "BUNDLED_DIR",
@@ -35,6 +37,7 @@ __all__ = [
     "data_config",
     "describe",
     "get_pretrained_tag",
+    "read_tags",
     "list_models",
     "meta_model",
     "model_args",
@@ -51,8 +54,10 @@ _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
 
 TAGS_FILE = Path(__file__).with_name("pretrained.json")
-BUNDLED_DIR = Path(__file__).resolve().parents[1] / "model_cards"
-"""Where a source checkout keeps the bundled tags, one Hub-layout folder ``<arch>.<tag>/`` each (not in a wheel)."""
+_PACKAGED = Path(__file__).resolve().with_name("model_cards")
+BUNDLED_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[1] / "model_cards"
+"""The bundled tags, one Hub-layout folder ``<arch>.<tag>/`` each: ``zoo/model_cards`` in a wheel, the repository's
+``model_cards/`` in a source checkout."""
 
 
 @dataclass(frozen=True)
@@ -84,23 +89,35 @@ class PretrainedTag:
 
     @property
     def bundled(self) -> Path:
-        """The folder a source checkout bundles this tag in (it may not exist, e.g. in a wheel install)."""
+        """The folder this install bundles the tag in (it may not exist: a tag published on the Hub only)."""
         return BUNDLED_DIR / self.name
 
 
-def _load_tags(path: Path = TAGS_FILE) -> dict[str, PretrainedTag]:
+    def to_json(self) -> dict[str, Any]:
+        """The entry as ``pretrained.json`` holds it (:func:`read_tags` reads it back)."""
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in dataclasses.fields(self)}
+
+
+def read_tags(path: Path = TAGS_FILE) -> dict[str, PretrainedTag]:
+    """The tags a ``pretrained.json`` pins, by ``arch.tag``; a damaged file is refused, naming it."""
     if not path.exists():
         return {}
-    tags = {}
-    for entry in json.loads(path.read_text()):
-        for key in ("input_size", "mean", "std", "label_names"):
-            entry[key] = tuple(entry[key])
-        tag = PretrainedTag(**entry)
-        tags[tag.name] = tag
-    return tags
+    try:
+        entries = json.loads(path.read_text())
+        if not isinstance(entries, list):
+            raise TypeError("not a JSON list of tag entries")
+        tags = [PretrainedTag(**{k: tuple(v) if isinstance(v, list) and k != "model_kwargs" else v for k, v in e.items()})
+                for e in entries]
+    except (OSError, ValueError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{path} is damaged ({type(e).__name__}: {e}); restore it (git checkout {path.name}, or "
+                              "reinstall zoo)") from None
+    return {tag.name: tag for tag in tags}
 
 
-_TAGS: dict[str, PretrainedTag] = _load_tags()
+@functools.cache
+def _tags() -> dict[str, PretrainedTag]:
+    """The package's tags, read once, when a command first needs one (a damaged file breaks no other command)."""
+    return read_tags()
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -149,11 +166,12 @@ def get_pretrained_tag(name: str) -> PretrainedTag:
     arch, tag = split_model_name(name)
     if arch not in _MODELS:
         raise _unknown_model(arch)
-    valid = [t for t in _TAGS if split_model_name(t)[0] == arch]
+    tags = _tags()
+    valid = [t for t in tags if split_model_name(t)[0] == arch]
     if not tag and valid:
-        return _TAGS[valid[0]]
-    if f"{arch}.{tag}" in _TAGS:
-        return _TAGS[f"{arch}.{tag}"]
+        return tags[valid[0]]
+    if f"{arch}.{tag}" in tags:
+        return tags[f"{arch}.{tag}"]
     if valid:
         raise UnknownModelError(f"no pretrained weights {name!r}; valid tags for {arch}: {', '.join(valid)}")
     raise UnknownModelError(
@@ -184,32 +202,49 @@ def build_model(name: str, *, num_classes: int | None = None, in_chans: int | No
 
 
 def describe(model: nn.Module, arch: str, kwargs: dict[str, Any], tag: PretrainedTag | None = None) -> nn.Module:
-    """Let ``model`` know what it is: its arch and kwargs (save_pretrained needs no repeat of them) and a
-    ``pretrained_cfg`` in timm's keys, right for its configuration and tag (timm's resolve_data_config reads it)."""
-    model._zoo_arch, model._zoo_kwargs = arch, dict(kwargs)
+    """Let ``model`` know what it is: its arch and kwargs (``_model_args``, timm's name: save_pretrained and timm's
+    save_for_hf need no repeat of them), a ``pretrained_cfg`` in timm's keys, right for its configuration and tag
+    (timm's resolve_data_config reads it), and its data's padding rule (``_zoo_pad``)."""
+    model._zoo_arch, model._model_args = arch, dict(kwargs)
     model.pretrained_cfg = model.default_cfg = data_config(model, tag)
+    spec = _data_spec(model, tag)
+    model._zoo_pad = spec.pad if spec else 0
     return model
 
 
+def _data_spec(model: nn.Module, tag: PretrainedTag | None) -> DataSpec | None:
+    """The dataset a model is for: its tag's, else the one its configuration suggests (zoo.datasets.spec_for_model)."""
+    if tag is not None:
+        return find_spec(tag.dataset)
+    return spec_for_model(model.in_chans, model.num_classes, getattr(model, model.variant_arg, "imagenet") == "cifar")
+
+
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-"""The statistics of the ImageNet-sized configuration (MNIST's and CIFAR-10's are in zoo.data.DATASETS)."""
+"""The statistics of the ImageNet-sized configuration (the datasets' own are in their zoo.datasets.DataSpec)."""
 
 
 def data_config(model: nn.Module, tag: PretrainedTag | None = None) -> dict[str, Any]:
     """timm's pretrained_cfg for ``model``: a tag's own (its dataset's statistics, input and labels), else the
-    data its configuration is for: 1 channel MNIST, a CIFAR stem/head or 10 classes CIFAR-10, else ImageNet."""
+    data its configuration is for (zoo.datasets.spec_for_model: a dataset with its channels and classes, or
+    32x32 data for a CIFAR stem or head), else ImageNet's."""
     base = {"first_conv": model.first_conv, "classifier": model.classifier_names, "license": "mit",
             "paper_name": "Deeper Networks for Image Classification", "fixed_input_size": False, "crop_mode": "center"}
     if tag is not None:
         return {**base, "tag": tag.tag, "num_classes": len(tag.label_names), "input_size": tuple(tag.input_size),
                 "mean": tuple(tag.mean), "std": tuple(tag.std), "label_names": tuple(tag.label_names),
                 "interpolation": "bilinear", "crop_pct": 1.0}
-    small = getattr(model, model.variant_arg, "imagenet") == "cifar" or model.num_classes == 10 or model.in_chans == 1
-    dataset = DATASETS["mnist" if model.in_chans == 1 else "cifar10"] if small else None
-    mean, std = (dataset.mean, dataset.std) if dataset else IMAGENET_MEAN_STD
-    size = (model.in_chans, 32, 32) if small else model.default_input_size
-    return {**base, "num_classes": model.num_classes, "input_size": size, "mean": mean, "std": std,
-            "interpolation": "bilinear", "crop_pct": 1.0 if small else 0.875}
+    spec = _data_spec(model, None)
+    if spec is not None:
+        return {**base, "num_classes": model.num_classes, "input_size": (model.in_chans, *spec.input_size[1:]),
+                "mean": spec.mean, "std": spec.std, "interpolation": "bilinear", "crop_pct": 1.0}
+    mean, std = IMAGENET_MEAN_STD if model.in_chans == 3 else _channels(IMAGENET_MEAN_STD, model.in_chans)
+    return {**base, "num_classes": model.num_classes, "input_size": model.default_input_size, "mean": mean, "std": std,
+            "interpolation": "bilinear", "crop_pct": 0.875}
+
+
+def _channels(mean_std: tuple[tuple[float, ...], ...], n: int) -> tuple[tuple[float, ...], ...]:
+    """Per-channel statistics for ``n`` channels from three: each the average of the three."""
+    return tuple((sum(v) / len(v),) * n for v in mean_std)
 
 
 def check_model_kwargs(arch: str, kwargs: dict[str, Any]) -> None:
@@ -256,7 +291,7 @@ def list_models(pattern: str | Iterable[str] = "*", pretrained: bool = False) ->
     With ``pretrained=True``, the ``arch.tag`` names that have published weights.
     """
     patterns = [pattern] if isinstance(pattern, str) else list(pattern)
-    names = _TAGS if pretrained else _MODELS
+    names = _tags() if pretrained else _MODELS
     return sorted(n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns))
 
 

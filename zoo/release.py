@@ -20,11 +20,13 @@ import torch
 from torch import nn
 
 from zoo.cards import TOP1, TOP5, read_run, write_bundle_card
-from zoo.checkpoint import WEIGHTS_NAME, atomic_write_bytes, check_writable, sha256_file
+from zoo.files import atomic_write_bytes, check_writable, sha256_file
+from zoo.weights import WEIGHTS_NAME
 from zoo.errors import ArgumentError, CheckpointError
 from zoo.hub import load_model, save_pretrained
 from zoo.factory import create_model
-from zoo.registry import BUNDLED_DIR, TAGS_FILE
+from zoo.registry import BUNDLED_DIR, TAGS_FILE, PretrainedTag, read_tags
+from zoo.rundir import RunDir
 from zoo.train import evaluate_model
 
 __all__ = ["bundle_model", "release"]
@@ -36,9 +38,7 @@ TAG_PATTERN = re.compile(r"[a-z0-9][a-z0-9_]*")
 
 def bundle_model(model: nn.Module, model_kwargs: dict[str, Any], arch: str) -> tuple[nn.Module, dict[str, Any]]:
     """The inference model users get: aux heads dropped (they only serve training), weights in fp16."""
-    kwargs = dict(model_kwargs)
-    if model.aux_prefixes:  # GoogLeNet's aux heads, trained with or without them
-        kwargs["aux_logits"] = False
+    kwargs = {**model_kwargs, **model.inference_kwargs()}  # e.g. GoogLeNet's aux heads, which only serve training
     bundle = create_model(arch, **kwargs)
     wanted = bundle.state_dict()
     bundle.load_state_dict({k: v for k, v in model.state_dict().items() if k in wanted}, strict=True)
@@ -58,29 +58,36 @@ def release(
     if not TAG_PATTERN.fullmatch(tag):
         raise ArgumentError(f"tag {tag!r} must be lowercase letters, digits and underscores (e.g. cifar10_paper): "
                             "it names a folder and the timm config <arch>.<tag>")
-    run_dir = Path(run_dir)
-    run, history = read_run(run_dir)
-    check_writable(Path(out_root) / f"{run['arch']}.{tag}")
+    run_dir = RunDir(run_dir)
+    run, history = read_run(run_dir.path)
+    name = f"{run.arch}.{tag}"
+    folder = Path(out_root) / name
+    check_writable(folder)
     check_writable(tags_file)
-    if str(run.get("dataset_source", "")).startswith("synthetic"):
-        raise CheckpointError(f"{run_dir} was trained on synthetic images; only runs on the real dataset become tags")
-    trained = load_model(run_dir / "model")
-    bundle, kwargs = bundle_model(trained, run["model_kwargs"], run["arch"])
+    entries = read_tags(Path(tags_file))  # a damaged tags file is refused before anything is written
+    if run.dataset_source.startswith("synthetic"):
+        raise CheckpointError(f"{run_dir.path} was trained on synthetic images; only runs on the real dataset become tags")
+    trained = load_model(run_dir.model)
+    bundle, kwargs = bundle_model(trained, run.model_kwargs, run.arch)
     # what users load: the fp16 weights upcast to fp32, one view, no autocast
-    accuracy = evaluate_model(_upcast(bundle, run["arch"], kwargs), run["dataset"], data_dir, device=device, bf16=False,
+    accuracy = evaluate_model(_upcast(bundle, run.arch, kwargs), run.dataset, data_dir, device=device, bf16=False,
                               download=False)
     metrics = {TOP1: accuracy["err"], TOP5: accuracy["top5_err"]}
     if "val_err" in history[-1]:
         metrics["final_val_err"] = history[-1]["val_err"]
-    name = f"{run['arch']}.{tag}"
-    folder = Path(out_root) / name
     save_pretrained(
-        bundle, folder, arch=run["arch"], model_kwargs=kwargs, tag=tag, dataset=run["dataset"],
-        dataset_sha256=run["dataset_sha256"], input_size=run["input_size"], mean=run["mean"], std=run["std"],
-        label_names=run["label_names"], recipe=run["recipe"], metrics=metrics, history=history,
+        bundle, folder, arch=run.arch, model_kwargs=kwargs, tag=tag, dataset=run.dataset,
+        dataset_sha256=run.dataset_sha256, input_size=run.input_size, mean=run.mean, std=run.std,
+        label_names=run.label_names, recipe=run.recipe, metrics=metrics, history=history, pad=run.pad,
     )
     write_bundle_card(folder, run, history, accuracy, pretrained_name=name)
-    _pin(Path(tags_file), name, folder, run, kwargs, metrics)
+    entry = PretrainedTag(
+        arch=run.arch, tag=tag, dataset=run.dataset, sha256=sha256_file(folder / WEIGHTS_NAME), model_kwargs=kwargs,
+        input_size=run.input_size, mean=run.mean, std=run.std, label_names=run.label_names,
+        metrics={k: round(v, 4) for k, v in metrics.items()}, recipe=run.recipe,
+    )
+    tags = sorted({**entries, name: entry}.values(), key=lambda e: (e.arch, e.tag))
+    atomic_write_bytes(Path(tags_file), (json.dumps([t.to_json() for t in tags], indent=2) + "\n").encode())
     return folder
 
 
@@ -89,19 +96,3 @@ def _upcast(bundle: nn.Module, arch: str, kwargs: dict[str, Any]) -> nn.Module:
     model = create_model(arch, **kwargs).eval()
     model.load_state_dict({k: v.float() for k, v in bundle.state_dict().items()}, strict=True)
     return model
-
-
-def _pin(tags_file: Path, name: str, folder: Path, run: dict[str, Any], kwargs: dict[str, Any], metrics: dict[str, float]) -> None:
-    """Add or replace ``name``'s entry in pretrained.json, pinned by the bundled file's sha256."""
-    entries = json.loads(tags_file.read_text()) if tags_file.is_file() else []
-    if not isinstance(entries, list):
-        raise CheckpointError(f"{tags_file} is not a JSON list of tags; restore it from git")
-    arch, tag = name.split(".", 1)
-    entry = {
-        "arch": arch, "tag": tag, "dataset": run["dataset"], "sha256": sha256_file(folder / WEIGHTS_NAME), "model_kwargs": kwargs,
-        "input_size": run["input_size"], "mean": run["mean"], "std": run["std"], "label_names": run["label_names"],
-        "metrics": {k: round(v, 4) for k, v in metrics.items()}, "recipe": run["recipe"],
-        "hf_hub_id": None, "revision": None,
-    }
-    entries = sorted([e for e in entries if f"{e['arch']}.{e['tag']}" != name] + [entry], key=lambda e: (e["arch"], e["tag"]))
-    atomic_write_bytes(tags_file, (json.dumps(entries, indent=2) + "\n").encode())

@@ -32,24 +32,27 @@ from torch import Tensor, nn
 
 from zoo.arguments import Range, check_arguments
 from zoo.cards import run_notes
-from zoo.checkpoint import atomic_write_bytes, check_writable, git_commit, load_tensors, save_tensors, unwrap_model
-from zoo.cliutil import progress_bar
-from zoo.data import DATASETS, Dataset, DeviceLoader, arrays_sha256, load_dataset, split_validation, subset, synthetic
+from zoo.files import atomic_write_bytes, check_writable
+from zoo.machine import git_commit
+from zoo.weights import unwrap_model
+from zoo.data import Dataset, DeviceLoader, arrays_sha256, get_dataset_spec, load_dataset, split_validation, subset, synthetic
+from zoo.datasets import DEFAULT_DATASET, FOLDER_PREFIX, DataSpec, get_spec, list_datasets
 from zoo.errors import TrainingError
-from zoo.factory import create_model
+from zoo.factory import create_model, init_config, load_any
 from zoo.hub import load_model, save_pretrained
 from zoo.machine import cpu_name
 from zoo.plots import confusion_png
+from zoo.progress import progress_bar
 from zoo.recipes import Recipe, get_recipe
 from zoo.registry import check_model_kwargs, get_pretrained_tag
-from zoo.rundir import RunDir
+from zoo.rundir import LoopState, RunDir, RunRecord, load_state, save_state
 from zoo.version import __version__
 
 
 @dataclass
 class TrainConfig:
     arch: str
-    dataset: str = "cifar10"
+    dataset: str = DEFAULT_DATASET
     recipe: str = "paper"
     out: str = "runs/run"
     epochs: int | None = None
@@ -68,11 +71,19 @@ class TrainConfig:
     resume: bool = False
     progress: bool = True
     eval_batch_size: int = 1024
+    init: str | None = None  # fine-tune: a tag, a saved folder or hf-hub:owner/name whose weights the model starts from
 
     def __post_init__(self) -> None:
         check_arguments("zoo train", dataclasses.asdict(self), TrainConfig, ranges=CONFIG_RANGES, error=TrainingError)
-        if self.dataset not in DATASETS:
-            raise TrainingError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
+        if not self.dataset.startswith(FOLDER_PREFIX):
+            get_spec(self.dataset)  # an unknown name is refused here; a folder is checked when it is scanned
+        own = [k for k in OWN_OPTIONS if k in self.recipe_overrides]
+        if own:
+            raise TrainingError(f"zoo train: set {own[0]} with --{own[0].replace('_', '-')}, not as a recipe override")
+
+
+OWN_OPTIONS = ("epochs", "batch_size", "lr")
+"""Recipe fields zoo train sets with options of their own (a recipe override of them is refused, not merged)."""
 
 
 CONFIG_RANGES = {
@@ -115,11 +126,13 @@ def setup_distributed(device: str) -> tuple[torch.device, int, int]:
     return dev, rank, world
 
 
-def prepare_data(cfg: TrainConfig) -> Dataset:
+def prepare_data(cfg: TrainConfig, spec: DataSpec | None = None) -> Dataset:
+    """The run's data: ``spec`` (default: the config's dataset's), or synthetic images of its shape."""
+    spec = spec or get_dataset_spec(cfg.dataset)
     if cfg.synthetic:  # N training images; a validation split is drawn on top of them
-        data = synthetic(cfg.dataset, n_train=cfg.synthetic + cfg.val_split, n_test=max(cfg.synthetic // 4, 64), seed=cfg.seed)
+        data = synthetic(spec, n_train=cfg.synthetic + cfg.val_split, n_test=max(cfg.synthetic // 4, 64), seed=cfg.seed)
         return split_validation(data, cfg.val_split, cfg.seed) if cfg.val_split else data
-    return load_dataset(cfg.dataset, cfg.data_dir, val_split=cfg.val_split, seed=cfg.seed)
+    return load_dataset(spec, cfg.data_dir, val_split=cfg.val_split, seed=cfg.seed, progress=cfg.progress)
 
 
 # ---------------------------------------------------------------------------- loss and evaluation
@@ -181,21 +194,22 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Loss, top-1 / top-5 error, per-class accuracy (%) and confusion matrix of ``model`` on ``dataset``'s full test set."""
     base = unwrap_model(model)
-    data = load_dataset(dataset, data_dir, download=download)
-    info = data.info
-    if base.in_chans != info.in_chans or base.num_classes != info.num_classes:
+    cfg = getattr(base, "pretrained_cfg", {})
+    spec = get_dataset_spec(dataset, input_size=cfg.get("input_size"), mean=cfg.get("mean"), std=cfg.get("std"))
+    if base.in_chans != spec.in_chans or base.num_classes != spec.num_classes:
         raise TrainingError(
             f"the weights are for {base.in_chans}-channel input and {base.num_classes} classes, "
-            f"{dataset} has {info.in_chans} and {info.num_classes}; pick the dataset they were trained on"
+            f"{dataset} has {spec.in_chans} and {spec.num_classes}; pick the dataset they were trained on"
         )
+    data = load_dataset(spec, data_dir, download=download, progress=progress)
     dev = resolve_device(device)
-    loader = DeviceLoader(data.x_test, data.y_test, batch_size=1024, mean=info.mean, std=info.std, shuffle=False,
-                          drop_last=False, device=dev, channels_last=dev.type == "cuda")
-    result = evaluate(model.to(dev), loader, info.num_classes, tta_flip, bf16, progress)
+    loader = DeviceLoader(data.x_test, data.y_test, batch_size=1024, mean=data.spec.mean, std=data.spec.std,
+                          shuffle=False, drop_last=False, device=dev, channels_last=dev.type == "cuda")
+    result = evaluate(model.to(dev), loader, spec.num_classes, tta_flip, bf16, progress)
     confusion = result["confusion"]
     per_class = (confusion.diag().float() / confusion.sum(1).clamp(min=1).float() * 100).tolist()
     result.update(dataset=dataset, tta_flip=tta_flip, images=len(data.y_test), confusion=confusion.tolist(),
-                  per_class_acc=dict(zip(info.label_names, per_class)))
+                  per_class_acc=dict(zip(spec.label_names, per_class)))
     return result
 
 
@@ -221,7 +235,8 @@ def evaluate_checkpoint(
     else:
         model = load_model(weights, arch)
     if dataset is None:
-        raise TrainingError(f"which test set? pass the dataset the weights of {arch} were trained on (mnist or cifar10)")
+        raise TrainingError(f"which test set? pass the dataset the weights of {arch} were trained on "
+                            f"({', '.join(list_datasets())} or {FOLDER_PREFIX}PATH)")
     result = {"arch": arch, "weights": str(weights or f"pretrained tag {arch}"),
               **evaluate_model(model, dataset, data_dir, device=device, tta_flip=tta_flip, progress=progress)}
     if out is not None:
@@ -233,61 +248,6 @@ def evaluate_checkpoint(
 
 
 # ---------------------------------------------------------------------------- resume state
-
-
-@dataclass
-class LoopState:
-    """Where the loop is. Saved with every checkpoint, so a resumed run continues exactly here."""
-
-    epoch: int = 0  # epochs finished
-    step: int = 0  # steps finished in the current epoch
-    global_step: int = 0
-    plateau_scale: float = 1.0  # the product of the plateau schedule's drops so far
-    plateau_best: float = math.inf
-    plateau_bad: int = 0
-    train_seconds: float = 0.0
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def save_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: LoopState, sums: dict[str, Tensor]) -> None:
-    """Model, optimizer, RNG and loop state as one safetensors file, written atomically."""
-    tensors = {f"model/{k}": v for k, v in unwrap_model(model).state_dict().items()}
-    opt = optimizer.state_dict()
-    scalars: dict[str, Any] = {}
-    for idx, entry in opt["state"].items():
-        for key, value in entry.items():
-            if isinstance(value, Tensor):
-                tensors[f"optim/{idx}/{key}"] = value
-            else:
-                scalars[f"{idx}/{key}"] = value
-    tensors["rng/cpu"] = torch.get_rng_state()
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        tensors["rng/cuda"] = torch.cuda.get_rng_state()
-    tensors.update({f"sums/{k}": v for k, v in sums.items()})
-    meta = {**dataclasses.asdict(state), "optim_param_groups": opt["param_groups"], "optim_scalars": scalars}
-    save_tensors(path, tensors, {"zoo_train_state": json.dumps(meta)})
-
-
-def load_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> tuple[LoopState, dict[str, Tensor]]:
-    tensors, metadata = load_tensors(path)
-    if "zoo_train_state" not in metadata:
-        raise TrainingError(f"{path} is not a zoo training state; resume from a run directory written by zoo train")
-    meta = json.loads(metadata["zoo_train_state"])
-    unwrap_model(model).load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")}, strict=True)
-    opt_state: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim/"):
-            _, idx, name = key.split("/", 2)
-            opt_state.setdefault(int(idx), {})[name] = value.to(device)
-    for key, value in meta.pop("optim_scalars").items():
-        idx, name = key.split("/", 1)
-        opt_state.setdefault(int(idx), {})[name] = value
-    optimizer.load_state_dict({"state": opt_state, "param_groups": meta.pop("optim_param_groups")})
-    torch.set_rng_state(tensors["rng/cpu"])
-    if "rng/cuda" in tensors and device.type == "cuda":
-        torch.cuda.set_rng_state(tensors["rng/cuda"])
-    sums = {k[5:]: v.to(device) for k, v in tensors.items() if k.startswith("sums/")}
-    return LoopState(**meta), sums
 
 
 @dataclass
@@ -333,7 +293,7 @@ class Trainer:
     model_kwargs: dict[str, Any]
     state: LoopState = field(default_factory=LoopState)
     sums: dict[str, Tensor] = field(default_factory=dict)
-    run: dict[str, Any] = field(default_factory=dict)  # run.json
+    run: RunRecord | None = None  # run.json
 
     @property
     def watch(self) -> str:
@@ -348,7 +308,7 @@ class Trainer:
 def _loaders(cfg: TrainConfig, recipe: Recipe, data: Dataset, device: torch.device, rank: int, world: int):
     x_train, y_train = subset(data.x_train, data.y_train, cfg.train_subset, cfg.seed)
     x_test, y_test = subset(data.x_test, data.y_test, cfg.test_subset, cfg.seed)
-    common = dict(mean=data.info.mean, std=data.info.std, device=device, channels_last=device.type == "cuda")
+    common = dict(mean=data.spec.mean, std=data.spec.std, device=device, channels_last=device.type == "cuda")
     train_loader = DeviceLoader(
         x_train, y_train, batch_size=recipe.batch_size, augment=recipe.augment, flip=recipe.flip,
         seed=cfg.seed, rank=rank, world_size=world, **common,
@@ -366,34 +326,58 @@ def _loaders(cfg: TrainConfig, recipe: Recipe, data: Dataset, device: torch.devi
     return train_loader, eval_loaders, identity
 
 
-def _run_record(t: Trainer) -> dict[str, Any]:
+def _run_record(t: Trainer, data_identity: dict[str, Any]) -> RunRecord:
     """run.json: what is being run, enough to rebuild the model and to refuse a mismatched --resume."""
-    info = t.data.info
-    return {
-        "arch": t.cfg.arch, "model_kwargs": t.model_kwargs, "dataset": info.name, "dataset_sha256": t.data.sha256,
-        "dataset_source": t.data.source, "recipe": t.recipe.name, "recipe_config": t.recipe.to_dict(),
-        "config": dataclasses.asdict(t.cfg), "seed": t.cfg.seed, "epochs": t.recipe.epochs, "world_size": t.world,
-        "machine": describe_device(t.device), "input_size": list(info.input_size), "mean": list(info.mean),
-        "std": list(info.std), "label_names": list(info.label_names), "zoo_version": __version__,
-        "git_commit": git_commit(),
-    }
+    spec = t.data.spec
+    return RunRecord(
+        arch=t.cfg.arch, model_kwargs=t.model_kwargs, dataset=spec.name, dataset_sha256=t.data.sha256,
+        dataset_source=t.data.source, recipe=t.recipe.name, recipe_config=t.recipe.to_dict(),
+        config=dataclasses.asdict(t.cfg), seed=t.cfg.seed, epochs=t.recipe.epochs, world_size=t.world,
+        machine=describe_device(t.device), input_size=spec.input_size, mean=spec.mean, std=spec.std,
+        label_names=spec.label_names, zoo_version=__version__, git_commit=git_commit(), data=data_identity,
+        pad=spec.pad, init=t.cfg.init,
+    )
+
+
+def _init_and_spec(cfg: TrainConfig) -> tuple[dict[str, Any], DataSpec]:
+    """What a fine-tuned model (``--init``, read without its weights) passes on, and the dataset's spec: an image
+    folder takes the fine-tuned model's input size and statistics."""
+    inherited, cfg_of = {}, {}
+    if cfg.init is not None:
+        arch, inherited, cfg_of = init_config(cfg.init)
+        if arch != cfg.arch:
+            raise TrainingError(f"--init {cfg.init} holds {arch!r} weights, not {cfg.arch!r}; train {arch} or pick "
+                                f"{cfg.arch} weights")
+    spec = get_dataset_spec(cfg.dataset, input_size=cfg_of.get("input_size"), mean=cfg_of.get("mean"),
+                            std=cfg_of.get("std"))
+    return {k: v for k, v in inherited.items() if k not in ("num_classes", "in_chans")}, spec
+
+
+def _build(cfg: TrainConfig, model_kwargs: dict[str, Any]) -> nn.Module:
+    """The model to train: fresh (seeded), or the fine-tuned one, its head fitted to the dataset (seeded too)."""
+    torch.manual_seed(cfg.seed)
+    if cfg.init is None:
+        return create_model(cfg.arch, **model_kwargs)
+    return load_any(cfg.init, **model_kwargs)
 
 
 def setup(cfg: TrainConfig, data: Dataset | None = None) -> Trainer:
-    """Recipe, data, loaders, model and optimizer of ``cfg``; resumed from the run directory with ``cfg.resume``."""
+    """Recipe, data, loaders, model and optimizer of ``cfg``; resumed from the run directory with ``cfg.resume``.
+    Everything that can be refused is checked before the data is loaded."""
     device, rank, world = setup_distributed(cfg.device)
-    recipe = get_recipe(
-        cfg.recipe, cfg.arch, cfg.dataset, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, **cfg.recipe_overrides
-    )
-    check_model_kwargs(cfg.arch, {**recipe.model_kwargs, **cfg.model_kwargs})  # before the data is loaded
+    inherited, spec = _init_and_spec(cfg)
+    spec = data.spec if data is not None else spec
+    recipe = get_recipe(cfg.recipe, cfg.arch, spec, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                        **cfg.recipe_overrides)
+    model_kwargs = {"num_classes": spec.num_classes, "in_chans": spec.in_chans, **recipe.model_kwargs, **inherited,
+                    **cfg.model_kwargs}
+    _check_fits(cfg, spec, model_kwargs)
     run_dir = RunDir(cfg.out)
     _check_run_dir(cfg, run_dir)
     check_writable(run_dir.run_json)
-    data = data or prepare_data(cfg)
+    data = data or prepare_data(cfg, spec)
     train_loader, eval_loaders, data_identity = _loaders(cfg, recipe, data, device, rank, world)
-    model_kwargs = {"num_classes": data.info.num_classes, "in_chans": data.info.in_chans, **recipe.model_kwargs, **cfg.model_kwargs}
-    torch.manual_seed(cfg.seed)
-    model = create_model(cfg.arch, **model_kwargs).to(device)
+    model = _build(cfg, model_kwargs).to(device)
     cuda = device.type == "cuda"
     if cuda:
         model = model.to(memory_format=torch.channels_last)
@@ -405,8 +389,20 @@ def setup(cfg: TrainConfig, data: Dataset | None = None) -> Trainer:
     t = Trainer(cfg, recipe, device, rank, world, data, run_dir, train_loader, eval_loaders, model,
                 torch.compile(net) if cfg.compile else net, optimizer, model_kwargs)
     t.sums = {k: torch.zeros((), device=device) for k in ("loss", "correct", "seen")}
-    t.run = {**_run_record(t), "data": data_identity}
+    t.run = _run_record(t, data_identity)
     return t
+
+
+def _check_fits(cfg: TrainConfig, spec: DataSpec, model_kwargs: dict[str, Any]) -> None:
+    """Refuse, before the data is loaded, a model the dataset cannot train: kwargs it does not take, fewer
+    classes than the dataset has, or other input channels."""
+    check_model_kwargs(cfg.arch, model_kwargs)
+    if model_kwargs["num_classes"] < spec.num_classes:
+        raise TrainingError(f"num_classes={model_kwargs['num_classes']} but {spec.title} has {spec.num_classes} classes; "
+                            f"pass num_classes >= {spec.num_classes} (or leave it out)")
+    if model_kwargs["in_chans"] != spec.in_chans:
+        raise TrainingError(f"in_chans={model_kwargs['in_chans']} but {spec.title} has {spec.in_chans}-channel images; "
+                            "leave in_chans out")
 
 
 def _check_run_dir(cfg: TrainConfig, run_dir: RunDir) -> None:
@@ -420,7 +416,7 @@ def start(t: Trainer) -> None:
     """Under the run directory's lock: restore the state to resume, or record the new run in run.json."""
     _check_run_dir(t.cfg, t.run_dir)  # again: another process may have written it since setup looked
     if t.cfg.resume:
-        _check_same_run(t.run_dir.read_run(), t.run)
+        _check_same_run(t.run_dir.read_run(), t.run, t.run_dir.run_json)
         t.state, t.sums = load_state(t.run_dir.state, t.model, t.optimizer, t.device)
         if t.rank != 0:  # only rank 0's partial-epoch sums were saved
             t.sums = {k: torch.zeros_like(v) for k, v in t.sums.items()}
@@ -503,7 +499,7 @@ def end_epoch(t: Trainer, epoch_s: float) -> None:
     row: dict[str, Any] = {"epoch": t.state.epoch + 1, "lr": lr, "train_loss": t.sums["loss"].item() / seen,
                            "train_err": 100.0 * (1 - t.sums["correct"].item() / seen)}
     for name, loader in t.eval_loaders.items():
-        result = evaluate(t.model, loader, t.data.info.num_classes, t.recipe.tta_flip)
+        result = evaluate(t.model, loader, t.model_kwargs["num_classes"], t.recipe.tta_flip)
         row.update({f"{name}_loss": result["loss"], f"{name}_err": result["err"], f"{name}_top5_err": result["top5_err"]})
     t.state.train_seconds += epoch_s
     row.update(epoch_s=epoch_s, img_s=seen / epoch_s, train_seconds=t.state.train_seconds)
@@ -527,13 +523,15 @@ def finish(t: Trainer) -> dict[str, Any]:
     """The run's summary; rank 0 writes the finished model (``RUN_DIR/model``) with its card."""
     history = t.state.history
     summary = summarize(history, t.watch)
-    info = t.data.info
-    label = f"synthetic-{info.name}" if t.data.source.startswith("synthetic") else info.name
+    spec = t.data.spec
+    label = f"{FOLDER_PREFIX}{spec.root.name}" if spec.root else spec.name  # a folder's name, not its local path
+    label = f"synthetic-{label}" if t.data.source.startswith("synthetic") else label
     if t.rank == 0:
         save_pretrained(
             t.model, t.run_dir.model, arch=t.cfg.arch, model_kwargs=t.model_kwargs,
-            tag=run_tag(label, t.recipe, t.cfg.model_kwargs), dataset=label, dataset_sha256=t.data.sha256,
-            input_size=info.input_size, mean=info.mean, std=info.std, label_names=info.label_names,
+            tag=run_tag("folder" if spec.root else label, t.recipe, t.cfg.model_kwargs), dataset=label,
+            dataset_sha256=t.data.sha256, input_size=spec.input_size, mean=spec.mean, std=spec.std, pad=spec.pad,
+            label_names=_labels(spec, t.model_kwargs["num_classes"]),
             recipe=t.recipe.name, metrics=summary, history=history, notes=run_notes(t.recipe.to_dict(), history),
         )
     if t.world > 1:
@@ -548,19 +546,24 @@ def run_tag(dataset: str, recipe: Recipe, model_args: dict[str, Any]) -> str:
     return "_".join([f"{dataset}_{recipe.name}", *extra])
 
 
-def _check_same_run(saved: dict[str, Any], now: dict[str, Any]) -> None:
+def _labels(spec: DataSpec, num_classes: int) -> tuple[str, ...] | None:
+    """The model's label names: the dataset's, when the head has exactly its classes."""
+    return spec.label_names if num_classes == spec.num_classes else None
+
+
+def _check_same_run(saved: RunRecord, now: RunRecord, where: Path) -> None:
     """Refuse to resume into a different run; only the number of epochs may grow."""
-    keys = ("arch", "model_kwargs", "dataset", "dataset_sha256", "seed", "world_size")
-    diffs = [k for k in keys if saved.get(k) != now.get(k)]
-    if "data" in saved:  # the images trained and evaluated on: subsets, validation split, synthetic size
-        diffs += [f"data.{k}" for k in now["data"] if saved["data"].get(k) != now["data"][k]]
+    keys = ("arch", "model_kwargs", "dataset", "dataset_sha256", "seed", "world_size", "init")
+    diffs = [k for k in keys if getattr(saved, k) != getattr(now, k)]
+    if saved.data:  # the images trained and evaluated on: subsets, validation split, synthetic size
+        diffs += [f"data.{k}" for k in now.data if saved.data.get(k) != now.data[k]]
     defaults = {f.name: f.default for f in dataclasses.fields(Recipe)}  # fields added since the run started
-    recipe_then = {**defaults, **{k: v for k, v in saved["recipe_config"].items() if k != "epochs"}}
-    recipe_now = {k: v for k, v in now["recipe_config"].items() if k != "epochs"}
+    recipe_then = {**defaults, **{k: v for k, v in saved.recipe_config.items() if k != "epochs"}}
+    recipe_now = {k: v for k, v in now.recipe_config.items() if k != "epochs"}
     diffs += [f"recipe.{k}" for k in recipe_now if recipe_then.get(k) != recipe_now[k]]
     if diffs:
         raise TrainingError(
-            f"--resume with different settings than the run being resumed ({', '.join(diffs)}); "
+            f"--resume with different settings than the run recorded in {where} ({', '.join(diffs)}); "
             "pass the same arguments as the original run (only --epochs may change) or start a new --out"
         )
 

@@ -1,0 +1,169 @@
+"""Every fact zoo knows about a dataset, in one record per dataset: :class:`DataSpec`.
+
+A leaf: it imports nothing of zoo but its errors, and not torch, so the command line lists the datasets
+and the registry reads their statistics without loading anything. Everything else derives from a spec:
+the command line's choices, the recipes' defaults, the model's data configuration, the card's notes,
+the benchmark's inputs, the reproduction's sizes and predict's preprocessing. ``zoo.data`` turns a
+spec into tensors.
+
+A dataset is one of three kinds, by what its spec holds: a ``<name>.npz`` archive (in ``--data-dir``,
+else downloaded by the torchvision class the spec names), an image folder (``root``: one subfolder per
+class, built by ``zoo.data.folder_spec``) or arrays in memory (``arrays``: tests, synthetic stand-ins).
+
+Adding a dataset is one :func:`register_dataset` call with its spec.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from zoo.errors import DataError
+
+__all__ = ["AUGMENTATIONS", "DEFAULT_DATASET", "FOLDER_PREFIX", "Augment", "DataSpec", "check_statistics", "find_spec",
+           "get_spec", "list_datasets",
+           "register_dataset", "spec_for_model"]
+
+Augment = Literal["none", "crop_flip", "paper"]
+AUGMENTATIONS: tuple[str, ...] = get_args(Augment)
+"""Training augmentations (zoo.data): none; pad-4 crop and flip; the paper's resized crop, rotation, flip, jitter."""
+
+FOLDER_PREFIX = "folder:"
+"""``folder:PATH`` names an image folder as a dataset: one subfolder per class."""
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """One dataset: what its images are, how they enter a model, how recipes treat it.
+
+    ``input_size`` is what the model sees; the stored images are ``pad`` pixels smaller on each side and
+    enter zero-padded (MNIST's 28x28 digits as 1x32x32). ``mirror``: a mirrored image is the same class
+    (flip augmentation and flip-averaged evaluation are allowed). ``splits``: (train, test) images, None
+    when only loading tells. ``paper_augment``: the augmentation the paper's recipe uses on it;
+    ``label_smoothing``: the fast recipe's. ``sample``: (test, calibration) images of it shipped in
+    ``zoo/eval_sample.npz``. ``root`` (an image folder) or ``arrays`` (x_train, y_train, x_test, y_test in
+    memory) say where the images are; neither: ``<name>.npz``. ``measure_stats``: mean and std are placeholders,
+    measured on the training images when they are loaded (an image folder trained from scratch).
+    """
+
+    name: str
+    title: str
+    label_names: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    input_size: tuple[int, int, int]
+    pad: int = 0
+    mirror: bool = True
+    splits: tuple[int, int] | None = None
+    paper_augment: Augment = "none"
+    label_smoothing: float = 0.0
+    hub_id: str | None = None
+    torchvision: str | None = None
+    sample: tuple[int, int] | None = None
+    root: Path | None = None
+    arrays: Callable[[], Mapping[str, Any]] | None = None
+    measure_stats: bool = False
+
+    def __post_init__(self) -> None:
+        check_statistics(self.mean, self.std, self.input_size[0], f"dataset {self.name!r}")
+        if len(self.label_names) < 2:
+            raise DataError(f"dataset {self.name!r} has {len(self.label_names)} class(es); a classifier needs at least 2")
+        if self.paper_augment not in AUGMENTATIONS:
+            raise DataError(f"dataset {self.name!r}: paper_augment={self.paper_augment!r} is not one of {AUGMENTATIONS}")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+    @property
+    def in_chans(self) -> int:
+        return self.input_size[0]
+
+    @property
+    def stored_size(self) -> tuple[int, int]:
+        """(H, W) of the images as stored, before the zero padding."""
+        return self.input_size[1] - 2 * self.pad, self.input_size[2] - 2 * self.pad
+
+    @property
+    def padding_note(self) -> str:
+        """How images enter the model, for cards and help: empty when they enter as they are."""
+        h, w = self.stored_size
+        return f"{h}x{w} images zero-padded by {self.pad} pixels" if self.pad else ""
+
+
+def check_statistics(mean: Any, std: Any, channels: int, where: str, error: type[Exception] = DataError) -> None:
+    """Refuse normalisation statistics that would broadcast silently or divide by zero: one finite mean and one
+    finite, positive std per channel."""
+    for label, values in (("mean", mean), ("std", std)):
+        if not isinstance(values, (list, tuple)) or len(values) != channels or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
+        ):
+            raise error(f"{where}: {label} must be {channels} finite number(s), one per channel, got {values!r}")
+    if not all(v > 0 for v in std):
+        raise error(f"{where}: std must be > 0 for every channel (it divides the pixels), got {tuple(std)!r}")
+
+
+_SPECS: dict[str, DataSpec] = {}
+
+
+def register_dataset(spec: DataSpec) -> DataSpec:
+    """Make ``spec`` a dataset every command accepts by name (a duplicate name is an error)."""
+    if spec.name in _SPECS:
+        raise DataError(f"dataset {spec.name!r} is already registered; pick another name")
+    if spec.name.startswith(FOLDER_PREFIX) or not spec.name:
+        raise DataError(f"{spec.name!r} cannot name a registered dataset ({FOLDER_PREFIX}PATH names image folders)")
+    _SPECS[spec.name] = spec
+    return spec
+
+
+def unregister_dataset(name: str) -> None:
+    """Forget a dataset registered by :func:`register_dataset` (tests register and remove their own)."""
+    _SPECS.pop(name, None)
+
+
+def list_datasets() -> list[str]:
+    """The registered datasets' names, in registration order."""
+    return list(_SPECS)
+
+
+def get_spec(name: str) -> DataSpec:
+    """The registered spec ``name``; an image folder's spec comes from ``zoo.data.get_dataset_spec``."""
+    if name not in _SPECS:
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(_SPECS)} or {FOLDER_PREFIX}PATH (an image "
+                        "folder, one subfolder per class)")
+    return _SPECS[name]
+
+
+def find_spec(name: str | None) -> DataSpec | None:
+    """The registered spec ``name``, or None (an image folder, an unrecorded or unknown dataset)."""
+    return _SPECS.get(name) if name else None
+
+
+def spec_for_model(in_chans: int, num_classes: int, small: bool) -> DataSpec | None:
+    """The dataset a model without weights is most likely for: the first registered one with its channels and
+    classes; else, for a ``small`` (32x32) configuration or channels ImageNet does not have, the first with
+    its channels; else None (ImageNet's)."""
+    exact = [s for s in _SPECS.values() if (s.in_chans, s.num_classes) == (in_chans, num_classes)]
+    if exact:
+        return exact[0]
+    if small or in_chans != 3:
+        return next((s for s in _SPECS.values() if s.in_chans == in_chans), None)
+    return None
+
+
+DEFAULT_DATASET = "cifar10"
+"""What ``zoo train`` and ``zoo bench`` use when no dataset is named."""
+
+register_dataset(DataSpec(
+    "mnist", "MNIST", tuple(str(i) for i in range(10)), (0.1307,), (0.3081,), (1, 32, 32), pad=2,
+    mirror=False,  # digits are not mirror-symmetric
+    splits=(60000, 10000), hub_id="ylecun/mnist", torchvision="MNIST", sample=(1000, 100),
+))
+register_dataset(DataSpec(
+    "cifar10", "CIFAR-10", ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+    (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), (3, 32, 32), splits=(50000, 10000),
+    paper_augment="paper",  # "horizontal flipping, rotation, colour jitter, random resize cropping"
+    label_smoothing=0.1, hub_id="uoft-cs/cifar10", torchvision="CIFAR10", sample=(500, 100),
+))
