@@ -49,8 +49,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    recipe = args.recipe or ("finetune" if args.init else "paper")
+    name = Path(args.dataset.removeprefix(FOLDER_PREFIX)).name if args.dataset.startswith(FOLDER_PREFIX) else args.dataset
     cfg = TrainConfig(
-        arch=args.model, dataset=args.dataset, recipe=args.recipe, out=args.out or f"runs/{args.model}-{args.dataset}-{args.recipe}",
+        arch=args.model, dataset=args.dataset, recipe=recipe, out=args.out or f"runs/{args.model}-{name}-{recipe}",
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, model_kwargs=dict(args.model_arg),
         recipe_overrides=dict(args.recipe_arg),
         data_dir=args.data_dir, synthetic=args.synthetic, val_split=args.val_split, train_subset=args.train_subset,
@@ -210,7 +212,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                         "subfolder of images per class")
     p.add_argument("--init", metavar="WEIGHTS", help="fine-tune: start from a tag (googlenet_res5x5.cifar10_paper), a saved "
                                                      "folder or hf-hub:owner/name; the head is fitted to the dataset")
-    p.add_argument("--recipe", default="paper", choices=RECIPES, help="paper: the paper's tables; fast: ours")
+    p.add_argument("--recipe", choices=RECIPES, help="paper: the paper's tables (the default); fast: ours; finetune: "
+                                                    "for --init (its default)")
     p.add_argument("--out", help="run directory (default runs/MODEL-DATASET-RECIPE)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)

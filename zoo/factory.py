@@ -33,6 +33,8 @@ def create_model(
     num_classes: int | None = None,
     in_chans: int | None = None,
     label_names: Sequence[str] | None = None,
+    features_only: bool = False,
+    out_indices: int | Sequence[int] = (0, 1, 2, 3, 4),
     **kwargs: Any,
 ) -> nn.Module:
     """Build a registered model, optionally with its published weights.
@@ -42,7 +44,8 @@ def create_model(
     (the arch's first tag when the name has none), checked against its pinned sha256, with timm's
     semantics: another ``num_classes`` gives a fresh classifier (0: none, the model returns pooled
     features) whose classes ``label_names`` may name, another ``in_chans`` an adapted first convolution;
-    every other tensor is loaded and checked as strictly as ever.
+    every other tensor is loaded and checked as strictly as ever. ``features_only`` returns timm's feature
+    extractor around the model (its stages ``out_indices``' maps, ``feature_info`` describing them).
     """
     if not isinstance(pretrained, bool):
         raise ArgumentError(f"pretrained must be True or False, got {pretrained!r}")
@@ -51,7 +54,15 @@ def create_model(
     model = build_model(entry.name if entry else arch, num_classes=num_classes, in_chans=in_chans, **kwargs)
     if pretrained:
         load_pretrained(model, entry)
-    return name_labels(model, label_names)
+    model = name_labels(model, label_names)
+    return _features(model, out_indices) if features_only else model
+
+
+def _features(model: nn.Module, out_indices: int | Sequence[int]) -> nn.Module:
+    """timm's feature extractor around ``model``, as ``timm.create_model(..., features_only=True)`` builds it."""
+    from timm.models._features import FeatureGetterNet  # lazy: timm costs 1.7 s to import, and only this option needs it
+
+    return FeatureGetterNet(model, out_indices=out_indices)
 
 
 def load_any(source: str | os.PathLike, **kwargs: Any) -> nn.Module:

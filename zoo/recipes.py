@@ -90,11 +90,15 @@ FAST: dict[str, dict[str, Any]] = {
     "googlenet": dict(lr=0.2, batch_size=512, epochs=30, warmup_epochs=2),
 }
 
-RECIPES = ("paper", "fast")
+FINETUNE: dict[str, Any] = dict(lr=0.01, batch_size=64, epochs=10, warmup_epochs=1)
+"""Every family's fine-tuning from trained weights (``zoo train --init``): a tenth of the fast recipe's rate, so the
+trained features are adjusted, not rewritten, and small batches, for small image folders."""
+
+RECIPES = ("paper", "fast", "finetune")
 
 
 def get_recipe(name: str, arch: str, dataset: str | DataSpec, **overrides: Any) -> Recipe:
-    """The recipe ``name`` ("paper" or "fast") for ``arch`` on ``dataset`` (a registered name or a spec), with
+    """The recipe ``name`` ("paper", "fast" or "finetune") for ``arch`` on ``dataset`` (a registered name or a spec), with
     overrides applied.
 
     What depends on the dataset comes from its spec: the paper's augmentation; for the fast recipe, whether
@@ -104,9 +108,9 @@ def get_recipe(name: str, arch: str, dataset: str | DataSpec, **overrides: Any) 
     spec = dataset if isinstance(dataset, DataSpec) else get_spec(dataset)
     if name == "paper":
         cfg = dict(PAPER[cls.family], augment=spec.paper_augment)
-    elif name == "fast":
+    elif name in ("fast", "finetune"):
         cfg = dict(
-            FAST[cls.family],
+            FAST[cls.family] if name == "fast" else FINETUNE,
             momentum=0.9,
             nesterov=True,
             weight_decay=5e-4,
@@ -115,7 +119,8 @@ def get_recipe(name: str, arch: str, dataset: str | DataSpec, **overrides: Any) 
             augment="crop_flip",
             flip=spec.mirror,
             tta_flip=spec.mirror,
-            model_kwargs={cls.variant_arg: "cifar"},  # VGG's head, the others' stem
+            # VGG's head, the others' stem; fine-tuning keeps the trained model's
+            model_kwargs={cls.variant_arg: "cifar"} if name == "fast" else {},
         )
     else:
         raise TrainingError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
