@@ -10,6 +10,7 @@ interrupted one resumed.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -438,6 +439,8 @@ def scope_problem(claim: Claim, cfgs: list[TrainConfig], epochs_run: int, early_
         return None
     if any(c.recipe_overrides.get("compress_from") for c in cfgs):
         return "not comparable: a compressed schedule's first epochs are not the paper's"
+    if claim.metric == "early" and not all(c.val_split for c in cfgs):
+        return "not measured: the early metric is a validation error, and these runs held out no validation split"
     if claim.metric == "early" and epochs_run < early_epochs:
         return f"not comparable: the metric needs {early_epochs} epochs, {epochs_run} were run"
     return None
@@ -515,7 +518,8 @@ def _setting(cfgs: list[TrainConfig], protocol: str) -> str:
     first = cfgs[0]
     runs = [r for r in map(_run_record, cfgs) if r]
     machines = sorted({r.machine or "not recorded" for r in runs})
-    commits = sorted({r.git_commit or "not recorded" for r in runs})
+    commits = sorted({(r.git_commit or "not recorded") + (" (corrected by hand: see run.json)" if r.corrections else "")
+                      for r in runs})
     epochs_run = sorted({len(h) for h in map(_history, cfgs) if h})
     paper_epochs = sorted({_paper_epochs(c) for c in cfgs})
     kinds = {"not recorded" if m == "not recorded" else "fp32 (CPU)" if m.startswith("CPU") else "bf16 autocast (CUDA)" for m in machines}
@@ -557,19 +561,26 @@ def _run_rows(sec: Section, columns: list[str]) -> list[str]:
     return lines
 
 
+def _values(sec: Section, side: str, metric: str) -> str:
+    if side not in sec.seeds:
+        return "left out"
+    values = list(sec.seeds[side][metric].values())
+    return str(summarize(values)) if values else "-"
+
+
 def _claim_rows(sec: Section) -> list[str]:
     lines = ["| the paper's claim | metric | scope | ours (mean ± sd) | the paper | verdict |", "|---|---|---|---|---|---|"]
     scope = f"`{sec.recipe}`, {sec.epochs_run} epochs"
     for claim, problem, raw, decided in zip(sec.exp.claims, sec.problems, sec.raw, sec.decided):
         sides = [claim.a] + [claim.b] * bool(claim.b)
-        ours = " vs ".join(str(summarize(list(sec.seeds[s][claim.metric].values()))) if s in sec.seeds else "left out"
-                           for s in sides)
+        ours = " vs ".join(_values(sec, side, claim.metric) for side in sides)
         if problem is None:
             verdict = str(decided)
-        elif raw is None:
+        elif raw is None or math.isnan(raw.effect):
             verdict = problem
         else:  # the statistics at this length, never a verdict on the paper's claim
-            verdict = f"{problem}; at {sec.epochs_run} epochs: {raw.test}, d = {raw.effect:.2f} [{raw.ci[0]:.2f}, {raw.ci[1]:.2f}]"
+            ci = f" [{raw.ci[0]:.2f}, {raw.ci[1]:.2f}]" if math.isfinite(raw.ci[0]) else f" (n={min(raw.n)})"
+            verdict = f"{problem}; at {sec.epochs_run} epochs: {raw.test}, d = {raw.effect:.2f}{ci}"
         lines.append(f"| {claim.text} | {claim.metric} | {scope} | {ours} | {claim.paper} | {verdict} |")
     return lines
 
