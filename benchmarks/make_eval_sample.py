@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from zoo.files import atomic_write_bytes
-from zoo.data import SAMPLE_FILE, SAMPLE_SIZES
+from zoo.data import SAMPLE_FILE
+from zoo.datasets import get_spec, list_datasets
 
 SEED = 0
 
@@ -32,7 +33,8 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(SEED)
     arrays = {}
-    for name, (n_test, n_train) in SAMPLE_SIZES.items():
+    for name in (n for n in list_datasets() if get_spec(n).sample):
+        n_test, n_train = get_spec(name).sample
         with np.load(args.data_dir / f"{name}.npz") as full:
             test, train = stratified(full["y_test"], n_test, rng), stratified(full["y_train"], n_train, rng)
             arrays |= {f"{name}_x_test": full["x_test"][test], f"{name}_y_test": full["y_test"][test],

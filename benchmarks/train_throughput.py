@@ -27,7 +27,8 @@ from torch import nn
 
 import zoo
 from zoo.cliutil import key_value
-from zoo.data import DeviceLoader, PAPER_CROP_RATIO, PAPER_CROP_SCALE, PAPER_JITTER, PAPER_ROTATION_DEG, get_info, load_dataset, synthetic
+from zoo.data import DeviceLoader, PAPER_CROP_RATIO, PAPER_CROP_SCALE, PAPER_JITTER, PAPER_ROTATION_DEG, load_dataset, synthetic
+from zoo.datasets import get_spec
 from zoo.recipes import get_recipe
 from zoo.train import train_step
 
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
 
     device = torch.device(args.device)
-    info = get_info("cifar10")
+    info = get_spec("cifar10")
     n = max(args.batch_size * (args.steps + args.warmup), 10_000)
     data = load_dataset("cifar10", args.data_dir, download=False) if args.data_dir else synthetic("cifar10", n_train=n, n_test=16)
     recipe = get_recipe("paper", args.model, "cifar10")

@@ -11,11 +11,14 @@ import argparse
 import functools
 import sys
 from pathlib import Path
+from typing import Any
 
-from .onnx import PARITY_BATCHES, check_parity, export_onnx, load_model
+from .onnx import PARITY_BATCHES, check_opset, check_parity, check_tolerance, export_onnx, load_model
 from zoo.files import atomic_path, check_writable
 from zoo.cliutil import add_quiet, key_value, run_command
+from zoo.errors import ArgumentError
 from zoo.progress import progress_bar
+from zoo.registry import check_input_size
 
 
 def _batch(value: str) -> int | None:
@@ -52,11 +55,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def run(args: argparse.Namespace) -> int:
-    check_writable(args.out)
-    kwargs = dict(args.model_arg)
+    check_output(args.out)
+    check_opset(args.opset)
+    check_tolerance(args.tolerance)
     if args.input_size:
-        kwargs["in_chans"] = args.input_size[0]
-    model = load_model(args.model, weights=args.weights, num_classes=args.num_classes, **kwargs)
+        check_input_size(args.input_size, "--input-size")
+    model = load_model(args.model, weights=args.weights, **model_kwargs(args))
     input_size = tuple(args.input_size or model.default_input_size)
     dynamic = args.batch is None
     batches = PARITY_BATCHES if dynamic else (args.batch,)
@@ -77,6 +81,27 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {path} ({size_mb:.1f} MB, input {'x'.join(map(str, input_size))}, batch {args.batch or 'dynamic'})")
     print(f"onnx.checker (full) passed; max |onnxruntime - torch|: {parity}")
     return 0
+
+
+def check_output(out: Path) -> None:
+    """Refuse, before the export, an --out zoo could not write or zoo predict would not read back as ONNX."""
+    check_writable(out)
+    if out.suffix.lower() != ".onnx":
+        raise ArgumentError(f"--out {out} does not end in .onnx, which zoo predict recognises an ONNX file by; pass "
+                            f"{out.with_name(out.name + '.onnx')}")
+
+
+def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """--model-arg with --num-classes and --input-size's channels; a --model-arg that says otherwise is refused."""
+    kwargs = dict(args.model_arg)
+    given = (("num_classes", args.num_classes, "--num-classes"),
+             ("in_chans", args.input_size[0] if args.input_size else None, "--input-size"))
+    for key, value, option in given:
+        if value is not None and kwargs.get(key, value) != value:
+            raise ArgumentError(f"--model-arg {key}={kwargs[key]!r} contradicts {option} ({key}={value}); pass one of them")
+        if value is not None:
+            kwargs[key] = value
+    return kwargs
 
 
 def _next_step(bar, batch: int) -> None:

@@ -66,8 +66,8 @@ import torch
 import zoo
 from .__main__ import add_model_arguments
 from .inductor import INDUCTOR_SETTINGS, compile_model
-from .onnx import INPUT_NAME, PROVIDER, check_parity, create_session, export_onnx, load_model
-from .report import SCHEMA, compare, write_results
+from .onnx import INPUT_NAME, PROVIDER, check_opset, check_parity, create_session, export_onnx, load_model
+from .report import SCHEMA, compare, read_results, write_results
 from .stats import NOISY, ratios, summary
 from zoo.arguments import Range, check_arguments
 from zoo.files import check_writable
@@ -142,6 +142,16 @@ class BenchConfig:
         self.batch_sizes = tuple(sorted({1, *self.batch_sizes}))  # batch 1: the latency every table reports
         if self.input not in input_names():
             raise ArgumentError(f"zoo bench: input={self.input!r} is not one of {', '.join(input_names())}")
+        check_opset(self.opset)
+        self._check_model_kwargs()
+
+    def _check_model_kwargs(self) -> None:
+        """A --model-arg that contradicts the input's channels or --num-classes is refused, not overridden."""
+        for key, value, option in (("in_chans", self.input_size[0], f"--input {self.input}"),
+                                   ("num_classes", self.num_classes, "--num-classes")):
+            if value is not None and self.model_kwargs.get(key, value) != value:
+                raise ArgumentError(f"zoo bench: --model-arg {key}={self.model_kwargs[key]!r} contradicts {option} "
+                                    f"({key}={value}); pass one of them")
 
     @property
     def input_size(self) -> tuple[int, int, int]:
@@ -615,6 +625,8 @@ def model_names(patterns: list[str] | None, input_name: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     check_writable(args.out / "results.json")
+    if args.compare:
+        read_results(args.compare)  # a file --compare cannot read is refused before the benchmark, not after
     names = model_names(args.patterns, args.input)
     weights = dict(args.weights)
     if set(weights) - set(names):

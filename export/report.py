@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from zoo.files import atomic_write_bytes
 from zoo.cliutil import format_table
+from zoo.errors import ArgumentError
 from zoo.plots import png_bytes
 
 if TYPE_CHECKING:  # matplotlib is imported lazily, by the charts only
     from matplotlib.figure import Figure
 
-__all__ = ["COMPARABLE", "SCHEMA", "batch_chart", "compare", "cost_chart", "table_rows", "write_results"]
+__all__ = ["COMPARABLE", "SCHEMA", "batch_chart", "compare", "cost_chart", "read_results", "table_rows", "write_results"]
 
 SCHEMA = "zoo.bench/3"
 """The results document export.bench writes; /3 added ``engines`` (what each engine is: label, baseline, device,
@@ -232,14 +233,48 @@ def _figures(results: dict[str, Any]) -> dict[tuple, dict[str, Any]]:
     return found
 
 
+def read_results(path: Path) -> dict[str, Any]:
+    """An earlier results.json that --compare reads; anything else is refused, naming the file and what to pass."""
+    problem, old = _results_problem(path)
+    if problem:
+        raise ArgumentError(f"cannot compare with {path}: {problem}; pass the results.json an earlier zoo bench --out "
+                            "wrote")
+    return old
+
+
+def _results_problem(path: Path) -> tuple[str | None, Any]:
+    """(why ``path`` is no results.json --compare reads, or None; what it holds)."""
+    try:
+        old = json.loads(Path(path).read_text())
+    except OSError as e:
+        return e.strerror or str(e), None
+    except ValueError as e:
+        return f"not JSON ({e})", None
+    if not isinstance(old, dict):
+        return f"a JSON {type(old).__name__}, not a results object", old
+    if old.get("schema") not in COMPARABLE:
+        return f"schema {old.get('schema')!r}; this run reads {', '.join(COMPARABLE)}", old
+    try:
+        figures = _figures(old)
+    except (KeyError, TypeError, AttributeError) as e:
+        return f"its figures do not read ({type(e).__name__}: {e})", old
+    if not all(map(_readable, figures.values())):
+        return "a figure lacks a number median or a ci95 of two numbers", old
+    return None, old
+
+
+def _readable(fig: Any) -> bool:
+    """A figure compare reads: a number ``median`` and a ``ci95`` of two numbers."""
+    values = [fig.get("median"), *(fig.get("ci95") or [])] if isinstance(fig, dict) else []
+    return len(values) == 3 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
 def compare(old_path: Path, results: dict[str, Any]) -> str:
     """The figures of ``results`` whose 95% interval does not overlap the same figure's in an earlier run."""
     try:
-        old = json.loads(Path(old_path).read_text())
-    except (OSError, ValueError) as e:
-        return f"cannot compare with {old_path}: {e}"
-    if old.get("schema") not in COMPARABLE:
-        return f"cannot compare with {old_path}: schema {old.get('schema')!r}; this run reads {', '.join(COMPARABLE)}"
+        old = read_results(old_path)
+    except ArgumentError as e:
+        return str(e)
     before, now = _figures(old), _figures(results)
     changed = [
         {"model": k[0], "threads": k[1], "figure": k[2], "before": fmt(before[k]), "now": fmt(now[k]),

@@ -28,6 +28,7 @@ from zoo.cli import main
 from zoo.data import load_dataset
 from zoo.errors import CheckpointError, HubError
 from zoo.hub import publishable_files
+from zoo.rundir import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
 TAGS = zoo.list_models(pretrained=True)
@@ -58,6 +59,29 @@ def test_bundled_folder_is_pinned_fp16_and_push_ready(name):
     assert {t.dtype for t in tensors.values() if t.is_floating_point()} == {torch.float16}
     assert not any(k.startswith(("aux1.", "aux2.")) for k in tensors)  # training-only heads are not shipped
     assert sorted(publishable_files(tag.bundled)) == sorted(p.name for p in tag.bundled.iterdir())
+
+
+@pytest.mark.parametrize("name", TAGS)
+def test_bundled_tag_ships_the_run_records_behind_its_card(name):
+    folder = entry(name).bundled
+    run, history = RunDir(folder).read_run(), RunDir(folder).read_history()
+    assert run.arch == entry(name).arch and run.dataset == entry(name).dataset and len(history) == run.epochs
+    assert "+dirty" not in (run.git_commit or "+dirty") or run.corrections  # the commit it ran, or the fix recorded
+    card = (folder / CARD_NAME).read_text()
+    assert f"| epochs | {run.epochs} |" in card and f"`{run.git_commit}`" in card
+    assert (folder / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_refreshing_a_card_refuses_weights_that_measure_otherwise(tmp_path, monkeypatch):
+    import zoo.release as release
+
+    name = "googlenet_res5x5.cifar10_paper"
+    monkeypatch.setattr(release, "evaluate_model", lambda *a, **k: {"err": 50.0, "top5_err": 9.0, "images": 10000,
+                                                                       "per_class_acc": {}})
+    before = {p.name: p.read_bytes() for p in entry(name).bundled.iterdir()}
+    with pytest.raises(CheckpointError, match="measures 50.0000% top-1 error on the test set, its weights' metadata"):
+        release.release(entry(name).bundled, "cifar10_paper", card_only=True)
+    assert {p.name: p.read_bytes() for p in entry(name).bundled.iterdir()} == before
 
 
 @pytest.mark.parametrize("name", TAGS)

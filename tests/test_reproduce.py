@@ -96,7 +96,7 @@ def test_quick_runs_and_seeds_and_protocols_have_their_own_identity(tmp_path):
 def rows(test_errs, val_errs=None):
     out = []
     for i, t in enumerate(test_errs):
-        row = {"epoch": i + 1, "test_err": t, "train_err": t + 1}
+        row = {"epoch": i + 1, "lr": 0.1, "train_loss": 1.0, "test_loss": 1.0, "test_err": t, "train_err": t + 1}
         if val_errs is not None:
             row["val_err"] = val_errs[i]
         out.append(row)

@@ -266,3 +266,15 @@ def test_the_wheel_carries_the_tags_and_works_without_the_checkout(tmp_path):
     cli = subprocess.run([sys.executable, "-m", "zoo.cli", "export", "--help"], capture_output=True, text=True,
                          cwd=tmp_path, env=env)
     assert cli.returncode == 0 and "usage: zoo export" in cli.stdout
+
+
+def test_plain_timm_on_a_saved_folder_fails_and_the_folder_says_what_to_install(tmp_path):
+    """timm's own error cannot be changed from outside timm; the card and config.json name the package and the import."""
+    folder = zoo.save_pretrained(zoo.create_model(TAG, pretrained=True), tmp_path / "m")
+    code = f"import timm; timm.create_model('local-dir:{folder}', pretrained=True)"
+    plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert plain.returncode != 0 and "Unknown model (zoo_googlenet_res5x5)" in plain.stderr
+    assert "pip install deeper-zoo" in (folder / "README.md").read_text()
+    assert "import zoo" in json.loads((folder / "config.json").read_text())["zoo"]["requires"]
+    with_zoo = subprocess.run([sys.executable, "-c", "import zoo; " + code], capture_output=True, text=True, cwd=tmp_path)
+    assert with_zoo.returncode == 0, with_zoo.stderr[-2000:]

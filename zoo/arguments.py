@@ -19,18 +19,27 @@ __all__ = ["Range", "check_arguments"]
 
 
 class Range(typing.NamedTuple):
-    """Bounds of a number: ``low <= x`` (``low < x`` when ``open_low``), and ``x < high`` when given."""
+    """Bounds of a number: ``low <= x`` (``low < x`` when ``open_low``), and ``x < high`` when given
+    (``x <= high`` unless ``open_high``)."""
 
     low: float
     high: float = math.inf
     open_low: bool = False
+    open_high: bool = True
 
     def admits(self, x: float) -> bool:
-        return (x > self.low if self.open_low else x >= self.low) and x < self.high
+        above = x > self.low if self.open_low else x >= self.low
+        return above and (x < self.high if self.open_high else x <= self.high)
 
     def __str__(self) -> str:
-        lower = f"> {self.low:g}" if self.open_low else f">= {self.low:g}"
-        return lower + (f" and < {self.high:g}" if self.high != math.inf else "")
+        lower = f"> {_number(self.low)}" if self.open_low else f">= {_number(self.low)}"
+        upper = f" and {'<' if self.open_high else '<='} {_number(self.high)}" if self.high != math.inf else ""
+        return lower + upper
+
+
+def _number(x: float) -> str:
+    """``1,000,000`` for a whole number (never ``1e+06``), ``0.5`` otherwise."""
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
 
 
 def check_arguments(

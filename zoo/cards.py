@@ -124,6 +124,12 @@ def _limitations(meta: CheckpointMeta) -> list[str]:
     return notes + meta_model(meta.arch, **meta.model_kwargs).card_notes()
 
 
+INSTALL = ("Install zoo first: `pip install deeper-zoo` (the import is `zoo`). timm loads this model only after "
+           "`import zoo`, which registers zoo's `zoo_*` architectures in timm; without it, timm fails with "
+           "`Unknown model (zoo_...)`.")
+"""What a card says before its snippet: the package to install, and that timm needs ``import zoo``."""
+
+
 def _usage(meta: CheckpointMeta, repo_id: str | None, pretrained_name: str | None) -> list[str]:
     """A snippet that runs when copied: build, load (digests checked), classify one normalised image."""
     c, h, w = meta.input_size
@@ -133,7 +139,8 @@ def _usage(meta: CheckpointMeta, repo_id: str | None, pretrained_name: str | Non
         source = f"hf-hub:{repo_id}" if repo_id else "path/to/this/folder"
         load = [f"model = {meta.create_call}.eval()",
                 f"load_weights(model, {source!r})  # checks sha256, keys, shapes and architecture"]
-    lines = ["```python", "import torch", "import zoo"] + ([] if pretrained_name else ["from zoo.hub import load_weights"])
+    lines = [INSTALL, "", "```python", "import torch", "import zoo  # pip install deeper-zoo"]
+    lines += [] if pretrained_name else ["from zoo.hub import load_weights"]
     lines += ["", *load]
     if meta.mean is not None and meta.std is not None:
         lines += [
@@ -149,12 +156,13 @@ def _usage(meta: CheckpointMeta, repo_id: str | None, pretrained_name: str | Non
     if meta.tag and not pretrained_name:
         lines += ["# or, once the tag is published:", f"model = zoo.create_model({meta.arch + '.' + meta.tag!r}, pretrained=True)"]
     if repo_id:
-        lines += ["", "import timm  # after `import zoo`, which registers zoo_* models in timm",
+        lines += ["", "import timm  # after `import zoo`: plain timm does not know zoo_* models (\"Unknown model\")",
                   f"model = timm.create_model({'hf-hub:' + repo_id!r}, pretrained=True)"]
     return lines + ["```"]
 
 
-def _results(meta: CheckpointMeta, dataset_name: str, selection: str, per_class: Mapping[str, float] | None) -> list[str]:
+def _results(meta: CheckpointMeta, dataset_name: str, selection: str, per_class: Mapping[str, float] | None,
+             during_training: str | None = None) -> list[str]:
     metrics = meta.metrics or {}
     if TOP1 not in metrics:
         return ["No test metrics recorded."]
@@ -166,7 +174,8 @@ def _results(meta: CheckpointMeta, dataset_name: str, selection: str, per_class:
     ]
     others = {k: v for k, v in metrics.items() if k not in (TOP1, TOP5)}
     if others:
-        lines += ["", "Also recorded: " + ", ".join(f"`{k}` {v:g}" for k, v in others.items()) + "."]
+        how = f" (measured during training: {during_training})" if during_training else ""
+        lines += ["", "Also recorded" + how + ": " + ", ".join(f"`{k}` {v:g}" for k, v in others.items()) + "."]
     if per_class:
         lines += ["", "Per-class accuracy on the test set:", "", "| class | accuracy |", "|---|---|"]
         lines += [f"| {label} | {acc:.2f}% |" for label, acc in per_class.items()]
@@ -232,6 +241,7 @@ def build_card(
     pretrained_name: str | None = None,
     train_commit: str | None = None,
     notes: Sequence[str] = (),
+    during_training: str | None = None,
 ) -> ModelCard:
     """The model card of the checkpoint ``weights`` described by ``meta``.
 
@@ -239,7 +249,8 @@ def build_card(
     a measured setting (e.g. "onnxruntime CPU, 2 threads, batch 1") to
     milliseconds. ``repo_id`` fills in the usage snippet; ``pretrained_name``
     (``arch.tag``) makes it load the tag with ``pretrained=True``.
-    ``selection`` says which weights the test numbers are of.
+    ``selection`` says which weights the test numbers are of, ``during_training`` how the other recorded
+    metrics (a validation error) were measured: precision and views.
     """
     weights = Path(weights)
     name = f"{meta.arch}.{meta.tag}" if meta.tag else meta.arch
@@ -258,7 +269,7 @@ def build_card(
            "recipe_config": recipe_config}
     body = [
         f"# {name}", "", f'{meta.arch} trained from scratch on {dataset_name} with zoo, the model zoo of "{PAPER}".', "",
-        "## Results", "", *_results(meta, dataset_name, selection, per_class), "",
+        "## Results", "", *_results(meta, dataset_name, selection, per_class, during_training), "",
         "## Usage", "", *_usage(meta, repo_id, pretrained_name), "",
         "## Model", "", _table(_model_rows(meta, weights)), "",
         "## Training", "", _table(_training_rows(meta, run)),
@@ -281,6 +292,13 @@ def read_run(run_dir: str | os.PathLike) -> tuple[RunRecord, list[dict[str, Any]
     return run, history
 
 
+def training_measure(run: RunRecord) -> str:
+    """How a run measured its errors while training: the precision it ran at and the views it averaged."""
+    precision = ("precision not recorded" if not run.machine else "fp32 on the CPU" if run.machine.startswith("CPU")
+                 else "bf16 autocast on CUDA")
+    return f"{precision}, {'flip-averaged (two views)' if run.recipe_config.get('tta_flip') else 'one view'}"
+
+
 def write_bundle_card(
     folder: Path, run: RunRecord, history: Sequence[Mapping[str, Any]], accuracy: Mapping[str, Any], *, pretrained_name: str
 ) -> Path:
@@ -294,7 +312,7 @@ def write_bundle_card(
         meta, weights, curve=True, recipe_config=run.recipe_config, epochs=len(history), seed=run.seed,
         machine=run.machine, train_seconds=last.get("train_seconds"), per_class=accuracy["per_class_acc"],
         selection=selection, pretrained_name=pretrained_name, train_commit=run.git_commit,
-        notes=run_notes(run.recipe_config, history),
+        notes=[*run_notes(run.recipe_config, history), *run.notes], during_training=training_measure(run),
     )
     atomic_write_bytes(folder / CARD_NAME, str(card).encode())
     return folder / CARD_NAME

@@ -90,7 +90,7 @@ def seed_list(values: list[int]) -> tuple[int, ...]:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     options = dict(epochs=args.epochs, recipes=tuple(args.recipe) if args.recipe else None, seeds=seed_list(args.seeds),
                    val_split=args.val_split, model_args=dict(args.model_arg), skip=tuple(args.skip),
-                   compress=args.compress)
+                   compress=args.compress, dataset=args.dataset)
     if args.plan:
         plan = plan_configs(args.experiment, Path(args.out), **options)
         est = estimate(unique_configs(plan), jobs=args.jobs, throughput=args.throughput)
@@ -147,8 +147,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_release(args: argparse.Namespace) -> int:
     folder = release(args.run_dir, args.tag, data_dir=args.data_dir, out_root=args.out_root, tags_file=args.tags_file,
-                     device=args.device)
-    print(f"wrote {folder} and pinned it in {args.tags_file}")
+                     device=args.device, card_only=args.card_only)
+    print(f"rewrote the card and run records of {folder}" if args.card_only else f"wrote {folder} and pinned it in {args.tags_file}")
     return 0
 
 
@@ -188,6 +188,8 @@ def _add_publish(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-root", default=str(BUNDLED_DIR), help="where the ARCH.TAG folder goes (default: model_cards/)")
     p.add_argument("--tags-file", default=str(TAGS_FILE), help="the pretrained.json to pin the tag in")
     p.add_argument("--device", default="cpu", help="device for the accuracy measurement (fp32)")
+    p.add_argument("--card-only", action="store_true",
+                   help="rewrite a bundled tag's card and run records from its run; the weights and pin stay")
     p.set_defaults(func=cmd_release)
 
 
@@ -264,6 +266,8 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
                    help="applied to every run, e.g. stem=imagenet for the fast recipe in the paper's configuration")
     p.add_argument("--compress", action="store_true",
                    help="with --epochs: squeeze a step schedule into the epochs run (default: its first epochs, exactly)")
+    p.add_argument("--dataset", type=dataset_name, metavar="DATASET",
+                   help=f"run every experiment on another registered dataset ({', '.join(list_datasets())})")
     p.add_argument("--skip", action="append", default=[], metavar="RUN",
                    help="leave out a run (its label or arch, e.g. vgg19); the report marks it left out")
     p.add_argument("--plan", action="store_true", help="train nothing: print the runs, images and estimated GPU minutes")

@@ -42,6 +42,7 @@ from typing import Any, NamedTuple
 
 import huggingface_hub
 import torch
+import yaml
 from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidationError
 from torch import nn
@@ -59,6 +60,7 @@ from zoo.weights import (
     CheckpointMeta,
     check_compatible,
     check_finite,
+    check_recorded_sizes,
     fit_head_and_stem,
     load_into,
     read_checkpoint,
@@ -70,7 +72,9 @@ from zoo.weights import (
 )
 from zoo.errors import ArgumentError, CheckpointError, HubError
 from zoo.plots import history_png
-from zoo.registry import TIMM_PREFIX, PretrainedTag, build_model, data_config, list_models, meta_model, model_args
+from zoo.registry import (COMMIT_PATTERN, TIMM_PREFIX, PretrainedTag, build_model, data_config, list_models, meta_model,
+                          model_args)
+from zoo.rundir import HISTORY_NAME, RUN_RECORD_NAME
 from zoo.version import __version__
 
 __all__ = [
@@ -92,7 +96,6 @@ MIRROR_ENV = "ZOO_HUB_DIR"
 _REPO_PART = r"(?!.*\.\.)[A-Za-z0-9_](?:[\w.-]*[A-Za-z0-9_])?"
 _REPO_ID = re.compile(rf"{_REPO_PART}/{_REPO_PART}")
 """owner/name as the Hub allows them: no '..', no leading or trailing '.' or '-', exactly one '/': never a path out."""
-_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 def save_pretrained(
@@ -140,24 +143,27 @@ def save_pretrained(
     if metrics is None and history:
         metrics = metrics_from_history(history)
     known = _known(base)  # what the model knows of its data; the arguments win
-    meta = CheckpointMeta(
-        arch=arch,
-        model_kwargs=dict(model_kwargs),
-        num_classes=base.num_classes,
-        in_chans=base.in_chans,
-        input_size=tuple(input_size or known.get("input_size") or base.default_input_size),
-        zoo_version=__version__,
-        tag=tag if tag is not None else known.get("tag"),
-        mean=_tuple(mean if mean is not None else known.get("mean")),
-        std=_tuple(std if std is not None else known.get("std")),
-        label_names=_tuple(label_names if label_names is not None else known.get("label_names")),
-        dataset=dataset,
-        dataset_sha256=dataset_sha256,
-        recipe=recipe,
-        metrics=dict(metrics) if metrics is not None else None,
-        git_commit=git_commit(),
-        pad=pad if pad is not None else getattr(base, "_zoo_pad", None),
-    )
+    try:
+        meta = CheckpointMeta(
+            arch=arch,
+            model_kwargs=dict(model_kwargs),
+            num_classes=base.num_classes,
+            in_chans=base.in_chans,
+            input_size=tuple(input_size or known.get("input_size") or base.default_input_size),
+            zoo_version=__version__,
+            tag=tag if tag is not None else known.get("tag"),
+            mean=_tuple(mean if mean is not None else known.get("mean")),
+            std=_tuple(std if std is not None else known.get("std")),
+            label_names=_tuple(label_names if label_names is not None else known.get("label_names")),
+            dataset=dataset,
+            dataset_sha256=dataset_sha256,
+            recipe=recipe,
+            metrics=dict(metrics) if metrics is not None else None,
+            git_commit=git_commit(),
+            pad=pad if pad is not None else getattr(base, "_zoo_pad", None),
+        )
+    except CheckpointError as e:  # what the metadata would record does not hold
+        raise CheckpointError(f"cannot save {out_dir}: {e}") from None
 
     out_dir = Path(out_dir)
     with staged_dir(out_dir, stale=(CURVE_NAME,)) as staging:
@@ -210,7 +216,8 @@ def _timm_config(meta: CheckpointMeta, model: nn.Module, sha256: str) -> dict[st
         "num_classes": meta.num_classes,
         "model_args": meta.model_kwargs,
         "pretrained_cfg": json.loads(json.dumps(pretrained_cfg)),  # tuples as JSON lists
-        "zoo": {"weights": WEIGHTS_NAME, "sha256": sha256},
+        "zoo": {"weights": WEIGHTS_NAME, "sha256": sha256, "pad": meta.padding,
+                "requires": "pip install deeper-zoo, then import zoo before timm.create_model"},
     }
     if meta.label_names is not None:
         config["label_names"] = list(meta.label_names)
@@ -236,6 +243,7 @@ def _load(model: nn.Module, tensors: dict[str, torch.Tensor], meta: CheckpointMe
     where, base = found.where, unwrap_model(model)
     reference = None
     if meta is not None:
+        check_recorded_sizes(base, tensors, meta, where)
         sized = {**meta.model_kwargs, "num_classes": base.num_classes, "in_chans": base.in_chans} if adapt else meta.model_kwargs
         reference = _reference(meta, where, sized)
     load_into(model, fit_head_and_stem(model, tensors) if adapt else tensors, meta, where, reference)
@@ -355,6 +363,9 @@ def _meta_from_config(found: Source, arch: str | None) -> CheckpointMeta | None:
     if not isinstance(name, str) or not name.startswith(TIMM_PREFIX) or name[len(TIMM_PREFIX):] not in list_models():
         return None
     arch, args, cfg = name[len(TIMM_PREFIX):], config.get("model_args") or {}, config.get("pretrained_cfg") or {}
+    for field, value in (("model_args", args), ("pretrained_cfg", cfg)):
+        if not isinstance(value, dict):
+            raise CheckpointError(f"{path}: field {field} is {value!r}, not a JSON object; re-save the folder")
     try:
         kwargs = {k: v for k, v in args.items() if k in model_args(arch)}
         size = tuple(cfg.get("input_size") or meta_model(arch, **kwargs).default_input_size)
@@ -368,8 +379,9 @@ def _meta_from_config(found: Source, arch: str | None) -> CheckpointMeta | None:
         raise CheckpointError(f"{path} does not describe a {arch} ({e}); re-save the folder") from None
 
 
-def _tuple(value: Any) -> tuple | None:
-    return tuple(value) if isinstance(value, (list, tuple)) else None
+def _tuple(value: Any) -> Any:
+    """A list as a tuple; anything else as it is, for CheckpointMeta to refuse unless it is None."""
+    return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
 ADAPTABLE = ("num_classes", "in_chans")
@@ -397,10 +409,9 @@ def load_pretrained(model: nn.Module, entry: PretrainedTag) -> nn.Module:
     """
     if not SHA256_PATTERN.fullmatch(entry.sha256):
         raise HubError(f"tag {entry.name} pins sha256 {entry.sha256!r}; a tag must pin 64 lowercase hex digits")
-    if entry.revision is not None and not _COMMIT.fullmatch(entry.revision):
+    if entry.revision is not None and not COMMIT_PATTERN.fullmatch(entry.revision):
         raise HubError(f"tag {entry.name} pins revision {entry.revision!r}; a tag must pin a 40-hex commit")
-    mirror = os.environ.get(MIRROR_ENV)
-    if entry.hf_hub_id and mirror and (Path(mirror) / entry.hf_hub_id).is_dir():
+    if entry.hf_hub_id and _mirror(entry.hf_hub_id):
         source: str | Path = f"{HF_PREFIX}{entry.hf_hub_id}"
     elif (entry.bundled / entry.filename).is_file():
         source = entry.bundled
@@ -439,9 +450,9 @@ def _resolve(source: str | os.PathLike, filename: str) -> Source:
         repo_id, _, revision = source[len(HF_PREFIX) :].partition("@")
         if not _REPO_ID.fullmatch(repo_id):
             raise HubError(f"{source!r} is not hf-hub:owner/name[@revision] (letters, digits, '_', '-', '.'; no '..')")
-        mirror = os.environ.get(MIRROR_ENV)
-        if mirror and (Path(mirror) / repo_id).is_dir():
-            weights = _inside(Path(mirror) / repo_id, filename)
+        mirror = _mirror(repo_id)
+        if mirror:
+            weights = _inside(mirror, filename)
             return Source(weights, _config_pins(weights.parent, filename), f"{source} (mirror {weights})",
                           f"restore {weights} from the published repo")
         return _download(repo_id, revision or "main", filename)
@@ -453,6 +464,18 @@ def _resolve(source: str | os.PathLike, filename: str) -> Source:
             "or hf-hub:owner/name[@revision]"
         )
     return Source(weights, _config_pins(weights.parent, weights.name), str(weights), f"restore {weights} (copy it again)")
+
+
+def _mirror(repo_id: str) -> Path | None:
+    """``$ZOO_HUB_DIR/owner/name`` when the mirror holds that repo, refused when a link takes it out of the mirror."""
+    root = os.environ.get(MIRROR_ENV)
+    folder = Path(root) / repo_id if root else None
+    if folder is None or not folder.is_dir():
+        return None
+    if not folder.resolve().is_relative_to(Path(root).resolve()):
+        raise HubError(f"{folder} links to {folder.resolve()}, outside the mirror {root}; zoo does not follow links out "
+                       f"of {MIRROR_ENV}: copy the repo into it")
+    return folder
 
 
 def _inside(folder: Path, name: str) -> Path:
@@ -521,16 +544,20 @@ class PushResult:
 def publishable_files(folder: str | os.PathLike) -> tuple[str, ...]:
     """The files push_to_hub sends from ``folder``, after checking that they are worth publishing.
 
-    model.safetensors, config.json and README.md, plus training_curves.png when
-    present (the card shows it). Refused: a missing file, weights that fail
+    model.safetensors, config.json and README.md, plus training_curves.png, run.json and metrics.jsonl when
+    present (the card shows the curve; the run's records are the source of its numbers). Refused: a missing file, a file linked out of the folder, weights that fail
     any load check (digest, format, non-finite values, shapes against the
     recorded architecture), a config.json for another architecture, and a card
-    without model-index metrics. Any other file in the folder is not sent.
+    whose YAML front matter does not parse or has no model-index metrics. Any other file in the folder is not sent.
     """
     folder = Path(folder)
     missing = [n for n in (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME) if not (folder / n).is_file()]
     if missing:
         raise CheckpointError(f"{folder} lacks {', '.join(missing)}; write it with zoo.hub.save_pretrained")
+    optional = (CURVE_NAME, RUN_RECORD_NAME, HISTORY_NAME)  # the curve the card shows; the records behind its numbers
+    files = (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME) + tuple(n for n in optional if (folder / n).is_file())
+    for name in files:  # what is sent obeys the rules loading does: no link out of the folder
+        _inside(folder, name)
     weights = folder / WEIGHTS_NAME
     pins = _config_pins(folder, WEIGHTS_NAME)
     if not pins:
@@ -545,13 +572,21 @@ def publishable_files(folder: str | os.PathLike) -> tuple[str, ...]:
         )
     reference = _reference(meta, str(weights))
     check_compatible(reference, tensors, meta, str(weights), reference)
-    results = ModelCard.load(folder / CARD_NAME).data.eval_results or []
-    if not results:
+    if not _card_results(folder / CARD_NAME):
         raise HubError(
             f"refusing to push {folder}: {CARD_NAME} has no model-index metrics. "
             "Write the card from a finished run with `zoo card RUN_DIR`"
         )
-    return (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME) + ((CURVE_NAME,) if (folder / CURVE_NAME).is_file() else ())
+    return files
+
+
+def _card_results(path: Path) -> list[Any]:
+    """The model-index results of the card at ``path``; a front matter that does not parse is refused, naming it."""
+    try:
+        return ModelCard.load(path).data.eval_results or []
+    except (yaml.YAMLError, ValueError) as e:  # ValueError: not a mapping, a bad model-index, not UTF-8
+        raise HubError(f"{path} has a malformed YAML front matter ({' '.join(str(e).split())[:200]}); rewrite the "
+                       "card with `zoo card RUN_DIR`") from None
 
 
 def push_to_hub(

@@ -27,9 +27,11 @@ from torch import Tensor, nn
 
 from zoo.weights import unwrap_model
 from zoo.data import IMAGE_SUFFIXES, image_array, open_image
+from zoo.datasets import check_statistics
 from zoo.errors import ArgumentError, ZooInputError
 from zoo.factory import load_any
 from zoo.progress import progress_bar
+from zoo.registry import check_input_size
 
 __all__ = ["ONNX_PREFIX", "ImageInput", "Predictor", "predict", "predictor"]
 
@@ -99,6 +101,8 @@ def _onnx_predictor(path: Path) -> Predictor:
     except (KeyError, TypeError, ValueError):
         raise ArgumentError(f"{path} has no readable {ONNX_PREFIX}config metadata (input size, mean, std): it was not "
                             "exported by zoo or was edited; re-export it with `zoo export`") from None
+    check_input_size(cfg["input_size"], f"{path}: {ONNX_PREFIX}config input_size")  # before an image is resized to it
+    check_statistics(cfg["mean"], cfg["std"], cfg["input_size"][0], f"{path}: {ONNX_PREFIX}config", ArgumentError)
     name = session.get_inputs()[0].name
     return Predictor(lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0]), tuple(cfg["input_size"]),
                      tuple(cfg["mean"]), tuple(cfg["std"]), int(cfg.get("pad", 0)),

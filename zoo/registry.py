@@ -16,6 +16,8 @@ import fnmatch
 import functools
 import inspect
 import json
+import math
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +27,8 @@ import torch
 from torch import nn
 
 from zoo.arguments import Range, check_arguments
-from zoo.datasets import DataSpec, find_spec, spec_for_model
-from zoo.errors import CheckpointError, UnknownModelError
+from zoo.datasets import DataSpec, check_statistics, find_spec, spec_for_model
+from zoo.errors import ArgumentError, CheckpointError, UnknownModelError, ZooError
 
 __all__ = [
     "BUNDLED_DIR",
@@ -99,25 +101,58 @@ class PretrainedTag:
 
 
 def read_tags(path: Path = TAGS_FILE) -> dict[str, PretrainedTag]:
-    """The tags a ``pretrained.json`` pins, by ``arch.tag``; a damaged file is refused, naming it."""
+    """The tags a ``pretrained.json`` pins, by ``arch.tag``; a damaged file or entry is refused, naming both."""
     if not path.exists():
         return {}
     try:
         entries = json.loads(path.read_text())
         if not isinstance(entries, list):
             raise TypeError("not a JSON list of tag entries")
-        tags = [PretrainedTag(**{k: tuple(v) if isinstance(v, list) and k != "model_kwargs" else v for k, v in e.items()})
-                for e in entries]
-    except (OSError, ValueError, TypeError, AttributeError) as e:
-        raise CheckpointError(f"{path} is damaged ({type(e).__name__}: {e}); restore it (git checkout {path.name}, or "
-                              "reinstall zoo)") from None
-    return {tag.name: tag for tag in tags}
+        tags = [_tag_entry(e, f"entry {i}") for i, e in enumerate(entries)]
+        found = {tag.name: tag for tag in tags}
+        if len(found) < len(tags):
+            raise CheckpointError("it pins a tag twice")
+    except (OSError, ValueError, TypeError) as e:  # CheckpointError, a ValueError, from an entry included
+        detail = str(e) if isinstance(e, CheckpointError) else f"{type(e).__name__}: {e}"
+        raise CheckpointError(f"{path} is damaged ({detail}); restore it (git checkout {path.name}, or reinstall "
+                              "zoo)") from None
+    return found
+
+
+SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
+"""A hex sha256 as zoo writes and pins them: 64 lowercase hex digits."""
+COMMIT_PATTERN = re.compile(r"[0-9a-f]{40}")
+"""A git commit as a tag pins its Hub revision: 40 lowercase hex digits."""
+
+
+def _tag_entry(entry: Any, where: str) -> PretrainedTag:
+    """One entry of a tags file, every field checked: present, of its type, and in range (``where`` names it)."""
+    if not isinstance(entry, dict):
+        raise CheckpointError(f"{where} is a JSON {type(entry).__name__}, not an object")
+    where = f"{where} ({entry.get('arch')}.{entry.get('tag')})"
+    missing = [f.name for f in dataclasses.fields(PretrainedTag) if f.name not in entry and f.default is dataclasses.MISSING]
+    if missing:
+        raise CheckpointError(f"{where} lacks {', '.join(missing)}")
+    check_arguments(where, entry, PretrainedTag, error=CheckpointError)
+    tag = PretrainedTag(**{k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()})
+    if not SHA256_PATTERN.fullmatch(tag.sha256):
+        raise CheckpointError(f"{where}: sha256={tag.sha256!r} is not 64 lowercase hex digits")
+    if tag.revision is not None and not COMMIT_PATTERN.fullmatch(tag.revision):
+        raise CheckpointError(f"{where}: revision={tag.revision!r} is not a 40-hex commit")
+    check_input_size(tag.input_size, f"{where}: input_size", tag.model_kwargs.get("in_chans"), CheckpointError)
+    check_statistics(tag.mean, tag.std, tag.input_size[0], where, error=CheckpointError)
+    classes = tag.model_kwargs.get("num_classes", len(tag.label_names))
+    if not all(isinstance(n, str) for n in tag.label_names) or len(tag.label_names) != classes:
+        raise CheckpointError(f"{where}: label_names must be {classes} strings, one per class")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in tag.metrics.values()):
+        raise CheckpointError(f"{where}: metrics must be finite numbers, got {tag.metrics!r}")
+    return tag
 
 
 @functools.cache
 def _tags() -> dict[str, PretrainedTag]:
     """The package's tags, read once, when a command first needs one (a damaged file breaks no other command)."""
-    return read_tags()
+    return read_tags(TAGS_FILE)
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -151,6 +186,9 @@ def factory(name: str) -> Callable[..., nn.Module]:
 
 def split_model_name(name: str) -> tuple[str, str]:
     """``"resnet18.cifar10_paper"`` -> ``("resnet18", "cifar10_paper")``; no tag gives ``""``."""
+    if not isinstance(name, str):
+        raise ArgumentError(f"a model name is a string such as 'resnet18' or 'resnet18.cifar10_paper', got {name!r}; "
+                            "zoo.list_models() lists them")
     arch, _, tag = name.partition(".")
     return arch, tag
 
@@ -206,7 +244,7 @@ def describe(model: nn.Module, arch: str, kwargs: dict[str, Any], tag: Pretraine
     save_for_hf need no repeat of them), a ``pretrained_cfg`` in timm's keys, right for its configuration and tag
     (timm's resolve_data_config reads it), and its data's padding rule (``_zoo_pad``)."""
     model._zoo_arch, model._model_args = arch, dict(kwargs)
-    model.pretrained_cfg = model.default_cfg = data_config(model, tag)
+    model.pretrained_cfg = model.default_cfg = {"architecture": TIMM_PREFIX + arch, **data_config(model, tag)}
     spec = _data_spec(model, tag)
     model._zoo_pad = spec.pad if spec else 0
     return model
@@ -255,8 +293,27 @@ def check_model_kwargs(arch: str, kwargs: dict[str, Any]) -> None:
     check_arguments(arch, kwargs, cls.__init__, exclude=cls.arch_args, ranges=MODEL_RANGES)
 
 
-MODEL_RANGES = {"num_classes": Range(0), "in_chans": Range(1), "dropout": Range(0, 1), "dropout_aux": Range(0, 1)}
+MAX_CLASSES = 1_000_000
+MAX_CHANNELS = 4096
+MAX_INPUT_SIDE = 4096
+"""Bounds no real classifier reaches: beyond them a number is a typo that would ask for terabytes, refused first."""
+
+MODEL_RANGES = {"num_classes": Range(0, MAX_CLASSES, open_high=False), "in_chans": Range(1, MAX_CHANNELS, open_high=False),
+                "dropout": Range(0, 1), "dropout_aux": Range(0, 1), "drop_rate": Range(0, 1), "drop_path_rate": Range(0, 1)}
 """num_classes=0 is timm's "no classifier"; a model needs at least one input channel."""
+
+
+def check_input_size(size: Any, what: str, in_chans: int | None = None, error: type[ZooError] = ArgumentError) -> None:
+    """Refuse an input size (``what`` names it) that is not (C, H, W) of positive whole numbers within the bounds above,
+    or whose C is not ``in_chans``, before anything is allocated for it."""
+    if not isinstance(size, (list, tuple)) or len(size) != 3 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+        raise error(f"{what} must be 3 whole numbers > 0 (C, H, W), e.g. (3, 32, 32), got {size!r}")
+    if size[0] > MAX_CHANNELS or max(size[1:]) > MAX_INPUT_SIDE:
+        raise error(f"{what} {tuple(size)} is too large: at most {MAX_CHANNELS} channels and {MAX_INPUT_SIDE} pixels "
+                    "a side")
+    if in_chans is not None and size[0] != in_chans:
+        raise error(f"{what} {tuple(size)} has {size[0]} channel(s) but in_chans={in_chans}; make them agree")
 
 
 def meta_model(name: str, **kwargs: Any) -> nn.Module:
@@ -303,6 +360,8 @@ def model_info(name: str, input_size: tuple[int, int, int] | None = None, **kwar
     matrix products; MACs = FLOPs / 2. ``input_size`` defaults to the model's
     own (``model.default_input_size``). Aux heads are not counted (eval mode).
     """
+    if input_size is not None:
+        check_input_size(input_size, "input_size")
     size = tuple(input_size) if input_size is not None else None
     return dict(_model_info(name, size, json.dumps({k: v for k, v in kwargs.items() if v is not None}, sort_keys=True)))
 

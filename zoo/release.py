@@ -11,6 +11,7 @@ tag is then pinned, by sha256, in ``zoo/pretrained.json``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -23,11 +24,11 @@ from zoo.cards import TOP1, TOP5, read_run, write_bundle_card
 from zoo.files import atomic_write_bytes, check_writable, sha256_file
 from zoo.weights import WEIGHTS_NAME
 from zoo.errors import ArgumentError, CheckpointError
-from zoo.hub import load_model, save_pretrained
+from zoo.hub import load_model, read_meta, save_pretrained
 from zoo.factory import create_model
 from zoo.registry import BUNDLED_DIR, TAGS_FILE, PretrainedTag, read_tags
-from zoo.rundir import RunDir
-from zoo.train import evaluate_model
+from zoo.rundir import RunDir, RunRecord
+from zoo.train import evaluate_model, resolve_device
 
 __all__ = ["bundle_model", "release"]
 
@@ -53,20 +54,25 @@ def release(
     out_root: str | os.PathLike = BUNDLED_DIR,
     tags_file: str | os.PathLike = TAGS_FILE,
     device: str = "cpu",
+    card_only: bool = False,
 ) -> Path:
-    """Bundle the finished run in ``run_dir`` as ``<arch>.<tag>``; returns the folder written."""
+    """Bundle the finished run in ``run_dir`` as ``<arch>.<tag>``; returns the folder written. Every input (tag, device,
+    run record and history, output paths, tags file, weights) is checked before anything is written."""
     if not TAG_PATTERN.fullmatch(tag):
         raise ArgumentError(f"tag {tag!r} must be lowercase letters, digits and underscores (e.g. cifar10_paper): "
                             "it names a folder and the timm config <arch>.<tag>")
+    resolve_device(device)
     run_dir = RunDir(run_dir)
     run, history = read_run(run_dir.path)
     name = f"{run.arch}.{tag}"
     folder = Path(out_root) / name
-    check_writable(folder)
+    check_writable(folder, folder=True)
     check_writable(tags_file)
     entries = read_tags(Path(tags_file))  # a damaged tags file is refused before anything is written
     if run.dataset_source.startswith("synthetic"):
         raise CheckpointError(f"{run_dir.path} was trained on synthetic images; only runs on the real dataset become tags")
+    if card_only:
+        return _refresh(folder, name, run, history, data_dir, device)
     trained = load_model(run_dir.model)
     bundle, kwargs = bundle_model(trained, run.model_kwargs, run.arch)
     # what users load: the fp16 weights upcast to fp32, one view, no autocast
@@ -81,6 +87,7 @@ def release(
         label_names=run.label_names, recipe=run.recipe, metrics=metrics, history=history, pad=run.pad,
     )
     write_bundle_card(folder, run, history, accuracy, pretrained_name=name)
+    _write_records(folder, run, history)
     entry = PretrainedTag(
         arch=run.arch, tag=tag, dataset=run.dataset, sha256=sha256_file(folder / WEIGHTS_NAME), model_kwargs=kwargs,
         input_size=run.input_size, mean=run.mean, std=run.std, label_names=run.label_names,
@@ -88,6 +95,28 @@ def release(
     )
     tags = sorted({**entries, name: entry}.values(), key=lambda e: (e.arch, e.tag))
     atomic_write_bytes(Path(tags_file), (json.dumps([t.to_json() for t in tags], indent=2) + "\n").encode())
+    return folder
+
+
+def _write_records(folder: Path, run: RunRecord, history: list[dict[str, Any]]) -> None:
+    """The run's records beside its weights: run.json and metrics.jsonl, so every number on the card has its source."""
+    records = RunDir(folder)
+    records.write_run(run)
+    records.write_history(history)
+
+
+def _refresh(folder: Path, name: str, run: RunRecord, history: list[dict[str, Any]], data_dir: str | None,
+             device: str) -> Path:
+    """A bundled tag's card and run records rewritten from its run, the weights and their pin untouched: the accuracy
+    is measured again on the bundled weights (pin checked) and must be the one their metadata records."""
+    model = create_model(name, pretrained=True).eval()
+    accuracy = evaluate_model(model, run.dataset, data_dir, device=device, bf16=False, download=False)
+    recorded = read_meta(folder).metrics or {}
+    if abs(recorded.get(TOP1, math.nan) - accuracy["err"]) > 1e-9:
+        raise CheckpointError(f"{folder} measures {accuracy['err']:.4f}% top-1 error on the test set, its weights' metadata "
+                              f"records {recorded.get(TOP1)}: release the run again instead of refreshing its card")
+    write_bundle_card(folder, run, history, accuracy, pretrained_name=name)
+    _write_records(folder, run, history)
     return folder
 
 

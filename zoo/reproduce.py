@@ -9,6 +9,7 @@ interrupted one resumed.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -28,7 +29,7 @@ from zoo.plots import curves_png
 from zoo.recipes import get_recipe
 from zoo.registry import model_class, model_info
 from zoo.rundir import RunDir, RunRecord, directory_lock
-from zoo.train import TrainConfig, prepare_data, train
+from zoo.train import TrainConfig, prepare_data, resolve_device, train
 from zoo.verdicts import summarize
 
 # --------------------------------------------------------------------------- the paper's numbers
@@ -429,14 +430,18 @@ def _paper_epochs(cfg: TrainConfig) -> int:
     return get_recipe("paper", cfg.arch, cfg.dataset, **cfg.recipe_overrides).epochs
 
 
-def scope_problem(claim: Claim, cfgs: list[TrainConfig], epochs_run: int, early_epochs: int) -> str | None:
-    """Why runs of ``epochs_run`` epochs cannot test ``claim``, or None. A claim about the end of the paper's
-    training needs runs as long as the paper's; one about early epochs needs its first epochs, exactly."""
+def scope_problem(claim: Claim, runs: list[tuple[TrainConfig, int]], early_epochs: int) -> str | None:
+    """Why ``runs`` (each config with the epochs it ran) cannot test ``claim``, or None. A claim about the end of the
+    paper's training needs every run as long as the paper's recipe for it; one about early epochs needs its first
+    epochs, exactly, and a validation split."""
+    epochs_run = min(epochs for _, epochs in runs)
     if claim.horizon == "end":
-        paper = max(_paper_epochs(c) for c in cfgs)
-        if epochs_run < paper:
-            return f"not comparable at {epochs_run} epochs (the paper's claim is at the end of {paper})"
+        short = [(epochs, _paper_epochs(c)) for c, epochs in runs if epochs < _paper_epochs(c)]
+        if short:
+            epochs, paper = max(short, key=lambda t: t[1])
+            return f"not comparable at {epochs} epochs (the paper's claim is at the end of {paper})"
         return None
+    cfgs = [c for c, _ in runs]
     if any(c.recipe_overrides.get("compress_from") for c in cfgs):
         return "not comparable: a compressed schedule's first epochs are not the paper's"
     if claim.metric == "early" and not all(c.val_split for c in cfgs):
@@ -485,8 +490,8 @@ def _section(exp: Experiment, recipe: str, group: Group) -> Section:
             problems.append("not run (left out)")
             raw.append(None)
             continue
-        cfgs = [c for side in sides for c in group[side]]
-        problems.append(scope_problem(claim, cfgs, epochs_run, exp.early_epochs))
+        runs = [(c, len(_history(c))) for side in sides for c in group[side]]
+        problems.append(scope_problem(claim, runs, exp.early_epochs))
         raw.append(claim_verdict(claim, seeds))
     return Section(exp, recipe, group, seeds, epochs_run, problems, raw)
 
@@ -694,15 +699,13 @@ def untestable(plan: dict[str, dict[tuple[str, str, int], TrainConfig]]) -> list
     for name, cfgs in plan.items():
         exp = EXPERIMENTS[name]
         for recipe in sorted({r for _, r, _ in cfgs}):
-            group = [c for (_, r, _), c in cfgs.items() if r == recipe]
-            epochs = min(get_recipe(c.recipe, c.arch, c.dataset, epochs=c.epochs, **c.recipe_overrides).epochs
-                         for c in group)
             labels = {label for label, r, _ in cfgs if r == recipe}
             for claim in exp.claims:
                 if claim.a not in labels or (claim.b and claim.b not in labels):
                     continue
-                sides = [c for (label, r, _), c in cfgs.items() if r == recipe and label in (claim.a, claim.b)]
-                if problem := scope_problem(claim, sides, epochs, exp.early_epochs):
+                runs = [(c, get_recipe(c.recipe, c.arch, c.dataset, epochs=c.epochs, **c.recipe_overrides).epochs)
+                        for (label, r, _), c in cfgs.items() if r == recipe and label in (claim.a, claim.b)]
+                if problem := scope_problem(claim, runs, exp.early_epochs):
                     out.append(f"{name} ({recipe}): \"{claim.text}\": {problem}")
     return out
 
@@ -711,9 +714,13 @@ def plan_configs(
     names: list[str], out: Path, *, quick: bool = False, epochs: int | None = None, recipes: tuple[str, ...] | None = None,
     data_dir: str | None = None, device: str = "auto", seeds: tuple[int, ...] = (0,), val_split: int = DEFAULT_VAL_SPLIT,
     model_args: dict[str, Any] | None = None, skip: tuple[str, ...] = (), compress: bool = False,
+    dataset: str | None = None,
 ) -> dict[str, dict[tuple[str, str, int], TrainConfig]]:
     """Experiment name -> (run label, recipe, seed) -> the run's TrainConfig; runs whose label or
-    arch is in ``skip`` are left out (the report says so)."""
+    arch is in ``skip`` are left out (the report says so); ``dataset`` runs every experiment on another
+    registered dataset (the paper's experiment, on new data)."""
+    if dataset is not None:
+        get_spec(dataset)  # an unknown name is refused before any work
     names = list(EXPERIMENTS) if "all" in names else names
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:
@@ -730,7 +737,8 @@ def plan_configs(
         plan[n] = {
             (run.label, r, seed): _config(run, r, out, quick=quick, epochs=epochs, data_dir=data_dir, device=device,
                                           seed=seed, val_split=val_split, model_args=model_args, compress=compress)
-            for run in exp.runs if not {run.label.lower(), run.arch} & set(skip) for r in chosen for seed in seeds
+            for run in (dataclasses.replace(r, dataset=dataset) if dataset else r for r in exp.runs)
+            if not {run.label.lower(), run.arch} & set(skip) for r in chosen for seed in seeds
         }
     return plan
 
@@ -756,6 +764,7 @@ def reproduce(
     model_args: dict[str, Any] | None = None,
     skip: tuple[str, ...] = (),
     compress: bool = False,
+    dataset: str | None = None,
 ) -> Path:
     """Run the experiments ``names`` ("all" for every one) and write ``OUT/report.md``; returns its path.
 
@@ -769,9 +778,11 @@ def reproduce(
     """
     out = Path(out)
     check_writable(out / "report.md")
+    if not (quick or report_only):  # quick runs on the CPU; a report trains nothing
+        resolve_device(device)
     plan = plan_configs([names] if isinstance(names, str) else list(names), out, quick=quick, epochs=epochs,
                         recipes=recipes, data_dir=data_dir, device=device, seeds=seeds, val_split=val_split,
-                        model_args=model_args, skip=skip, compress=compress)
+                        model_args=model_args, skip=skip, compress=compress, dataset=dataset)
     if not report_only:
         with directory_lock(out):  # one reproduction per --out at a time
             run_configs(unique_configs(plan), jobs=jobs)

@@ -32,7 +32,12 @@ from zoo.files import atomic_write_bytes
 from zoo.weights import WEIGHTS_NAME, load_tensors, save_tensors, unwrap_model
 from zoo.errors import CheckpointError, TrainingError
 
-__all__ = ["LoopState", "RunDir", "RunRecord", "directory_lock", "load_state", "save_state"]
+__all__ = ["HISTORY_NAME", "RUN_RECORD_NAME", "LoopState", "RunDir", "RunRecord", "directory_lock", "load_state", "save_state"]
+
+
+RUN_RECORD_NAME = "run.json"
+HISTORY_NAME = "metrics.jsonl"
+"""The run's records; a bundled tag's folder carries them too (zoo.release)."""
 
 
 @contextmanager
@@ -78,11 +83,11 @@ class RunDir:
 
     @property
     def run_json(self) -> Path:
-        return self.path / "run.json"
+        return self.path / RUN_RECORD_NAME
 
     @property
     def metrics(self) -> Path:
-        return self.path / "metrics.jsonl"
+        return self.path / HISTORY_NAME
 
     @property
     def state(self) -> Path:
@@ -130,10 +135,24 @@ class RunDir:
         for number, line in enumerate(self.metrics.read_text().splitlines(), 1):
             if line.strip():
                 try:
-                    rows.append(json.loads(line))
+                    row = json.loads(line)
                 except ValueError as e:
                     raise CheckpointError(f"{self.metrics}:{number} is not a JSON line ({e})") from None
+                rows.append(_check_row(row, f"{self.metrics}:{number}"))
         return rows
+
+
+HISTORY_FIELDS = ("epoch", "lr", "train_loss", "train_err", "test_loss", "test_err")
+"""What every metrics.jsonl row holds: the card, its curve, the release and the reports read them."""
+
+
+def _check_row(row: Any, where: str) -> dict[str, Any]:
+    """One epoch's row, refused (naming the line) unless it is an object with every HISTORY_FIELDS number finite."""
+    bad = [k for k in HISTORY_FIELDS if not isinstance(row, dict) or not _fits(row.get(k), float)]
+    if bad:
+        raise CheckpointError(f"{where} is not an epoch row zoo train wrote ({', '.join(bad)} missing or not finite "
+                              "numbers); restore the file or remove the line")
+    return row
 
 
 @dataclass(frozen=True)
@@ -143,7 +162,8 @@ class RunRecord:
     ``data``: per split, the images trained and evaluated on and their sha256 (after subsets and the
     validation split). ``pad``: the images' zero padding to ``input_size``. ``init``: the weights a
     fine-tuning run started from. ``corrections``: changes made by hand after the run, each
-    ``{"field", "recorded", "corrected", "why"}``, so a corrected file says so.
+    ``{"field", "recorded", "corrected", "why"}``, so a corrected file says so. ``notes``: what a reader of
+    the run's card must know about how the run came to be, written by hand (e.g. how its length was chosen).
     """
 
     arch: str
@@ -168,6 +188,7 @@ class RunRecord:
     pad: int = 0
     init: str | None = None
     corrections: tuple[dict[str, Any], ...] = ()
+    notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))

@@ -37,7 +37,7 @@ from zoo.machine import git_commit
 from zoo.weights import unwrap_model
 from zoo.data import Dataset, DeviceLoader, arrays_sha256, get_dataset_spec, load_dataset, split_validation, subset, synthetic
 from zoo.datasets import DEFAULT_DATASET, FOLDER_PREFIX, DataSpec, get_spec, list_datasets
-from zoo.errors import TrainingError
+from zoo.errors import ArgumentError, TrainingError
 from zoo.factory import create_model, init_config, load_any
 from zoo.hub import load_model, save_pretrained
 from zoo.machine import cpu_name
@@ -96,10 +96,22 @@ CONFIG_RANGES = {
 
 
 def resolve_device(device: str) -> torch.device:
-    """``"auto"`` is CUDA when available, else the CPU; any other name as given."""
+    """``"auto"`` is CUDA when available, else the CPU; any other name must be a CPU or a CUDA device this machine
+    has, refused before any work otherwise."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ArgumentError(f"--device {device!r} is not a device: pass auto, cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ArgumentError(f"--device {device!r}: zoo runs on the CPU or CUDA: pass auto, cpu, cuda or cuda:N")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ArgumentError("no CUDA device: pass --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ArgumentError(f"no CUDA device {dev.index}: this machine has {torch.cuda.device_count()}; pass --device "
+                            f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return dev
 
 
 def describe_device(device: torch.device) -> str:
@@ -193,7 +205,7 @@ def evaluate_model(
     bf16: bool = True, download: bool = True, progress: bool = False,
 ) -> dict[str, Any]:
     """Loss, top-1 / top-5 error, per-class accuracy (%) and confusion matrix of ``model`` on ``dataset``'s full test set."""
-    base = unwrap_model(model)
+    base, dev = unwrap_model(model), resolve_device(device)
     cfg = getattr(base, "pretrained_cfg", {})
     spec = get_dataset_spec(dataset, input_size=cfg.get("input_size"), mean=cfg.get("mean"), std=cfg.get("std"))
     if base.in_chans != spec.in_chans or base.num_classes != spec.num_classes:
@@ -202,7 +214,6 @@ def evaluate_model(
             f"{dataset} has {spec.in_chans} and {spec.num_classes}; pick the dataset they were trained on"
         )
     data = load_dataset(spec, data_dir, download=download, progress=progress)
-    dev = resolve_device(device)
     loader = DeviceLoader(data.x_test, data.y_test, batch_size=1024, mean=data.spec.mean, std=data.spec.std,
                           shuffle=False, drop_last=False, device=dev, channels_last=dev.type == "cuda")
     result = evaluate(model.to(dev), loader, spec.num_classes, tta_flip, bf16, progress)
@@ -227,8 +238,11 @@ def evaluate_checkpoint(
     """:func:`evaluate_model` of a checkpoint; with ``out``, also ``eval.json`` and ``confusion.png`` there.
 
     Without ``weights``, ``arch`` names a pretrained tag (``googlenet_res5x5.cifar10_paper``, or an
-    arch whose first tag is meant), whose weights and dataset are used.
+    arch whose first tag is meant), whose weights and dataset are used. The device and ``out`` are checked first.
     """
+    resolve_device(device)
+    if out is not None:
+        check_writable(Path(out) / "eval.json")
     if weights is None:
         tag = get_pretrained_tag(arch)
         model, dataset = create_model(tag.name, pretrained=True), dataset or tag.dataset
@@ -374,6 +388,8 @@ def setup(cfg: TrainConfig, data: Dataset | None = None) -> Trainer:
     _check_fits(cfg, spec, model_kwargs)
     run_dir = RunDir(cfg.out)
     _check_run_dir(cfg, run_dir)
+    if cfg.resume:
+        run_dir.read_run()  # a damaged or foreign run.json is refused before the data is loaded
     check_writable(run_dir.run_json)
     data = data or prepare_data(cfg, spec)
     train_loader, eval_loaders, data_identity = _loaders(cfg, recipe, data, device, rank, world)
