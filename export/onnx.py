@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -37,15 +38,15 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 import zoo
 from zoo.files import atomic_path
-from zoo.errors import ExportError
+from zoo.errors import ArgumentError, ExportError
 from zoo.models.layers import ZooModel
 from zoo.predict import ONNX_PREFIX
 from zoo.registry import split_model_name
 from zoo.version import __version__
 
 __all__ = [
-    "INPUT_NAME", "OUTPUT_NAME", "PARITY_BATCHES", "PROVIDER", "check_onnx", "check_parity", "create_session", "export_onnx",
-    "fold_batchnorm", "load_model",
+    "INPUT_NAME", "MAX_OPSET", "MIN_OPSET", "OUTPUT_NAME", "PARITY_BATCHES", "PROVIDER", "check_onnx", "check_opset",
+    "check_parity", "check_tolerance", "create_session", "export_onnx", "fold_batchnorm", "load_model",
 ]
 
 INPUT_NAME = "input"
@@ -54,6 +55,26 @@ PARITY_BATCHES = (1, 4)
 """Batch 1 and another: a graph that baked in the example batch fails one of them."""
 PROVIDER = "CPUExecutionProvider"
 """onnxruntime's execution provider for every session zoo opens."""
+MIN_OPSET = 18
+"""The lowest opset torch's exporter writes itself (its torchlib's); a lower one goes through the ONNX version
+converter after the export, which fails on zoo's models (torch 2.14: every opset below 18 came back as 18)."""
+MAX_OPSET = onnx.defs.onnx_opset_version()
+"""The highest opset the installed onnx (its checker) knows."""
+
+
+def check_opset(opset: int | None) -> None:
+    """Refuse, before any export, an opset the exporter cannot write; None is torch's default."""
+    whole = isinstance(opset, int) and not isinstance(opset, bool)
+    if opset is not None and not (whole and MIN_OPSET <= opset <= MAX_OPSET):
+        raise ArgumentError(f"--opset {opset!r} is not one torch's ONNX exporter writes here: pass {MIN_OPSET} to "
+                            f"{MAX_OPSET}, or leave --opset out")
+
+
+def check_tolerance(tolerance: float) -> None:
+    """Refuse a parity tolerance that is not a finite number >= 0: NaN or infinity would pass any difference."""
+    if not isinstance(tolerance, (int, float)) or isinstance(tolerance, bool) or not 0 <= tolerance < math.inf:
+        raise ArgumentError(f"--tolerance {tolerance!r} must be a finite number >= 0, e.g. 1e-3 (relative to the "
+                            "largest |logit|); NaN or inf would turn the parity check off")
 
 
 def _check_input_size(model: nn.Module, input_size: tuple[int, int, int]) -> None:
@@ -113,6 +134,7 @@ def export_onnx(
     takes torch's default. The model's train/eval mode is restored afterwards.
     """
     input_size = tuple(input_size)
+    check_opset(opset)
     _check_input_size(model, input_size)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -153,10 +175,25 @@ def export_onnx(
     if opset is not None and wrote != opset:  # the exporter falls back silently when its converter fails
         raise ExportError(f"the exporter could not write ONNX opset {opset} (it wrote {wrote}); pass --opset {wrote} "
                           "or higher, or leave --opset out")
+    _check_one_file(model, program)
     with atomic_path(path) as tmp:  # no rejected or half-written file at path
-        program.save(tmp)  # one self-contained file; weights go to a side file only above protobuf's 2 GB
+        # not ONNXProgram.save: above 1.5 GB it moves the weights to a side file named after tmp, left behind
+        onnx.save_model(program.model_proto, tmp)
         check_onnx(tmp)
     return path
+
+
+_ONNX_FILE_LIMIT = 2**31 - 1
+"""protobuf's limit on one message, so on an ONNX file holding its weights (zoo's largest, VGG19, is 0.55 GB)."""
+
+
+def _check_one_file(model: nn.Module, program: torch.onnx.ONNXProgram) -> None:
+    """Refuse weights that one ONNX file cannot hold: export writes self-contained files only."""
+    size = sum(v.const_value.nbytes for v in program.model.graph.initializers.values()
+               if v.const_value is not None)
+    if size > _ONNX_FILE_LIMIT:
+        raise ExportError(f"{type(model).__name__} has {size / 2**30:.1f} GiB of weights, more than one ONNX file holds "
+                          "(2 GiB); export it with torch.onnx.export(..., dynamo=True).save(path, external_data=True)")
 
 
 def check_onnx(path: str | os.PathLike) -> None:
@@ -201,6 +238,7 @@ def check_parity(
     (torch float32 against float64), hence the default. The model's
     train/eval mode is restored afterwards. ``on_batch(batch)`` is called as each batch size starts (progress).
     """
+    check_tolerance(tolerance)
     session = create_session(path)
     generator = torch.Generator().manual_seed(seed)
     was_training = model.training

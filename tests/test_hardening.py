@@ -6,6 +6,7 @@ the case writes, by what is (still) on disk afterwards.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import stat
@@ -324,15 +325,24 @@ def test_an_output_path_under_a_file_is_refused_before_the_work(tmp_path, capsys
     assert main(["bench", "resnet18", "--out", str(blocker / "bench")]) == 2
 
 
-def test_system_errors_are_one_line_with_status_1_and_debug_shows_the_traceback(tmp_path, capsys):
+def test_system_errors_are_one_line_with_status_1_and_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     assert main(["train", "resnet18", *TINY, "--out", str(run)]) == 0
     (run / "model" / "README.md").unlink()
-    (run / "model" / "README.md").mkdir()  # the card cannot be replaced by a file: an OSError
+    (run / "model" / "README.md").mkdir()  # a directory where the card goes: refused, never replaced
     capsys.readouterr()
+    assert main(["card", str(run)]) == 2
+    assert "README.md: it is a directory, not a regular file" in capsys.readouterr().err
+    (run / "model" / "README.md").rmdir()
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)  # the system failing mid-write (tests/test_files.py has real ones)
     assert main(["card", str(run)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("zoo: error: ") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith(f"zoo: error: No space left on device: {run / 'model'}")  # the file asked for, no temp
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and not (run / "model" / "README.md").exists()
     with pytest.raises(OSError):
         main(["--debug", "card", str(run)])
 

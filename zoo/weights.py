@@ -15,7 +15,6 @@ import dataclasses
 import json
 import math
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +22,14 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from zoo.datasets import find_spec
+import zoo.models  # noqa: F401  registers every architecture, which a checkpoint's arch is checked against
+from zoo.datasets import check_statistics, find_spec
 from zoo.errors import CheckpointError
-from zoo.files import atomic_path, sha256_file
+from zoo.files import atomic_write_bytes, naming_os_errors, sha256_file
+from zoo.registry import MODEL_RANGES, SHA256_PATTERN, check_input_size, list_models
 
 __all__ = [
     "CARD_NAME",
@@ -39,6 +40,7 @@ __all__ = [
     "CheckpointMeta",
     "adapt_input_conv",
     "check_compatible",
+    "check_recorded_sizes",
     "check_finite",
     "fit_head_and_stem",
     "float_dtypes",
@@ -65,15 +67,15 @@ FORMAT_VERSION = 1
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 """Key prefixes added by DistributedDataParallel / DataParallel and by torch.compile."""
 
-SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
-"""A hex sha256 as zoo writes and pins them: 64 lowercase hex digits."""
-
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    """Atomically write ``tensors`` and string ``metadata`` as one safetensors file."""
+    """Atomically write ``tensors`` and string ``metadata`` as one safetensors file.
+
+    Serialised in memory (one copy of the tensors' bytes) and written by zoo.files: safetensors' save_file makes
+    a 0600 temporary file of its own, which a kill leaves behind, and reports a full disk as a SafetensorError.
+    """
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    with atomic_path(path) as tmp:
-        save_file(contiguous, tmp, metadata=metadata)  # straight to disk: no second copy in memory
+    atomic_write_bytes(path, safetensors_bytes(contiguous, metadata=metadata))
 
 
 def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -92,7 +94,7 @@ _FLOAT_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "
 def float_dtypes(path: str | os.PathLike) -> set[str]:
     """The floating-point dtypes of a safetensors file's tensors, read from its header (no tensor is loaded)."""
     try:
-        with safe_open(path, framework="pt") as f:
+        with naming_os_errors(path), safe_open(path, framework="pt") as f:  # safetensors' OSErrors name no file
             return {_FLOAT_DTYPES[d] for d in (f.get_slice(k).get_dtype() for k in f.keys()) if d in _FLOAT_DTYPES}
     except SafetensorError as e:
         raise _not_safetensors(Path(path), e) from e
@@ -102,7 +104,7 @@ def _read_safetensors(path: Path, *, tensors: bool) -> tuple[dict[str, torch.Ten
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        with safe_open(path, framework="pt") as f:
+        with naming_os_errors(path), safe_open(path, framework="pt") as f:  # safetensors' OSErrors name no file
             return ({k: f.get_tensor(k) for k in f.keys()} if tensors else {}), f.metadata() or {}
     except SafetensorError as e:
         raise _not_safetensors(path, e) from e
@@ -169,17 +171,44 @@ class CheckpointMeta:
         return spec.pad if spec else 0
 
     def __post_init__(self) -> None:
-        if self.dataset_sha256 is not None and not SHA256_PATTERN.fullmatch(self.dataset_sha256):
+        if not isinstance(self.arch, str) or self.arch not in list_models():
+            raise CheckpointError(f"arch {self.arch!r} is not a model this zoo version knows (zoo.list_models() lists "
+                                  "them); upgrade zoo or save the weights under a registered arch")
+        self._check_model()
+        if self.dataset_sha256 is not None and not SHA256_PATTERN.fullmatch(str(self.dataset_sha256)):
             raise CheckpointError(f"dataset_sha256 must be 64 lowercase hex digits, got {self.dataset_sha256!r}")
-        if self.label_names is not None and len(self.label_names) != self.num_classes:
+        if self.label_names is not None and (len(self.label_names) != self.num_classes
+                                             or not all(isinstance(n, str) for n in self.label_names)):
             raise CheckpointError(
-                f"{len(self.label_names)} label names for num_classes={self.num_classes}; pass one name per class"
+                f"{len(self.label_names)} label names for num_classes={self.num_classes}; pass one name (a string) per class"
             )
+        if self.metrics is not None and not isinstance(self.metrics, dict):
+            raise CheckpointError(f"metrics must be a mapping of name to number, got {self.metrics!r}")
         for name, value in (self.metrics or {}).items():
             if not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise CheckpointError(f"metric {name}={value!r} is not a finite number")
             if name.endswith("_err") and not 0 <= value <= 100:
                 raise CheckpointError(f"metric {name}={value} must be a percentage in [0, 100]")
+
+    def _check_model(self) -> None:
+        """The model these weights fit and its input: kwargs a mapping that agrees with num_classes and in_chans,
+        both in the registry's bounds, an input of at most 4096 pixels a side with in_chans channels, one mean and one
+        positive std per channel, a padding that leaves an image: all before anything is built or allocated."""
+        if not isinstance(self.model_kwargs, dict):
+            raise CheckpointError(f"model_kwargs must be a mapping of argument to value, got {self.model_kwargs!r}")
+        for key in ("num_classes", "in_chans"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or not MODEL_RANGES[key].admits(value):
+                raise CheckpointError(f"{key}={value!r} must be a whole number {MODEL_RANGES[key]}")
+            if self.model_kwargs.get(key, value) != value:
+                raise CheckpointError(f"{key}={value} but model_kwargs has {key}={self.model_kwargs[key]!r}; they must agree")
+        check_input_size(self.input_size, "input_size", self.in_chans, CheckpointError)
+        if self.mean is not None or self.std is not None:
+            check_statistics(self.mean, self.std, self.in_chans, "normalisation", error=CheckpointError)
+        if self.pad is not None and (not isinstance(self.pad, int) or isinstance(self.pad, bool)
+                                     or not 0 <= 2 * self.pad < min(self.input_size[1:])):
+            raise CheckpointError(f"pad={self.pad!r} must be a whole number >= 0 that leaves part of the "
+                                  f"{self.input_size[1]}x{self.input_size[2]} input")
 
     def to_metadata(self) -> dict[str, str]:
         """String metadata for safetensors: the string fields as they are, the others as JSON."""
@@ -200,6 +229,9 @@ class CheckpointMeta:
             raise _malformed(where, f"zoo_format {version!r}")
         if int(version) > FORMAT_VERSION:
             raise CheckpointError(f"{where} was written by a newer zoo (format {version}); upgrade zoo to load it")
+        if metadata.get("arch") not in list_models():
+            raise CheckpointError(f"{where} holds weights for {metadata.get('arch')!r}, which this zoo version does not "
+                                  "know (zoo.list_models() lists those it does); upgrade zoo")
         values: dict[str, Any] = {}
         try:
             for f in dataclasses.fields(cls):
@@ -330,6 +362,24 @@ def _shape_hints(
         c = tensors[key].shape[1]
         hints.append(f"weights have in_chans={c}; pass in_chans={c}")
     return hints
+
+
+def check_recorded_sizes(model: nn.Module, tensors: Mapping[str, torch.Tensor], meta: CheckpointMeta, where: str) -> None:
+    """Refuse a file whose classifier rows or first-convolution channels are not the num_classes and in_chans its own
+    metadata records: loading with timm's semantics (:func:`fit_head_and_stem`) would take its classifier for one of
+    another size and put a fresh one in its place, silently. ``model`` names the classifiers and the first conv."""
+    base = unwrap_model(model)
+    heads = _names(getattr(base, "classifier_names", None))  # the first is the classifier; others are aux heads
+    weight = tensors.get(f"{heads[0]}.weight") if heads else None
+    rows = None if weight is None else weight.shape[0]
+    if heads and rows != (meta.num_classes or None):  # num_classes=0: no classifier
+        held = "no classifier" if rows is None else f"a classifier of {rows} classes"
+        raise CheckpointError(f"{where} holds {held} but its metadata records num_classes={meta.num_classes}; the "
+                              "file was altered: re-save it with zoo.hub.save_pretrained")
+    conv = tensors.get(f"{getattr(base, 'first_conv', None)}.weight")
+    if conv is not None and conv.ndim == 4 and conv.shape[1] != meta.in_chans:
+        raise CheckpointError(f"{where} holds a first convolution for {conv.shape[1]} channels but its metadata records "
+                              f"in_chans={meta.in_chans}; the file was altered: re-save it with zoo.hub.save_pretrained")
 
 
 def check_compatible(
