@@ -117,7 +117,7 @@ def test_tampered_bundled_copy_is_refused(tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", TAGS)
 def test_card_usage_snippet_runs_when_copied(name, capsys):
     text = (entry(name).bundled / CARD_NAME).read_text()
-    snippet = re.search(r"## Usage\n\n```python\n(.*?)```", text, re.DOTALL).group(1)
+    snippet = re.search(r"## Usage\n\n.*?```python\n(.*?)```", text, re.DOTALL).group(1)
     assert f"zoo.create_model({name!r}, pretrained=True)" in snippet
     exec(compile(snippet, f"{name} card", "exec"), {})
     label, probability = capsys.readouterr().out.split()
