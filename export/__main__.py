@@ -1,7 +1,7 @@
 """Export a zoo model to ONNX, check it, and check its parity with torch under onnxruntime.
 
-    python -m export resnet18 --out resnet18.onnx --input-size 3 32 32 --num-classes 10 --model-arg stem=cifar
-    python -m export googlenet --weights ./checkpoints/googlenet --out googlenet.onnx --batch 8
+    python -m zoo.export resnet18 --out resnet18.onnx --input-size 3 32 32 --num-classes 10 --model-arg stem=cifar
+    python -m zoo.export googlenet --weights ./checkpoints/googlenet --out googlenet.onnx --batch 8
 
 Exits with 2 and a message when the export, the checker or the parity check fails.
 """
@@ -39,8 +39,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """The ``python -m export`` arguments, added to ``parser`` when given (to mount it as ``zoo export``)."""
-    parser = parser or argparse.ArgumentParser(prog="python -m export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """The ``python -m zoo.export`` arguments, added to ``parser`` when given (to mount it as ``zoo export``)."""
+    parser = parser or argparse.ArgumentParser(prog="python -m zoo.export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="registry name (zoo list), or arch.tag to export its published weights")
     parser.add_argument("--weights", help="a .safetensors file, a checkpoint folder, or hf-hub:owner/name[@revision] (zoo.hub.load_weights)")
     parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write")

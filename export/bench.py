@@ -574,8 +574,8 @@ def weights_pair(item: str) -> tuple[str, str]:
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """The ``python -m export.bench`` arguments, added to ``parser`` when given (to mount it as ``zoo bench``)."""
-    parser = parser or argparse.ArgumentParser(prog="python -m export.bench", description=__doc__,
+    """The ``python -m zoo.export.bench`` arguments, added to ``parser`` when given (to mount it as ``zoo bench``)."""
+    parser = parser or argparse.ArgumentParser(prog="python -m zoo.export.bench", description=__doc__,
                                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.description = parser.description or __doc__
     defaults = BenchConfig()

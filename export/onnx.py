@@ -40,7 +40,7 @@ import zoo
 from zoo.files import atomic_path
 from zoo.errors import ArgumentError, ExportError
 from zoo.models.layers import ZooModel
-from zoo.predict import ONNX_PREFIX
+from zoo.inference import ONNX_PREFIX
 from zoo.registry import split_model_name
 from zoo.version import __version__
 

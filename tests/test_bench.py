@@ -21,7 +21,7 @@ import torch._inductor.config
 import zoo
 from zoo.export import bench
 from zoo.export.bench import (
-    CONTENDED, SCHEMA, BenchConfig, Engine, Subject, _summary, build_parser, busy_ticks, cpu_clock, interleaved, main,
+    SCHEMA, BenchConfig, Engine, Subject, _summary, build_parser, busy_ticks, cpu_clock, interleaved, main,
     measure, model_names, others_share, run_bench, torch_predict,
 )
 from zoo.export.inductor import compile_model

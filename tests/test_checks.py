@@ -23,7 +23,7 @@ from zoo.export.__main__ import main as export_main
 from zoo.export.onnx import MAX_OPSET, MIN_OPSET, check_parity, export_onnx
 from zoo.export.report import compare
 from zoo.hub import load_weights, publishable_files, save_pretrained
-from zoo.predict import predict
+from zoo.inference import predict
 from zoo.rundir import LoopState, save_state
 from zoo.weights import load_tensors, read_metadata, save_tensors
 
@@ -94,7 +94,7 @@ def test_weights_of_an_unknown_arch_are_refused_naming_the_file(saved, tmp_path)
 
 
 def test_a_huge_input_size_is_refused_before_predict_resizes_an_image(saved, tmp_path, monkeypatch):
-    import zoo.predict as P
+    import zoo.inference as P
 
     image = tmp_path / "x.png"
     Image.new("L", (28, 28)).save(image)

@@ -26,7 +26,7 @@ from zoo.cli import main
 from zoo.progress import progress_bar
 from zoo.data import DeviceLoader, synthetic
 from zoo.errors import ZooInputError
-from zoo.predict import predict
+from zoo.inference import predict
 from zoo.train import evaluate
 
 REPO = Path(__file__).resolve().parents[1]

@@ -30,7 +30,7 @@ from zoo.cliutil import EXIT_STOPPED, key_value, run_command
 from zoo.data import load_dataset
 from zoo.errors import ArgumentError, CheckpointError, DataError, HubError, RunStopped, TrainingError, ZooInputError
 from zoo.hub import load_weights, save_pretrained
-from zoo.predict import predict
+from zoo.inference import predict
 from zoo.release import release
 from zoo.rundir import RunDir
 from zoo.train import TrainConfig, train

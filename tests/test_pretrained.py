@@ -7,7 +7,6 @@ and its ONNX export (fp32 and int8) is checked on the same test set.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import shutil

@@ -19,7 +19,7 @@ from PIL import Image
 import zoo
 from conftest import REPO, real_data_dir
 from zoo.cli import main
-from zoo.errors import ArgumentError, CheckpointError, DataError, ZooInputError
+from zoo.errors import ArgumentError, CheckpointError, ZooInputError
 from zoo.weights import state_dict_of
 
 TAG = "googlenet_res5x5.cifar10_paper"
@@ -204,7 +204,8 @@ def test_fine_tune_the_cifar_tag_on_an_image_folder_from_the_command_line(data_d
                  "--out", str(tmp_path / "t.onnx")]) == 0
     props = {p.key: p.value for p in onnx.load(tmp_path / "t.onnx").metadata_props}
     assert json.loads(props["zoo.config"])["label_names"] == ["airplane", "automobile", "ship"]
-    assert "the image folder 'three'" in (tmp_path / "tuned" / "model" / "README.md").read_text()
+    card = (tmp_path / "tuned" / "model" / "README.md").read_text()
+    assert f"fine-tuned from {TAG} on the image folder 'three'" in card
 
 
 @pytest.mark.parametrize("layout, message", [

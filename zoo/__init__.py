@@ -33,7 +33,7 @@ _API = {
     "load_model": "zoo.hub",
     "load_weights": "zoo.hub",
     "model_info": "zoo.registry",
-    "predict": "zoo.predict",
+    "predict": "zoo.inference",
     "push_to_hub": "zoo.hub",
     "register_model": "zoo.registry",
     "save_pretrained": "zoo.hub",

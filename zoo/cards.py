@@ -268,7 +268,8 @@ def build_card(
     run = {"epochs": epochs, "seed": seed, "machine": machine, "git_commit": train_commit, "train_seconds": train_seconds,
            "recipe_config": recipe_config}
     body = [
-        f"# {name}", "", f'{meta.arch} trained from scratch on {dataset_name} with zoo, the model zoo of "{PAPER}".', "",
+        f"# {name}", "", f"{meta.arch} {f'fine-tuned from {meta.init}' if meta.init else 'trained from scratch'} on "
+        f'{dataset_name} with zoo, the model zoo of "{PAPER}".', "",
         "## Results", "", *_results(meta, dataset_name, selection, per_class, during_training), "",
         "## Usage", "", *_usage(meta, repo_id, pretrained_name), "",
         "## Model", "", _table(_model_rows(meta, weights)), "",

@@ -16,7 +16,7 @@ from typing import Any
 from zoo.datasets import FOLDER_PREFIX, list_datasets
 from zoo.errors import RunStopped, ZooError
 
-__all__ = ["COMMANDS", "EXIT_OS_ERROR", "EXIT_STOPPED", "EXIT_USER_ERROR", "EXIT_CODES", "add_quiet", "dataset_name", "format_table", "key_value",
+__all__ = ["COMMANDS", "EXIT_OS_ERROR", "EXIT_STOPPED", "EXIT_USER_ERROR", "EXIT_CODES", "add_quiet", "dataset_name", "format_table", "registered_dataset", "key_value",
            "positive", "run_command"]
 
 EXIT_USER_ERROR = 2
@@ -90,6 +90,13 @@ def dataset_name(text: str) -> str:
         return text
     if text not in list_datasets():
         raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(list_datasets())} or {FOLDER_PREFIX}PATH")
+    return text
+
+
+def registered_dataset(text: str) -> str:
+    """argparse type: a registered dataset's name (not an image folder)."""
+    if text not in list_datasets():
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(list_datasets())}")
     return text
 
 

@@ -7,22 +7,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from zoo.cards import write_run_card
-from zoo.cliutil import COMMANDS, EXIT_STOPPED, add_quiet, dataset_name, format_table, key_value, positive
+from zoo.cliutil import COMMANDS, EXIT_STOPPED, add_quiet, dataset_name, format_table, key_value, positive, registered_dataset
 from zoo.datasets import DEFAULT_DATASET, FOLDER_PREFIX, list_datasets
 from zoo.errors import ArgumentError, UnknownModelError
 from zoo.hub import push_to_hub
-from zoo.predict import predict
+from zoo.inference import predict
 from zoo.recipes import RECIPES
 from zoo.registry import BUNDLED_DIR, TAGS_FILE, list_models, model_info
 from zoo.release import release
 from zoo.reproduce import EXPERIMENTS, estimate, plan_configs, reproduce, unique_configs, untestable
 from zoo.train import TrainConfig, evaluate_checkpoint, train
-from zoo.version import __version__
 
 def cmd_list(args: argparse.Namespace) -> int:
     for name in list_models(args.pattern or "*", pretrained=args.pretrained):
@@ -49,7 +47,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    recipe = args.recipe or ("finetune" if args.init else "paper")
+    recipe = args.recipe or ("finetune" if args.init else "paper")  # TrainConfig's default, for the run's name
     name = Path(args.dataset.removeprefix(FOLDER_PREFIX)).name if args.dataset.startswith(FOLDER_PREFIX) else args.dataset
     cfg = TrainConfig(
         arch=args.model, dataset=args.dataset, recipe=recipe, out=args.out or f"runs/{args.model}-{name}-{recipe}",
@@ -266,7 +264,7 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
                    help="applied to every run, e.g. stem=imagenet for the fast recipe in the paper's configuration")
     p.add_argument("--compress", action="store_true",
                    help="with --epochs: squeeze a step schedule into the epochs run (default: its first epochs, exactly)")
-    p.add_argument("--dataset", type=dataset_name, metavar="DATASET",
+    p.add_argument("--dataset", type=registered_dataset, metavar="DATASET",
                    help=f"run every experiment on another registered dataset ({', '.join(list_datasets())})")
     p.add_argument("--skip", action="append", default=[], metavar="RUN",
                    help="leave out a run (its label or arch, e.g. vgg19); the report marks it left out")

@@ -298,6 +298,17 @@ def folder_spec(root: str | os.PathLike, input_size: Sequence[int] | None = None
                     root=root, measure_stats=mean is None or std is None)
 
 
+def _channel_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std on the [0, 1] scale of uint8 NCHW images, from exact integer sums (no float copy of
+    the images); a blank channel's std is floored so that it never divides by zero."""
+    n = x.shape[0] * x.shape[2] * x.shape[3]
+    sums = x.sum((0, 2, 3), dtype=np.int64)
+    squares = np.einsum("nchw,nchw->c", x, x, dtype=np.int64)
+    mean = sums / n / 255.0
+    std = np.sqrt(np.maximum(squares / n / 255.0**2 - mean**2, 0.0))
+    return tuple(map(float, mean)), tuple(float(max(s, 1e-3)) for s in std)
+
+
 def _test_indices(labels: Sequence[int], num_classes: int) -> np.ndarray:
     """The held-out test images of a folder: a seeded FOLDER_TEST_FRACTION of each class, at least one."""
     rng = np.random.default_rng(0)
@@ -329,9 +340,8 @@ def _from_folder(spec: DataSpec, progress: bool = False) -> Dataset:
     test = np.zeros(len(y), bool)
     test[_test_indices(y, len(labels))] = True
     if spec.measure_stats:
-        pixels = x[~test].transpose(1, 0, 2, 3).reshape(spec.in_chans, -1) / 255.0
-        std = tuple(float(max(s, 1e-3)) for s in pixels.std(1))  # a blank channel must not divide by zero
-        spec = dataclasses.replace(spec, mean=tuple(float(m) for m in pixels.mean(1)), std=std, measure_stats=False)
+        mean, std = _channel_stats(x[~test])
+        spec = dataclasses.replace(spec, mean=mean, std=std, measure_stats=False)
     t = torch.from_numpy
     return _dataset(spec, t(x[~test]), t(y[~test]), t(x[test]), t(y[test]), source=f"{FOLDER_PREFIX}{spec.root}")
 

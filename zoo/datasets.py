@@ -86,12 +86,6 @@ class DataSpec:
         """(H, W) of the images as stored, before the zero padding."""
         return self.input_size[1] - 2 * self.pad, self.input_size[2] - 2 * self.pad
 
-    @property
-    def padding_note(self) -> str:
-        """How images enter the model, for cards and help: empty when they enter as they are."""
-        h, w = self.stored_size
-        return f"{h}x{w} images zero-padded by {self.pad} pixels" if self.pad else ""
-
 
 def check_statistics(mean: Any, std: Any, channels: int, where: str, error: type[Exception] = DataError) -> None:
     """Refuse normalisation statistics that would broadcast silently or divide by zero: one finite mean and one

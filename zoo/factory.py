@@ -9,10 +9,9 @@ Every zoo model is also ``timm.create_model("zoo_<name>")``, with its tags known
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 

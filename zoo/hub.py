@@ -3,11 +3,13 @@
 A published checkpoint is a folder (and a Hugging Face model repo of the same
 files)::
 
-    model.safetensors     tensors + CheckpointMeta (arch, kwargs, dataset, recipe, metrics, version)
+    model.safetensors     tensors + CheckpointMeta (arch, kwargs, dataset, recipe, metrics, version, padding
+                          rule, the weights a fine-tune started from)
     config.json           timm's format (architecture "zoo_<arch>", model_args, pretrained_cfg)
-                          plus a "zoo" section with the sha256 of model.safetensors
+                          plus a "zoo" section: the sha256 of model.safetensors, the padding rule, what to install
     README.md             the model card (zoo.cards)
     training_curves.png   the curve the card shows, when the training history is known
+    run.json, metrics.jsonl   a bundled tag's run records (zoo.release), the source of its card's numbers
 
 Where the weights come from (``load_weights``'s ``source``):
 
@@ -72,8 +74,17 @@ from zoo.weights import (
 )
 from zoo.errors import ArgumentError, CheckpointError, HubError
 from zoo.plots import history_png
-from zoo.registry import (COMMIT_PATTERN, TIMM_PREFIX, PretrainedTag, build_model, data_config, list_models, meta_model,
-                          model_args)
+from zoo.registry import (
+    COMMIT_PATTERN,
+    TIMM_PREFIX,
+    PretrainedTag,
+    build_model,
+    channel_stats,
+    data_config,
+    list_models,
+    meta_model,
+    model_args,
+)
 from zoo.rundir import HISTORY_NAME, RUN_RECORD_NAME
 from zoo.version import __version__
 
@@ -116,6 +127,7 @@ def save_pretrained(
     history: Sequence[dict[str, Any]] | None = None,
     notes: Sequence[str] = (),
     pad: int | None = None,
+    init: str | None = None,
 ) -> Path:
     """Write ``model`` as a publishable folder: weights, config.json, card (and curve with ``history``).
 
@@ -161,6 +173,7 @@ def save_pretrained(
             metrics=dict(metrics) if metrics is not None else None,
             git_commit=git_commit(),
             pad=pad if pad is not None else getattr(base, "_zoo_pad", None),
+            init=init,
         )
     except CheckpointError as e:  # what the metadata would record does not hold
         raise CheckpointError(f"cannot save {out_dir}: {e}") from None
@@ -243,7 +256,7 @@ def _load(model: nn.Module, tensors: dict[str, torch.Tensor], meta: CheckpointMe
     where, base = found.where, unwrap_model(model)
     reference = None
     if meta is not None:
-        check_recorded_sizes(base, tensors, meta, where)
+        check_recorded_sizes(_reference(meta, where), tensors, meta, where)  # the file against its own metadata
         sized = {**meta.model_kwargs, "num_classes": base.num_classes, "in_chans": base.in_chans} if adapt else meta.model_kwargs
         reference = _reference(meta, where, sized)
     load_into(model, fit_head_and_stem(model, tensors) if adapt else tensors, meta, where, reference)
@@ -259,8 +272,9 @@ def describe_weights(model: nn.Module, meta: CheckpointMeta) -> None:
     cfg = cfg_from_meta(meta)
     c, h, w = meta.input_size
     if model.in_chans != c:  # an adapted first convolution: one statistic per channel, their average
-        cfg.update(input_size=(model.in_chans, h, w), **{k: (sum(cfg[k]) / len(cfg[k]),) * model.in_chans
-                                                          for k in ("mean", "std") if k in cfg})
+        cfg.update(input_size=(model.in_chans, h, w))
+        if "mean" in cfg and "std" in cfg:
+            cfg["mean"], cfg["std"] = channel_stats((cfg["mean"], cfg["std"]), model.in_chans)
     if model.num_classes != meta.num_classes:
         cfg.pop("label_names", None)
         cfg["num_classes"] = model.num_classes

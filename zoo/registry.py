@@ -35,11 +35,13 @@ __all__ = [
     "TAGS_FILE",
     "PretrainedTag",
     "build_model",
+    "channel_stats",
     "check_model_kwargs",
     "data_config",
     "describe",
     "get_pretrained_tag",
     "read_tags",
+    "tag_from_json",
     "list_models",
     "meta_model",
     "model_args",
@@ -108,7 +110,7 @@ def read_tags(path: Path = TAGS_FILE) -> dict[str, PretrainedTag]:
         entries = json.loads(path.read_text())
         if not isinstance(entries, list):
             raise TypeError("not a JSON list of tag entries")
-        tags = [_tag_entry(e, f"entry {i}") for i, e in enumerate(entries)]
+        tags = [tag_from_json(e, f"entry {i}") for i, e in enumerate(entries)]
         found = {tag.name: tag for tag in tags}
         if len(found) < len(tags):
             raise CheckpointError("it pins a tag twice")
@@ -125,7 +127,7 @@ COMMIT_PATTERN = re.compile(r"[0-9a-f]{40}")
 """A git commit as a tag pins its Hub revision: 40 lowercase hex digits."""
 
 
-def _tag_entry(entry: Any, where: str) -> PretrainedTag:
+def tag_from_json(entry: Any, where: str) -> PretrainedTag:
     """One entry of a tags file, every field checked: present, of its type, and in range (``where`` names it)."""
     if not isinstance(entry, dict):
         raise CheckpointError(f"{where} is a JSON {type(entry).__name__}, not an object")
@@ -275,13 +277,14 @@ def data_config(model: nn.Module, tag: PretrainedTag | None = None) -> dict[str,
     if spec is not None:
         return {**base, "num_classes": model.num_classes, "input_size": (model.in_chans, *spec.input_size[1:]),
                 "mean": spec.mean, "std": spec.std, "interpolation": "bilinear", "crop_pct": 1.0}
-    mean, std = IMAGENET_MEAN_STD if model.in_chans == 3 else _channels(IMAGENET_MEAN_STD, model.in_chans)
+    mean, std = IMAGENET_MEAN_STD if model.in_chans == 3 else channel_stats(IMAGENET_MEAN_STD, model.in_chans)
     return {**base, "num_classes": model.num_classes, "input_size": model.default_input_size, "mean": mean, "std": std,
             "interpolation": "bilinear", "crop_pct": 0.875}
 
 
-def _channels(mean_std: tuple[tuple[float, ...], ...], n: int) -> tuple[tuple[float, ...], ...]:
-    """Per-channel statistics for ``n`` channels from three: each the average of the three."""
+def channel_stats(mean_std: tuple[tuple[float, ...], ...], n: int) -> tuple[tuple[float, ...], ...]:
+    """Per-channel statistics for ``n`` channels from another count: each the average of the given ones (what an
+    adapted first convolution, or a model with channels its dataset does not have, is normalised with)."""
     return tuple((sum(v) / len(v),) * n for v in mean_std)
 
 

@@ -11,7 +11,6 @@ tag is then pinned, by sha256, in ``zoo/pretrained.json``.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from pathlib import Path
@@ -26,7 +25,7 @@ from zoo.weights import WEIGHTS_NAME
 from zoo.errors import ArgumentError, CheckpointError
 from zoo.hub import load_model, read_meta, save_pretrained
 from zoo.factory import create_model
-from zoo.registry import BUNDLED_DIR, TAGS_FILE, PretrainedTag, read_tags
+from zoo.registry import BUNDLED_DIR, TAGS_FILE, PretrainedTag, tag_from_json, read_tags
 from zoo.rundir import RunDir, RunRecord
 from zoo.train import evaluate_model, resolve_device
 
@@ -72,7 +71,9 @@ def release(
     if run.dataset_source.startswith("synthetic"):
         raise CheckpointError(f"{run_dir.path} was trained on synthetic images; only runs on the real dataset become tags")
     if card_only:
-        return _refresh(folder, name, run, history, data_dir, device)
+        if name not in entries:
+            raise CheckpointError(f"{name} is not pinned in {tags_file}: release the run first (without --card-only)")
+        return _refresh(folder, entries[name], run, history, data_dir, device)
     trained = load_model(run_dir.model)
     bundle, kwargs = bundle_model(trained, run.model_kwargs, run.arch)
     # what users load: the fp16 weights upcast to fp32, one view, no autocast
@@ -84,7 +85,7 @@ def release(
     save_pretrained(
         bundle, folder, arch=run.arch, model_kwargs=kwargs, tag=tag, dataset=run.dataset,
         dataset_sha256=run.dataset_sha256, input_size=run.input_size, mean=run.mean, std=run.std,
-        label_names=run.label_names, recipe=run.recipe, metrics=metrics, history=history, pad=run.pad,
+        label_names=run.label_names, recipe=run.recipe, metrics=metrics, history=history, pad=run.pad, init=run.init,
     )
     write_bundle_card(folder, run, history, accuracy, pretrained_name=name)
     _write_records(folder, run, history)
@@ -93,6 +94,7 @@ def release(
         input_size=run.input_size, mean=run.mean, std=run.std, label_names=run.label_names,
         metrics={k: round(v, 4) for k, v in metrics.items()}, recipe=run.recipe,
     )
+    tag_from_json(entry.to_json(), f"the new entry {name}")  # what read_tags would refuse is never written
     tags = sorted({**entries, name: entry}.values(), key=lambda e: (e.arch, e.tag))
     atomic_write_bytes(Path(tags_file), (json.dumps([t.to_json() for t in tags], indent=2) + "\n").encode())
     return folder
@@ -105,17 +107,18 @@ def _write_records(folder: Path, run: RunRecord, history: list[dict[str, Any]]) 
     records.write_history(history)
 
 
-def _refresh(folder: Path, name: str, run: RunRecord, history: list[dict[str, Any]], data_dir: str | None,
+def _refresh(folder: Path, entry: PretrainedTag, run: RunRecord, history: list[dict[str, Any]], data_dir: str | None,
              device: str) -> Path:
     """A bundled tag's card and run records rewritten from its run, the weights and their pin untouched: the accuracy
-    is measured again on the bundled weights (pin checked) and must be the one their metadata records."""
-    model = create_model(name, pretrained=True).eval()
+    is measured again on the weights in ``folder`` (checked against the tag's pin) and must be the one their
+    metadata records."""
+    model = load_model(folder, sha256=entry.sha256).eval()
     accuracy = evaluate_model(model, run.dataset, data_dir, device=device, bf16=False, download=False)
     recorded = read_meta(folder).metrics or {}
-    if abs(recorded.get(TOP1, math.nan) - accuracy["err"]) > 1e-9:
+    if TOP1 not in recorded or abs(recorded[TOP1] - accuracy["err"]) > 1e-9:
         raise CheckpointError(f"{folder} measures {accuracy['err']:.4f}% top-1 error on the test set, its weights' metadata "
                               f"records {recorded.get(TOP1)}: release the run again instead of refreshing its card")
-    write_bundle_card(folder, run, history, accuracy, pretrained_name=name)
+    write_bundle_card(folder, run, history, accuracy, pretrained_name=entry.name)
     _write_records(folder, run, history)
     return folder
 

@@ -24,7 +24,7 @@ from zoo import verdicts
 from zoo.files import atomic_write_bytes, check_writable
 from zoo.data import PAPER_CROP_SCALE, PAPER_JITTER, PAPER_ROTATION_DEG
 from zoo.datasets import get_spec
-from zoo.errors import ArgumentError, RunStopped, TrainingError
+from zoo.errors import ArgumentError, DataError, RunStopped, TrainingError
 from zoo.plots import curves_png
 from zoo.recipes import get_recipe
 from zoo.registry import model_class, model_info
@@ -615,6 +615,10 @@ def write_experiment(exp: Experiment, sections: list[Section], out: Path, *, qui
     return "\n".join(lines)
 
 
+def _early_epochs() -> str:
+    return ", ".join(f"{name}: {exp.early_epochs}" for name, exp in EXPERIMENTS.items())
+
+
 def _header() -> str:
     unstated = "\n".join(f"- {k}: {v}" for k, v in UNSTATED.items())
     return (
@@ -627,8 +631,8 @@ def _header() -> str:
         f"Verdicts: {verdicts.RULE}\n\n"
         f"Scope: a claim about the end of the paper's training (its best or final error) is tested only by runs as "
         f"long as the paper's; shorter runs read \"not comparable\" with their statistics beside. A claim about "
-        f"convergence uses the \"early\" metric, the mean validation error over the first epochs (3 on MNIST, 5 on "
-        f"CIFAR-10), declared in zoo/reproduce.py before the runs, and needs those epochs exactly (no compressed "
+        f"convergence uses the \"early\" metric, the mean validation error over the first epochs ({_early_epochs()}), "
+        f"declared in zoo/reproduce.py before the runs, and needs those epochs exactly (no compressed "
         f"schedule). \"stable\" is the first epoch from which the watched error stays within {STABLE_BAND:g} point "
         f"of the run's lowest.\n\n"
         f"Settings the paper does not state, and the values used:\n\n{unstated}\n\n"
@@ -674,6 +678,8 @@ def estimate(configs: list[TrainConfig], jobs: int = 1, throughput: float | None
     rows, seconds, kept, states = [], 0.0, 0, []
     for cfg in configs:
         spec = get_spec(cfg.dataset)
+        if spec.splits is None:
+            raise DataError(f"dataset {spec.name!r} states no split sizes (DataSpec.splits): --plan cannot count its images")
         recipe = get_recipe(cfg.recipe, cfg.arch, spec, epochs=cfg.epochs, **cfg.recipe_overrides)
         train_images, test_images = spec.splits[0] - cfg.val_split, spec.splits[1]
         eval_images = (test_images + cfg.val_split) * (2 if recipe.tta_flip else 1)

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import signal
-import sys
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -53,7 +51,7 @@ from zoo.version import __version__
 class TrainConfig:
     arch: str
     dataset: str = DEFAULT_DATASET
-    recipe: str = "paper"
+    recipe: str | None = None  # default: "finetune" with init, else "paper"
     out: str = "runs/run"
     epochs: int | None = None
     batch_size: int | None = None
@@ -75,6 +73,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_arguments("zoo train", dataclasses.asdict(self), TrainConfig, ranges=CONFIG_RANGES, error=TrainingError)
+        self.recipe = self.recipe or ("finetune" if self.init else "paper")
         if not self.dataset.startswith(FOLDER_PREFIX):
             get_spec(self.dataset)  # an unknown name is refused here; a folder is checked when it is scanned
         own = [k for k in OWN_OPTIONS if k in self.recipe_overrides]
@@ -208,7 +207,7 @@ def evaluate_model(
     base, dev = unwrap_model(model), resolve_device(device)
     cfg = getattr(base, "pretrained_cfg", {})
     spec = get_dataset_spec(dataset, input_size=cfg.get("input_size"), mean=cfg.get("mean"), std=cfg.get("std"))
-    if base.in_chans != spec.in_chans or base.num_classes != spec.num_classes:
+    if base.in_chans != spec.in_chans or base.num_classes < spec.num_classes:  # a larger head trains, so it evaluates
         raise TrainingError(
             f"the weights are for {base.in_chans}-channel input and {base.num_classes} classes, "
             f"{dataset} has {spec.in_chans} and {spec.num_classes}; pick the dataset they were trained on"
@@ -216,11 +215,12 @@ def evaluate_model(
     data = load_dataset(spec, data_dir, download=download, progress=progress)
     loader = DeviceLoader(data.x_test, data.y_test, batch_size=1024, mean=data.spec.mean, std=data.spec.std,
                           shuffle=False, drop_last=False, device=dev, channels_last=dev.type == "cuda")
-    result = evaluate(model.to(dev), loader, spec.num_classes, tta_flip, bf16, progress)
+    result = evaluate(model.to(dev), loader, base.num_classes, tta_flip, bf16, progress)
     confusion = result["confusion"]
     per_class = (confusion.diag().float() / confusion.sum(1).clamp(min=1).float() * 100).tolist()
+    labels = [*spec.label_names, *map(str, range(spec.num_classes, base.num_classes))]  # a larger head's spare outputs
     result.update(dataset=dataset, tta_flip=tta_flip, images=len(data.y_test), confusion=confusion.tolist(),
-                  per_class_acc=dict(zip(spec.label_names, per_class)))
+                  labels=labels, per_class_acc=dict(zip(spec.label_names, per_class)))
     return result
 
 
@@ -257,7 +257,7 @@ def evaluate_checkpoint(
         out = Path(out)
         atomic_write_bytes(out / "eval.json", json.dumps(result, indent=2).encode())
         title = f"{arch} on {dataset}: top-1 error {result['err']:.2f}%"
-        atomic_write_bytes(out / "confusion.png", confusion_png(result["confusion"], list(result["per_class_acc"]), title))
+        atomic_write_bytes(out / "confusion.png", confusion_png(result["confusion"], result["labels"], title))
     return result
 
 
@@ -353,17 +353,17 @@ def _run_record(t: Trainer, data_identity: dict[str, Any]) -> RunRecord:
     )
 
 
-def _init_and_spec(cfg: TrainConfig) -> tuple[dict[str, Any], DataSpec]:
-    """What a fine-tuned model (``--init``, read without its weights) passes on, and the dataset's spec: an image
-    folder takes the fine-tuned model's input size and statistics."""
+def _init_and_spec(cfg: TrainConfig, given: DataSpec | None = None) -> tuple[dict[str, Any], DataSpec]:
+    """What a fine-tuned model (``--init``, read without its weights) passes on, and the dataset's spec (``given``,
+    or found: an image folder takes the fine-tuned model's input size and statistics)."""
     inherited, cfg_of = {}, {}
     if cfg.init is not None:
         arch, inherited, cfg_of = init_config(cfg.init)
         if arch != cfg.arch:
             raise TrainingError(f"--init {cfg.init} holds {arch!r} weights, not {cfg.arch!r}; train {arch} or pick "
                                 f"{cfg.arch} weights")
-    spec = get_dataset_spec(cfg.dataset, input_size=cfg_of.get("input_size"), mean=cfg_of.get("mean"),
-                            std=cfg_of.get("std"))
+    spec = given or get_dataset_spec(cfg.dataset, input_size=cfg_of.get("input_size"), mean=cfg_of.get("mean"),
+                                     std=cfg_of.get("std"))
     return {k: v for k, v in inherited.items() if k not in ("num_classes", "in_chans")}, spec
 
 
@@ -379,8 +379,7 @@ def setup(cfg: TrainConfig, data: Dataset | None = None) -> Trainer:
     """Recipe, data, loaders, model and optimizer of ``cfg``; resumed from the run directory with ``cfg.resume``.
     Everything that can be refused is checked before the data is loaded."""
     device, rank, world = setup_distributed(cfg.device)
-    inherited, spec = _init_and_spec(cfg)
-    spec = data.spec if data is not None else spec
+    inherited, spec = _init_and_spec(cfg, data.spec if data is not None else None)
     recipe = get_recipe(cfg.recipe, cfg.arch, spec, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                         **cfg.recipe_overrides)
     model_kwargs = {"num_classes": spec.num_classes, "in_chans": spec.in_chans, **recipe.model_kwargs, **inherited,
@@ -547,7 +546,7 @@ def finish(t: Trainer) -> dict[str, Any]:
             t.model, t.run_dir.model, arch=t.cfg.arch, model_kwargs=t.model_kwargs,
             tag=run_tag("folder" if spec.root else label, t.recipe, t.cfg.model_kwargs), dataset=label,
             dataset_sha256=t.data.sha256, input_size=spec.input_size, mean=spec.mean, std=spec.std, pad=spec.pad,
-            label_names=_labels(spec, t.model_kwargs["num_classes"]),
+            label_names=_labels(spec, t.model_kwargs["num_classes"]), init=t.cfg.init,
             recipe=t.recipe.name, metrics=summary, history=history, notes=run_notes(t.recipe.to_dict(), history),
         )
     if t.world > 1:

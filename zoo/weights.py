@@ -131,7 +131,7 @@ def _verify_sha256(path: Path, pins: Mapping[str, str], remedy: str | None = Non
             )
 
 
-_STRING_FIELDS = frozenset({"arch", "zoo_version", "tag", "dataset", "dataset_sha256", "recipe", "git_commit"})
+_STRING_FIELDS = frozenset({"arch", "zoo_version", "tag", "dataset", "dataset_sha256", "recipe", "git_commit", "init"})
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,8 @@ class CheckpointMeta:
     ``metrics`` are the trainer's summary numbers; errors (keys ending in
     ``_err``) are percentages, as in ``metrics.jsonl``. Cards report
     ``final_test_err`` and ``final_test_top5_err``. ``pad``: the images were zero-padded by this many
-    pixels to ``input_size`` (MNIST's 28x28 digits in 32x32).
+    pixels to ``input_size`` (MNIST's 28x28 digits in 32x32). ``init``: the weights training started
+    from (a tag, a folder, ``hf-hub:``), for a fine-tuned model; None when it was trained from scratch.
     """
 
     arch: str
@@ -161,6 +162,7 @@ class CheckpointMeta:
     metrics: dict[str, float] | None = None
     git_commit: str | None = None
     pad: int | None = None
+    init: str | None = None
 
     @property
     def padding(self) -> int:

@@ -25,13 +25,13 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from zoo.weights import unwrap_model
 from zoo.data import IMAGE_SUFFIXES, image_array, open_image
-from zoo.datasets import check_statistics
+from zoo.datasets import check_statistics, find_spec
 from zoo.errors import ArgumentError, ZooInputError
 from zoo.factory import load_any
 from zoo.progress import progress_bar
-from zoo.registry import check_input_size
+from zoo.registry import check_input_size, get_pretrained_tag, list_models
+from zoo.weights import unwrap_model
 
 __all__ = ["ONNX_PREFIX", "ImageInput", "Predictor", "predict", "predictor"]
 
@@ -104,9 +104,17 @@ def _onnx_predictor(path: Path) -> Predictor:
     check_input_size(cfg["input_size"], f"{path}: {ONNX_PREFIX}config input_size")  # before an image is resized to it
     check_statistics(cfg["mean"], cfg["std"], cfg["input_size"][0], f"{path}: {ONNX_PREFIX}config", ArgumentError)
     name = session.get_inputs()[0].name
+    pad = cfg["pad"] if "pad" in cfg else _tag_padding(props.get(f"{ONNX_PREFIX}arch"), cfg.get("tag"))
     return Predictor(lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0]), tuple(cfg["input_size"]),
-                     tuple(cfg["mean"]), tuple(cfg["std"]), int(cfg.get("pad", 0)),
+                     tuple(cfg["mean"]), tuple(cfg["std"]), int(pad),
                      _labels(cfg.get("label_names"), cfg.get("num_classes", -1)))
+
+
+def _tag_padding(arch: str | None, tag: str | None) -> int:
+    """The padding rule of a tag's dataset: for files exported before zoo recorded the rule in them."""
+    spec = find_spec(get_pretrained_tag(f"{arch}.{tag}").dataset) if arch and tag and f"{arch}.{tag}" in list_models(
+        pretrained=True) else None
+    return spec.pad if spec else 0
 
 
 def _expand(images: ImageInput | Iterable[ImageInput]) -> Iterator[tuple[str, Any]]:
@@ -116,8 +124,9 @@ def _expand(images: ImageInput | Iterable[ImageInput]) -> Iterator[tuple[str, An
     for i, item in enumerate(images):
         if isinstance(item, Tensor):
             batch = item.unsqueeze(0) if item.ndim == 3 else item
-            if batch.ndim != 4:
-                raise ZooInputError(f"a tensor image is (C, H, W) or (N, C, H, W), got shape {tuple(item.shape)}")
+            if batch.ndim != 4 or batch.shape[1] not in (1, 3):
+                raise ZooInputError(f"a tensor image is (C, H, W) or (N, C, H, W) with 1 or 3 channels (grey or RGB), "
+                                    f"got shape {tuple(item.shape)}")
             yield from ((f"tensor {i}[{j}]", t) for j, t in enumerate(batch))
         elif isinstance(item, Image.Image):
             yield f"image {i}", item
