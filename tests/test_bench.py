@@ -116,6 +116,7 @@ class NoRemeasuring(BenchConfig):
     remeasure_s: float = 0.0
 
 
+@pytest.mark.slow
 def test_bench_writes_the_documented_schema(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(bench, "BenchConfig", NoRemeasuring)
     out = tmp_path / "bench"
@@ -160,6 +161,7 @@ def vgg11_weights(tmp_path_factory) -> Path:
     return zoo.save_pretrained(zoo.create_model("vgg11", **VGG11), tmp_path_factory.mktemp("weights") / "vgg11")
 
 
+@pytest.mark.slow
 def test_trained_models_get_accuracy_for_every_engine_and_an_int8_copy(vgg11_weights, tmp_path):
     cfg = BenchConfig(input="mnist", batch_sizes=(1, 4), eval_images=64, calibration_images=32, threads=(1,), **FAST)
     results = run_bench(["vgg11"], cfg, weights={"vgg11": str(vgg11_weights)}, data=synthetic("mnist", 64, 64))
@@ -206,12 +208,14 @@ def sweep() -> dict:
             return run_bench(["vgg11"], cfg)
 
 
+@pytest.mark.slow
 def test_a_thread_sweep_measures_every_model_at_every_count_from_one_export(sweep):
     assert [(m["name"], m["threads"]) for m in sweep["models"]] == [("vgg11", 1), ("vgg11", 2)]
     first, second = sweep["models"]
     assert first["export_s"] == second["export_s"] and first["parity_max_abs_diff"] == second["parity_max_abs_diff"]
 
 
+@pytest.mark.slow
 def test_an_engine_is_one_record(sweep, tmp_path):
     """Registered, the toy engine is built, timed with its device synchronized after every call, compared with its
     baseline, and reported in results.json, the table, the CSV and the charts' legends."""
@@ -230,6 +234,7 @@ def test_an_engine_is_one_record(sweep, tmp_path):
         assert "channels_last" in [t.get_text() for t in chart.axes[0].get_legend().get_texts()]
 
 
+@pytest.mark.slow
 def test_a_model_that_does_not_compile_says_why_and_keeps_its_other_engines(sweep, tmp_path):
     for m in sweep["models"]:
         assert m["build"]["compile"]["status"].startswith("failed: InductorError")

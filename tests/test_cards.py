@@ -93,6 +93,7 @@ def test_card_numbers_match_the_checkpoint(run_dir):
     assert "pytorch/vision/issues/906" not in text  # the GoogLeNet note is for GoogLeNet only
 
 
+@pytest.mark.slow
 def test_zoo_card_rewrites_card_and_curve_from_the_run(run_dir, tmp_path, capsys):
     folder = run_dir / "model"
     kept = {name: (folder / name).read_bytes() for name in (WEIGHTS_NAME, CONFIG_NAME)}

@@ -46,10 +46,16 @@ def one_line(capsys, fragment: str) -> str:
     return err
 
 
-@pytest.fixture
-def saved(tmp_path) -> Path:
+@pytest.fixture(scope="module")
+def saved_once(tmp_path_factory) -> Path:
     model = zoo.create_model("resnet18", num_classes=7, in_chans=1, stem="cifar")
-    return save_pretrained(model, tmp_path / "r18", input_size=(1, 32, 32))
+    return save_pretrained(model, tmp_path_factory.mktemp("saved") / "r18", input_size=(1, 32, 32))
+
+
+@pytest.fixture
+def saved(saved_once, tmp_path) -> Path:
+    """A saved resnet18 folder of this test's own, to damage at will."""
+    return Path(shutil.copytree(saved_once, tmp_path / "r18"))
 
 
 def restamped(folder: Path, out: Path, **changes: str) -> Path:
@@ -80,41 +86,41 @@ def restamped(folder: Path, out: Path, **changes: str) -> Path:
     ("pad", 16, "pad=16 must be a whole number >= 0 that leaves part of the 32x32 input"),
     ("label_names", ["a"], "1 label names for num_classes=7"),
 ])
-def test_weights_metadata_refused_on_load_naming_the_file(field, value, message, saved, tmp_path):
-    path = restamped(saved, tmp_path / "w.safetensors", **{field: json.dumps(value)})
+def test_weights_metadata_refused_on_load_naming_the_file(field, value, message, saved_once, tmp_path):
+    path = restamped(saved_once, tmp_path / "w.safetensors", **{field: json.dumps(value)})
     with pytest.raises(CheckpointError, match=re.escape(message)) as info:
         zoo.load_model(path)
     assert str(path) in str(info.value)
 
 
-def test_weights_of_an_unknown_arch_are_refused_naming_the_file(saved, tmp_path):
-    path = restamped(saved, tmp_path / "w.safetensors", arch="resnet9000")
+def test_weights_of_an_unknown_arch_are_refused_naming_the_file(saved_once, tmp_path):
+    path = restamped(saved_once, tmp_path / "w.safetensors", arch="resnet9000")
     with pytest.raises(CheckpointError, match="holds weights for 'resnet9000', which this zoo version does not know"):
         zoo.load_model(path)
 
 
-def test_a_huge_input_size_is_refused_before_predict_resizes_an_image(saved, tmp_path, monkeypatch):
+def test_a_huge_input_size_is_refused_before_predict_resizes_an_image(saved_once, tmp_path, monkeypatch):
     import zoo.inference as P
 
     image = tmp_path / "x.png"
     Image.new("L", (28, 28)).save(image)
-    path = restamped(saved, tmp_path / "w.safetensors", input_size="[1, 100000, 100000]")
+    path = restamped(saved_once, tmp_path / "w.safetensors", input_size="[1, 100000, 100000]")
     monkeypatch.setattr(P, "image_array", lambda *a: pytest.fail("an image was resized"))
     with pytest.raises(CheckpointError, match="too large"):
         predict([image], path)
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"num_classes": 3}])
-def test_a_classifier_other_than_the_metadata_says_is_refused_not_replaced(kwargs, saved, tmp_path):
+def test_a_classifier_other_than_the_metadata_says_is_refused_not_replaced(kwargs, saved_once, tmp_path):
     """num_classes=10 recorded over a 7-row classifier: timm-style loading used to put a fresh head in silently."""
-    path = restamped(saved, tmp_path / "w.safetensors", num_classes="10", label_names=None,
+    path = restamped(saved_once, tmp_path / "w.safetensors", num_classes="10", label_names=None,
                      model_kwargs=json.dumps({"num_classes": 10, "in_chans": 1, "stem": "cifar"}))
     with pytest.raises(CheckpointError, match="holds a classifier of 7 classes but its metadata records num_classes=10"):
         zoo.load_model(path, **kwargs)
 
 
-def test_a_first_convolution_other_than_the_metadata_says_is_refused(saved, tmp_path):
-    path = restamped(saved, tmp_path / "w.safetensors", in_chans="3", input_size="[3, 32, 32]", mean=None, std=None,
+def test_a_first_convolution_other_than_the_metadata_says_is_refused(saved_once, tmp_path):
+    path = restamped(saved_once, tmp_path / "w.safetensors", in_chans="3", input_size="[3, 32, 32]", mean=None, std=None,
                      model_kwargs=json.dumps({"num_classes": 7, "in_chans": 3, "stem": "cifar"}))
     with pytest.raises(CheckpointError, match="first convolution for 1 channels but its metadata records in_chans=3"):
         zoo.load_model(path)
@@ -195,10 +201,10 @@ def test_info_input_size_is_checked_before_counting(size, message, capsys):
     one_line(capsys, message)
 
 
-def test_train_init_weights_with_bad_metadata_are_refused_before_the_data(saved, tmp_path, capsys, monkeypatch):
+def test_train_init_weights_with_bad_metadata_are_refused_before_the_data(saved_once, tmp_path, capsys, monkeypatch):
     import zoo.train as T
 
-    path = restamped(saved, tmp_path / "w.safetensors", std="[0]")
+    path = restamped(saved_once, tmp_path / "w.safetensors", std="[0]")
     monkeypatch.setattr(T, "prepare_data", lambda *a, **k: pytest.fail("the data was loaded"))
     assert main(["train", "resnet18", *TINY, "--init", str(path), "--out", str(tmp_path / "run")]) == 2
     one_line(capsys, f"{path} has malformed zoo metadata (normalisation: std must be > 0")
@@ -548,6 +554,7 @@ def test_bench_model_arguments_that_contradict_are_refused(args, message, tmp_pa
     one_line(capsys, message)
 
 
+@pytest.mark.slow
 def test_an_upper_case_onnx_suffix_is_exported_and_predicted(tmp_path):
     out = tmp_path / "M.ONNX"
     assert export_main(["resnet18", "--num-classes", "10", "--model-arg", "stem=cifar", "--input-size", "3", "32", "32",
@@ -619,9 +626,9 @@ def device_commands(tmp_path: Path, saved: Path, trained: Path) -> dict[str, lis
     ("bogus", "--device 'bogus' is not a device: pass auto, cpu, cuda or cuda:N"),
     ("meta", "zoo runs on the CPU or CUDA: pass auto, cpu, cuda or cuda:N"),
 ])
-def test_a_device_this_machine_lacks_is_one_line_before_any_work(command, device, message, saved, trained, tmp_path,
+def test_a_device_this_machine_lacks_is_one_line_before_any_work(command, device, message, saved_once, trained, tmp_path,
                                                                   capsys, no_cuda):
-    argv = device_commands(tmp_path / "work", saved, trained)[command]
+    argv = device_commands(tmp_path / "work", saved_once, trained)[command]
     before = snapshot(trained)
     assert main([*argv, "--device", device]) == 2
     one_line(capsys, message)

@@ -92,6 +92,7 @@ def test_normalisation_uses_dataset_statistics():
 
 
 @pytest.mark.real_data
+@pytest.mark.slow
 def test_real_datasets_match_their_readme(data_dir):
     mnist = load_dataset("mnist", data_dir, download=False)
     assert len(mnist.y_train) == 60000 and len(mnist.y_test) == 10000

@@ -80,6 +80,7 @@ def test_timm_transform_of_a_tag_and_of_a_local_dir_is_the_training_preprocessin
     assert tuple(resolve_data_config(model=local)["mean"]) == (0.1307,)
 
 
+@pytest.mark.slow
 def test_save_pretrained_needs_no_arch_for_models_zoo_or_timm_built(tmp_path):
     for i, model in enumerate([zoo.create_model("resnet18", num_classes=7, stem="cifar"),
                                timm.create_model("zoo_resnet18", num_classes=7, stem="cifar")]):
@@ -102,8 +103,10 @@ def test_timm_overlay_file_keeps_the_trained_classifier(tmp_path):
 # ---------------------------------------------------------------------------- the timm model API
 
 
-@pytest.mark.parametrize(("name", "variant"), FAMILIES)
-@pytest.mark.parametrize("config", ["imagenet", "cifar"])
+@pytest.mark.parametrize(("name", "variant", "config"), [  # 3-4 s: VGG's ImageNet head, the GoogLeNet at CIFAR size
+    pytest.param(name, variant, config, marks=pytest.mark.slow if (name, config) in
+                 {("vgg11_bn", "imagenet"), ("googlenet_res5x5", "cifar")} else ())
+    for config in ("imagenet", "cifar") for name, variant in FAMILIES])
 def test_timm_model_api(name, variant, config):
     torch.manual_seed(0)
     model = random_bn(zoo.create_model(name, num_classes=10, **{variant: config}))
@@ -128,6 +131,7 @@ def test_timm_features_only_gives_the_stages_feature_info_describes(name):
     assert [64 // o.shape[-1] for o in outs] == model.feature_info.reduction() == [4, 8, 16]
 
 
+@pytest.mark.slow
 def test_gradient_checkpointing_gives_the_same_gradients():
     grads = []
     for enable in (False, True):
@@ -154,6 +158,7 @@ def test_traceable_by_fx_and_torchvision_feature_extraction_while_eager_errors_s
         model(torch.randn(2, 1, 64, 64))
 
 
+@pytest.mark.slow
 def test_googlenet_transform_input_matches_torchvision():
     tv = torchvision.models.googlenet(weights=None, aux_logits=True, transform_input=True, init_weights=True)
     ours = zoo.create_model("googlenet", transform_input=True)
@@ -169,6 +174,7 @@ def test_googlenet_transform_input_matches_torchvision():
         zoo.create_model("googlenet", transform_input=True, in_chans=1)
 
 
+@pytest.mark.slow
 def test_googlenet_transform_input_survives_save_and_load(tmp_path):
     """load_model builds on the meta device and fills the state_dict: transform_input must hold nothing outside it."""
     model = random_bn(zoo.create_model("googlenet", transform_input=True, num_classes=10), 96).eval()
@@ -193,17 +199,19 @@ def test_images(tmp_path_factory):
     out = tmp_path_factory.mktemp("images")
     paths = {}
     for name in ("mnist", "cifar10"):
-        arrays = np.load(data / f"{name}.npz")
-        picks = np.random.default_rng(0).choice(len(arrays["y_test"]), 20, replace=False)
-        paths[name] = [(out / f"{name}_{i}.png", int(arrays["y_test"][i])) for i in picks]
+        with np.load(data / f"{name}.npz") as npz:  # each npz[key] decompresses the whole array again
+            x_test, y_test = npz["x_test"], npz["y_test"]
+        picks = np.random.default_rng(0).choice(len(y_test), 20, replace=False)
+        paths[name] = [(out / f"{name}_{i}.png", int(y_test[i])) for i in picks]
         for (path, _), i in zip(paths[name], picks):
-            image = Image.fromarray(arrays["x_test"][i])
+            image = Image.fromarray(x_test[i])
             (image.resize((80, 80)) if name == "cifar10" else image).save(path)  # any size
     return paths
 
 
 @pytest.mark.real_data
 @pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
+@pytest.mark.slow
 def test_predict_real_test_images_with_the_bundled_weights_torch_and_onnx(dataset, test_images, tmp_path, capsys):
     tag = f"googlenet_res5x5.{dataset}_paper"
     paths, labels = zip(*test_images[dataset])
@@ -220,6 +228,7 @@ def test_predict_real_test_images_with_the_bundled_weights_torch_and_onnx(datase
     assert json.loads(capsys.readouterr().out)[0]["top"][0]["label"] == results[0]["top"][0]["label"]
 
 
+@pytest.mark.slow
 def test_exported_onnx_describes_itself(tmp_path):
     model = zoo.create_model("googlenet_res5x5.cifar10_paper", pretrained=True)
     path = export_onnx(model, tmp_path / "m.onnx", input_size=(3, 32, 32))
@@ -277,6 +286,7 @@ def test_progress_bars_draw_on_a_terminal_unless_quiet(tty, enabled, drawn, monk
     assert ("img/s" in err.getvalue()) == drawn
 
 
+@pytest.mark.slow
 def test_eval_and_export_show_progress_on_a_terminal(tmp_path, monkeypatch):
     err = Terminal()
     monkeypatch.setattr(sys, "stderr", err)

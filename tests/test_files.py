@@ -360,6 +360,7 @@ class _Tiny(nn.Module):
         return self.fc(x.flatten(1))
 
 
+@pytest.mark.slow
 def test_an_onnx_model_too_large_for_one_file_is_refused_and_nothing_written(tmp_path, monkeypatch):
     import zoo.export.onnx as E
 
@@ -369,6 +370,7 @@ def test_an_onnx_model_too_large_for_one_file_is_refused_and_nothing_written(tmp
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_an_onnx_export_through_a_link_replaces_its_target_and_keeps_the_link(tmp_path):
     import onnx
 

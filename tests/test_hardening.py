@@ -53,6 +53,7 @@ def test_key_values_parse_as_python_literals_then_json(text, value):
     assert key_value(text) == (text.split("=")[0], value)
 
 
+@pytest.mark.slow
 def test_aux_logits_false_on_the_command_line_trains_without_aux_heads(tmp_path):
     assert main(["train", "googlenet", *TINY, "--model-arg", "aux_logits=False", "--out", str(tmp_path / "run")]) == 0
     tensors, _ = load_tensors(tmp_path / "run" / "model" / "model.safetensors")
@@ -96,6 +97,7 @@ def saved_resnet(tmp_path) -> Path:
                            input_size=(1, 32, 32))
 
 
+@pytest.mark.slow
 def test_export_of_saved_weights_uses_their_configuration_and_opset(saved_resnet, tmp_path, capsys):
     out = tmp_path / "r.onnx"
     assert export_main(["resnet18", "--weights", str(saved_resnet), "--out", str(out), "--opset", "18"]) == 0
@@ -112,6 +114,7 @@ def test_export_of_saved_weights_uses_their_configuration_and_opset(saved_resnet
     assert not (tmp_path / "x.onnx").exists()
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_change_of_the_data_seen(tmp_path):
     base = dict(arch="resnet18", dataset="mnist", recipe="paper", batch_size=32, epochs=1, device="cpu", progress=False,
                 out=str(tmp_path / "run"))
@@ -134,6 +137,7 @@ def test_weights_of_another_precision_are_not_cast_silently(stored, model_dtype,
         load_weights(zoo.create_model("resnet18", num_classes=10, stem="cifar").to(model_dtype), tmp_path / "w.safetensors")
 
 
+@pytest.mark.slow
 def test_half_precision_weights_load_only_while_they_stay_finite(tmp_path):
     model = zoo.create_model("resnet18", num_classes=10, stem="cifar")
     save_tensors(tmp_path / "h.safetensors", {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()},
@@ -148,6 +152,7 @@ def test_half_precision_weights_load_only_while_they_stay_finite(tmp_path):
 # ---------------------------------------------------------------------------- run directories and files
 
 
+@pytest.mark.slow
 def test_a_run_directory_has_one_writer_and_a_killed_holder_leaves_no_lock(tmp_path, capsys):
     out = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", (
@@ -166,6 +171,7 @@ def test_a_run_directory_has_one_writer_and_a_killed_holder_leaves_no_lock(tmp_p
     assert not (out / ".lock").exists() and (out / "model" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_failed_export_parity_leaves_no_onnx_and_the_old_file_alone(tmp_path, monkeypatch, capsys):
     import zoo.export.__main__ as E
     from zoo.errors import ExportError
@@ -325,6 +331,7 @@ def test_an_output_path_under_a_file_is_refused_before_the_work(tmp_path, capsys
     assert main(["bench", "resnet18", "--out", str(blocker / "bench")]) == 2
 
 
+@pytest.mark.slow
 def test_system_errors_are_one_line_with_status_1_and_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     assert main(["train", "resnet18", *TINY, "--out", str(run)]) == 0
@@ -418,6 +425,7 @@ def disk_fails(monkeypatch):
     return lambda: monkeypatch.setattr(C.os, "replace", failing_replace)
 
 
+@pytest.mark.slow
 def test_checkpoint_folder_write_failing_keeps_the_old_one_loadable(saved_resnet, disk_fails):
     before = {p.name: p.read_bytes() for p in saved_resnet.iterdir()}
     disk_fails()
@@ -428,6 +436,7 @@ def test_checkpoint_folder_write_failing_keeps_the_old_one_loadable(saved_resnet
     zoo.load_model(saved_resnet)
 
 
+@pytest.mark.slow
 def test_onnx_write_failing_keeps_the_old_file_loadable(tmp_path, disk_fails):
     import onnxruntime as ort
 
@@ -454,6 +463,7 @@ def test_bench_results_write_failing_keeps_the_old_ones(tmp_path, disk_fails):
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_card_write_failing_keeps_the_old_card(tmp_path, disk_fails):
     from huggingface_hub import ModelCard
 

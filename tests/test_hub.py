@@ -111,6 +111,7 @@ def assert_same_outputs(model: torch.nn.Module, trained: Trained) -> None:
     assert torch.equal(logits_of(model, trained.x), trained.logits)
 
 
+@pytest.mark.slow
 def test_trained_model_differs_from_a_fresh_one(trained):
     """The negative control of every round trip below: random weights give other outputs."""
     assert not torch.equal(logits_of(fresh(), trained.x), trained.logits)
@@ -421,6 +422,7 @@ def tag_for(trained: Trained, **overrides) -> PretrainedTag:
     return PretrainedTag(**{**fields, **overrides})
 
 
+@pytest.mark.slow
 def test_round_trip_through_the_hub(trained, hub, monkeypatch):
     assert_same_outputs(load_weights(fresh(), f"hf-hub:{REPO_ID}"), trained)
     assert_same_outputs(load_weights(fresh(), f"hf-hub:{REPO_ID}@{hub.commit}"), trained)
@@ -455,6 +457,7 @@ def test_bad_tag_refused(trained, hub, overrides, error, message):
         load_pretrained(zoo.create_model(tag.arch, **KWARGS), tag)
 
 
+@pytest.mark.slow
 def test_a_bundled_tag_served_by_the_hub_loads_the_same(hub, tmp_path, monkeypatch):
     """The real bundled MNIST checkpoint, published as a repo: fetched at its commit, checked against its pin."""
     import dataclasses

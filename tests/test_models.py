@@ -13,6 +13,16 @@ ALL = zoo.list_models()
 GOOGLENETS = zoo.list_models("googlenet*")
 
 
+FAST = {"resnet18", "resnet50", "vgg11_bn", "googlenet_res5x5"}
+"""One model per block kind runs in the fast tier, every model in the full suite."""
+
+
+def slow_if(slow: bool, *values):
+    """One parametrize case, in the slow tier when ``slow``: VGG's 4096-wide torchvision head (140M weights to
+    initialise) and the deepest ResNets take 1-5 s a case on 2 cores; the others a few tenths."""
+    return pytest.param(*values, marks=pytest.mark.slow if slow else ())
+
+
 def config_kwargs(name: str, config: str) -> dict:
     """kwargs of a name's 'paper' config (torchvision stem/head) or its 'cifar' one."""
     if config == "paper":
@@ -24,8 +34,16 @@ def outputs_of(out):
     return list(out) if isinstance(out, tuple) else [out]
 
 
-@pytest.mark.parametrize("config", ["paper", "cifar"])
-@pytest.mark.parametrize("name", ALL)
+# VGG's torchvision head (25088 x 4096 x 4096) is the same code at every depth, 3-5 s a case: it runs here for vgg11,
+# vgg11_bn and the paper's vgg19; the other depths run it in test_torchvision_state_dict_loads_and_matches, and
+# their features here with the CIFAR head.
+PAPER_HEAD_CASES = {"vgg11", "vgg11_bn", "vgg19"}
+
+
+@pytest.mark.parametrize(("name", "config"), [
+    slow_if(name not in FAST or name.startswith("vgg") and config == "paper", name, config)
+    for name in ALL for config in ("paper", "cifar")
+    if not (name.startswith("vgg") and config == "paper" and name not in PAPER_HEAD_CASES)])
 def test_forward_backward_mnist_and_cifar(name, config):
     torch.manual_seed(0)
     for in_chans in (1, 3):
@@ -67,7 +85,7 @@ TORCHVISION_PEERS = ["resnet18", "resnet34", "resnet50", "googlenet"] + [
 ]
 
 
-@pytest.mark.parametrize("name", TORCHVISION_PEERS)
+@pytest.mark.parametrize("name", [slow_if(name.startswith("vgg"), name) for name in TORCHVISION_PEERS])
 def test_torchvision_state_dict_loads_and_matches(name):
     torch.manual_seed(0)
     kwargs = {"init_weights": True} if name == "googlenet" else {}

@@ -125,6 +125,7 @@ def test_card_usage_snippet_runs_when_copied(name, capsys):
 
 @pytest.mark.real_data
 @pytest.mark.parametrize("name", TAGS)
+@pytest.mark.slow
 def test_zoo_eval_on_the_tag_alone_confirms_the_cards_accuracy(name, data_dir, tmp_path, capsys):
     assert main(["eval", name, "--data-dir", str(data_dir), "--device", "cpu", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "eval.json").read_text())

@@ -111,6 +111,7 @@ def test_timm_builds_every_zoo_model(name):
     assert {k: v.shape for k, v in via_timm.state_dict().items()} == {k: v.shape for k, v in ours.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_timm_own_models_untouched():
     assert type(timm.create_model("resnet18")).__module__ == "timm.models.resnet"
     assert type(timm.create_model("vgg11")).__module__ == "timm.models.vgg"
@@ -118,6 +119,7 @@ def test_timm_own_models_untouched():
     assert {TIMM_PREFIX + n for n in zoo.list_models()} <= set(timm.list_models(TIMM_PREFIX + "*"))
 
 
+@pytest.mark.slow
 def test_zoo_does_not_import_timm_but_timm_sees_zoo_models_either_order():
     """timm costs ~1.7 s at import (torchvision, torch._dynamo): zoo registers its models the moment timm arrives."""
     zoo_first = "import sys, zoo; assert 'timm' not in sys.modules; import timm; print(len(timm.list_models('zoo_*')))"

@@ -18,6 +18,7 @@ def quick_all(tmp_path_factory):
     return out, R.reproduce("all", out, quick=True)
 
 
+@pytest.mark.slow
 def test_report_has_every_experiment_with_the_papers_numbers(quick_all):
     out, report = quick_all
     text = report.read_text()
@@ -51,6 +52,7 @@ def test_paper_numbers_are_quoted_from_the_paper():
     assert [v[1] for v in R.PAPER_PATIENCE.values()] == [14.05, 9.58, 6.73, 5.96, 6.12]
 
 
+@pytest.mark.slow
 def test_shared_runs_are_trained_once(quick_all):
     out, _ = quick_all
     planned = [R._config(r, rec, out, quick=True, epochs=None, data_dir=None, device="cpu", val_split=R.DEFAULT_VAL_SPLIT).out
@@ -60,6 +62,7 @@ def test_shared_runs_are_trained_once(quick_all):
     assert sorted(str(p) for p in (out / "runs").iterdir()) == sorted(set(planned))
 
 
+@pytest.mark.slow
 def test_finished_runs_are_skipped(quick_all, monkeypatch):
     out, _ = quick_all
 

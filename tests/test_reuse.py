@@ -134,6 +134,7 @@ def test_mnist_padding_rule_travels_with_the_weights(tmp_path):
     assert "28x28 images zero-padded by 2 pixels" in (folder / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_timm_discovers_the_tags_and_a_probe_does_not_switch_the_bridge_off():
     assert {f"zoo_{TAG}", f"zoo_{MNIST_TAG}"} <= set(timm.list_pretrained("zoo_*"))
     assert timm.is_model_pretrained(f"zoo_{TAG}") and not timm.is_model_pretrained("zoo_vgg11")
@@ -168,8 +169,9 @@ def test_predict_refuses_decompression_bombs_and_applies_exif_orientation(tmp_pa
     monkeypatch.undo()
     if data is None:
         pytest.skip("real MNIST not found: the EXIF half of this test needs a real digit")
-    mnist = np.load(data / "mnist.npz")
-    seven = mnist["x_test"][np.flatnonzero(mnist["y_test"] == 7)[0]]
+    with np.load(data / "mnist.npz") as mnist:
+        x_test, y_test = mnist["x_test"], mnist["y_test"]
+    seven = x_test[np.flatnonzero(y_test == 7)[0]]
     exif = Image.Exif()
     exif[0x0112] = 8  # orientation: the stored pixels are the upright image turned 90 degrees clockwise
     Image.fromarray(np.rot90(seven, -1).copy()).save(tmp_path / "seven.png", exif=exif)
@@ -177,11 +179,12 @@ def test_predict_refuses_decompression_bombs_and_applies_exif_orientation(tmp_pa
 
 
 def _cifar_folder(root: Path, classes: dict[int, str], per_class: int, data: Path) -> Path:
-    cifar = np.load(data / "cifar10.npz")
+    with np.load(data / "cifar10.npz") as npz:  # each npz[key] decompresses the whole array again
+        x_test, y_test = npz["x_test"], npz["y_test"]
     for label, name in classes.items():
         (root / name).mkdir(parents=True)
-        for i, index in enumerate(np.flatnonzero(cifar["y_test"] == label)[:per_class]):
-            Image.fromarray(cifar["x_test"][index]).save(root / name / f"{i}.png")
+        for i, index in enumerate(np.flatnonzero(y_test == label)[:per_class]):
+            Image.fromarray(x_test[index]).save(root / name / f"{i}.png")
     return root
 
 
@@ -269,6 +272,7 @@ def test_the_wheel_carries_the_tags_and_works_without_the_checkout(tmp_path):
     assert cli.returncode == 0 and "usage: zoo export" in cli.stdout
 
 
+@pytest.mark.slow
 def test_plain_timm_on_a_saved_folder_fails_and_the_folder_says_what_to_install(tmp_path):
     """timm's own error cannot be changed from outside timm; the card and config.json name the package and the import."""
     folder = zoo.save_pretrained(zoo.create_model(TAG, pretrained=True), tmp_path / "m")

@@ -46,6 +46,7 @@ def reference_run(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_loss_falls_and_run_dir_is_complete(reference_run):
     history = [json.loads(line) for line in (reference_run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in history] == [1, 2, 3]
@@ -57,11 +58,13 @@ def test_loss_falls_and_run_dir_is_complete(reference_run):
     assert (reference_run / "model" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_existing_run_is_never_overwritten(reference_run):
     with pytest.raises(TrainingError, match="--resume"):
         train(TrainConfig(out=str(reference_run), **TINY))
 
 
+@pytest.mark.slow
 def test_resume_refuses_different_settings(reference_run, tmp_path):
     run = tmp_path / "copy"
     shutil.copytree(reference_run, run)
@@ -69,6 +72,7 @@ def test_resume_refuses_different_settings(reference_run, tmp_path):
         train(TrainConfig(out=str(run), resume=True, **{**TINY, "lr": 0.5}))
 
 
+@pytest.mark.slow
 def test_kill_9_mid_epoch_then_resume_is_bitwise_equal(reference_run, tmp_path):
     run = tmp_path / "killed"
     args = [sys.executable, "-m", "zoo.cli", "train", "resnet18", "--dataset", "mnist", "--synthetic", "256",
@@ -93,6 +97,7 @@ def test_kill_9_mid_epoch_then_resume_is_bitwise_equal(reference_run, tmp_path):
     assert_bitwise_equal(weights(run), weights(reference_run))
 
 
+@pytest.mark.slow
 def test_sigint_saves_mid_epoch_and_resume_is_bitwise_equal(reference_run, tmp_path, monkeypatch):
     import zoo.train as T
 
@@ -117,6 +122,7 @@ def test_sigint_saves_mid_epoch_and_resume_is_bitwise_equal(reference_run, tmp_p
     assert_bitwise_equal(weights(run), weights(reference_run))
 
 
+@pytest.mark.slow
 def test_crash_while_writing_checkpoint_keeps_previous(tmp_path, monkeypatch):
     import zoo.weights as C
 
@@ -135,6 +141,7 @@ def test_crash_while_writing_checkpoint_keeps_previous(tmp_path, monkeypatch):
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")], "a temporary file was left behind"
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_without_a_bad_checkpoint(tmp_path, monkeypatch):
     import zoo.train as T
 
@@ -195,6 +202,7 @@ def test_plateau_matches_torch_reduce_lr_on_plateau(patience):
 
 
 @pytest.mark.real_data
+@pytest.mark.slow
 def test_short_real_mnist_run_learns(data_dir, tmp_path):
     # measured on the 2-core CPU machine: 95.4% test accuracy (4.6% error) on 1000 test images
     # after 2 epochs over 4096 training images (paper recipe at lr 0.02, resnet18 paper stem), ~60 s
@@ -205,6 +213,7 @@ def test_short_real_mnist_run_learns(data_dir, tmp_path):
     assert summary["final_test_err"] < 8.0
 
 
+@pytest.mark.slow
 def test_ddp_two_gloo_processes_match_one(tmp_path):
     """Same global batch: 2 processes x 16 follow 1 process x 32 (VGG without BN: exact up to float order)."""
     common = ["vgg11", "--dataset", "cifar10", "--synthetic", "128", "--epochs", "2", "--batch-size", "32",
@@ -226,6 +235,7 @@ def test_ddp_two_gloo_processes_match_one(tmp_path):
         assert b["test_loss"] == pytest.approx(a["test_loss"], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_eval_reports_errors_per_class_and_confusion(reference_run, tmp_path):
     import numpy as np
 
