@@ -139,6 +139,18 @@ def naming_os_errors(path: str | os.PathLike, temp: Path | None = None) -> Itera
 
 
 @contextmanager
+def _beside(path: Path, want: str) -> Iterator[tuple[Path, Path]]:
+    """The write's target (``path``, or what its link leads to: :func:`_resolve`) and a free temporary name
+    beside it, its folder created and old orphans removed; an OSError inside names ``path``."""
+    target = _resolve(path, want)
+    tmp = _temp_path(target)
+    with naming_os_errors(path, tmp):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_orphans(target)
+        yield target, tmp
+
+
+@contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to; on success it is fsynced and renamed over ``path``.
 
@@ -148,11 +160,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     The file is created with the permissions the user's umask gives, not the old file's.
     """
     path = Path(path)
-    target = _resolve(path, "a regular file")
-    tmp = _temp_path(target)
-    with naming_os_errors(path, tmp):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _remove_orphans(target)
+    with _beside(path, "a regular file") as (target, tmp):
         os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # the kernel applies the umask
         try:
             yield tmp
@@ -214,11 +222,7 @@ def staged_dir(out_dir: str | os.PathLike, *, stale: tuple[str, ...] = ()) -> It
     the names replaced is an ArgumentError before anything is moved.
     """
     out_dir = Path(out_dir)
-    target = _resolve(out_dir, "a directory")
-    staging = _temp_path(target)
-    with naming_os_errors(out_dir, staging):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _remove_orphans(target)
+    with _beside(out_dir, "a directory") as (target, staging):
         staging.mkdir(0o777)  # the umask applies
         try:
             yield staging
