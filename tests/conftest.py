@@ -7,6 +7,9 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+ONE_PER_BLOCK_KIND = {"resnet18", "resnet50", "vgg11_bn", "googlenet_res5x5"}
+"""The models the fast tier builds where a test covers every model: one per kind of block (BasicBlock,
+Bottleneck, VGG with BN, residual Inception); the full suite builds them all."""
 
 
 def pytest_configure(config):

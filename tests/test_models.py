@@ -9,12 +9,10 @@ import zoo
 import zoo.registry
 from zoo.models import GoogLeNetOutputs
 
+from conftest import ONE_PER_BLOCK_KIND
+
 ALL = zoo.list_models()
 GOOGLENETS = zoo.list_models("googlenet*")
-
-
-FAST = {"resnet18", "resnet50", "vgg11_bn", "googlenet_res5x5"}
-"""One model per block kind runs in the fast tier, every model in the full suite."""
 
 
 def slow_if(slow: bool, *values):
@@ -41,7 +39,7 @@ PAPER_HEAD_CASES = {"vgg11", "vgg11_bn", "vgg19"}
 
 
 @pytest.mark.parametrize(("name", "config"), [
-    slow_if(name not in FAST or name.startswith("vgg") and config == "paper", name, config)
+    slow_if(name not in ONE_PER_BLOCK_KIND or name.startswith("vgg") and config == "paper", name, config)
     for name in ALL for config in ("paper", "cifar")
     if not (name.startswith("vgg") and config == "paper" and name not in PAPER_HEAD_CASES)])
 def test_forward_backward_mnist_and_cifar(name, config):

@@ -13,6 +13,8 @@ import zoo.models.layers
 from zoo.errors import ArgumentError
 from zoo.models.layers import DropPath, ZooModel
 
+from conftest import ONE_PER_BLOCK_KIND
+
 ALL = zoo.list_models()
 GOOGLENETS = zoo.list_models("googlenet*")
 RESIDUAL = zoo.list_models(["resnet*", "googlenet_res*"])  # the models with residual branches to drop
@@ -45,22 +47,21 @@ def timm():
 # head is 25088 x 4096 weights and their gradients, twice, 3-8 s a case); the others (0.2-2 s each) run in the full suite.
 # Checkpointing covers the stages of forward_features; the head runs plain. So VGG's imagenet head adds no code to
 # check at other depths than vgg11 and vgg11_bn, and every depth's stages are checked with the CIFAR head.
-FAST = {"resnet18", "resnet50", "vgg11_bn", "googlenet_res5x5"}
-SLOW = {f"{name}-{config}" for name in ALL for config in ("imagenet", "cifar")
-        if name not in FAST or (name.startswith("vgg") and config == "imagenet")}
-SKIPPED = {f"{name}-imagenet" for name in zoo.list_models("vgg*")} - {"vgg11-imagenet", "vgg11_bn-imagenet"}
+VGG_IMAGENET_HEAD = {"vgg11", "vgg11_bn"}
 
 
 def checkpointing_cases() -> list:
     cases = []
     for name in ALL:
         for config in ("imagenet", "cifar"):
+            vgg_head = name.startswith("vgg") and config == "imagenet"
+            if vgg_head and name not in VGG_IMAGENET_HEAD:
+                continue
+            slow = pytest.mark.slow if name not in ONE_PER_BLOCK_KIND or vgg_head else ()
             for aux in (True, False) if name in GOOGLENETS else (None,):
                 kwargs = {**variant(name, config), **({} if aux is None else {"aux_logits": aux})}
                 case_id = f"{name}-{config}" + ("" if aux is None else f"-aux{int(aux)}")
-                if f"{name}-{config}" in SKIPPED:
-                    continue
-                cases.append(pytest.param(name, kwargs, marks=pytest.mark.slow if f"{name}-{config}" in SLOW else (), id=case_id))
+                cases.append(pytest.param(name, kwargs, marks=slow, id=case_id))
     return cases
 
 
