@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,9 @@ REPO = Path(__file__).resolve().parents[1]
 ONE_PER_BLOCK_KIND = {"resnet18", "resnet50", "vgg11_bn", "googlenet_res5x5"}
 """The models the fast tier builds where a test covers every model: one per kind of block (BasicBlock,
 Bottleneck, VGG with BN, residual Inception); the full suite builds them all."""
+SMALL = ["--dataset", "mnist", "--synthetic", "64", "--batch-size", "32", "--epochs", "1", "--quiet"]
+TINY = [*SMALL, "--device", "cpu"]
+"""`zoo train` arguments of a run of seconds: 64 synthetic MNIST images, one epoch (TINY: on the CPU)."""
 
 
 def pytest_configure(config):
@@ -20,6 +25,13 @@ def pytest_configure(config):
         threads = max(1, len(os.sched_getaffinity(0)) // workers)
         torch.set_num_threads(threads)
         os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited: a lock or temp file's owner that is gone."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
 
 
 def real_data_dir() -> Path | None:

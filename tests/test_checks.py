@@ -27,9 +27,7 @@ from zoo.inference import predict
 from zoo.rundir import LoopState, save_state
 from zoo.weights import load_tensors, read_metadata, save_tensors
 
-REPO = Path(__file__).resolve().parents[1]
-SMALL = ["--dataset", "mnist", "--synthetic", "64", "--batch-size", "32", "--epochs", "1", "--quiet"]
-TINY = [*SMALL, "--device", "cpu"]
+from conftest import REPO, SMALL, TINY
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

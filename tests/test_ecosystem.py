@@ -131,20 +131,6 @@ def test_timm_features_only_gives_the_stages_feature_info_describes(name):
     assert [64 // o.shape[-1] for o in outs] == model.feature_info.reduction() == [4, 8, 16]
 
 
-@pytest.mark.slow
-def test_gradient_checkpointing_gives_the_same_gradients():
-    grads = []
-    for enable in (False, True):
-        torch.manual_seed(0)
-        model = zoo.create_model("googlenet_res5x5", num_classes=10, stem="cifar").train()
-        model.set_grad_checkpointing(enable)
-        torch.manual_seed(1)
-        out = model(torch.randn(2, 3, 32, 32))
-        (out.logits.sum() + out.aux_logits1.sum()).backward()
-        grads.append(model.inception4b.branch1.conv.weight.grad.clone())
-    torch.testing.assert_close(grads[0], grads[1])
-
-
 @pytest.mark.parametrize("name", ["resnet18", "vgg11_bn", "googlenet", "googlenet_resall5x5"])
 def test_traceable_by_fx_and_torchvision_feature_extraction_while_eager_errors_stay(name):
     model = random_bn(zoo.create_model(name, num_classes=10))

@@ -27,15 +27,10 @@ from zoo.export.__main__ import main as export_main
 from zoo.files import atomic_write_bytes, check_writable, staged_dir
 from zoo.weights import load_tensors, save_tensors
 
+from conftest import TINY, dead_pid
+
 REFUSED = "not a regular file; choose another output path"
 TENSORS = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3)}
-TINY = ["--dataset", "mnist", "--synthetic", "64", "--batch-size", "32", "--epochs", "1", "--quiet", "--device", "cpu"]
-
-
-def dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
 
 
 def one_error_line(err: str) -> str:

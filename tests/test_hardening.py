@@ -35,13 +35,7 @@ from zoo.release import release
 from zoo.rundir import RunDir
 from zoo.train import TrainConfig, train
 
-TINY = ["--dataset", "mnist", "--synthetic", "64", "--batch-size", "32", "--epochs", "1", "--quiet", "--device", "cpu"]
-
-
-def dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
+from conftest import TINY, dead_pid
 
 
 # ---------------------------------------------------------------------------- silent wrong results
