@@ -235,32 +235,27 @@ def _figures(results: dict[str, Any]) -> dict[tuple, dict[str, Any]]:
 
 def read_results(path: Path) -> dict[str, Any]:
     """An earlier results.json that --compare reads; anything else is refused, naming the file and what to pass."""
-    problem, old = _results_problem(path)
-    if problem:
-        raise ArgumentError(f"cannot compare with {path}: {problem}; pass the results.json an earlier zoo bench --out "
-                            "wrote")
-    return old
+    def refused(problem: str) -> ArgumentError:
+        return ArgumentError(f"cannot compare with {path}: {problem}; pass the results.json an earlier zoo bench "
+                             "--out wrote")
 
-
-def _results_problem(path: Path) -> tuple[str | None, Any]:
-    """(why ``path`` is no results.json --compare reads, or None; what it holds)."""
     try:
         old = json.loads(Path(path).read_text())
     except OSError as e:
-        return e.strerror or str(e), None
+        raise refused(e.strerror or str(e)) from None
     except ValueError as e:
-        return f"not JSON ({e})", None
+        raise refused(f"not JSON ({e})") from None
     if not isinstance(old, dict):
-        return f"a JSON {type(old).__name__}, not a results object", old
+        raise refused(f"a JSON {type(old).__name__}, not a results object")
     if old.get("schema") not in COMPARABLE:
-        return f"schema {old.get('schema')!r}; this run reads {', '.join(COMPARABLE)}", old
+        raise refused(f"schema {old.get('schema')!r}; this run reads {', '.join(COMPARABLE)}")
     try:
         figures = _figures(old)
     except (KeyError, TypeError, AttributeError) as e:
-        return f"its figures do not read ({type(e).__name__}: {e})", old
+        raise refused(f"its figures do not read ({type(e).__name__}: {e})") from None
     if not all(map(_readable, figures.values())):
-        return "a figure lacks a number median or a ci95 of two numbers", old
-    return None, old
+        raise refused("a figure lacks a number median or a ci95 of two numbers")
+    return old
 
 
 def _readable(fig: Any) -> bool:
