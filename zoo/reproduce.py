@@ -436,7 +436,7 @@ def scope_problem(claim: Claim, runs: list[tuple[TrainConfig, int]], early_epoch
     epochs, exactly, and a validation split."""
     epochs_run = min(epochs for _, epochs in runs)
     if claim.horizon == "end":
-        short = [(epochs, _paper_epochs(c)) for c, epochs in runs if epochs < _paper_epochs(c)]
+        short = [(epochs, paper) for epochs, paper in ((e, _paper_epochs(c)) for c, e in runs) if epochs < paper]
         if short:
             epochs, paper = max(short, key=lambda t: t[1])
             return f"not comparable at {epochs} epochs (the paper's claim is at the end of {paper})"
