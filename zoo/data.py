@@ -339,11 +339,12 @@ def _from_folder(spec: DataSpec, progress: bool = False) -> Dataset:
     y = np.array([label for _, label in files], np.int64)
     test = np.zeros(len(y), bool)
     test[_test_indices(y, len(labels))] = True
+    x_train = x[~test]
     if spec.measure_stats:
-        mean, std = _channel_stats(x[~test])
+        mean, std = _channel_stats(x_train)
         spec = dataclasses.replace(spec, mean=mean, std=std, measure_stats=False)
     t = torch.from_numpy
-    return _dataset(spec, t(x[~test]), t(y[~test]), t(x[test]), t(y[test]), source=f"{FOLDER_PREFIX}{spec.root}")
+    return _dataset(spec, t(x_train), t(y[~test]), t(x[test]), t(y[test]), source=f"{FOLDER_PREFIX}{spec.root}")
 
 
 def split_validation(ds: Dataset, n_val: int, seed: int = 0) -> Dataset:

@@ -125,14 +125,14 @@ def _timm_tags(name: str) -> Any:
     """timm's DefaultCfg of ``zoo_<name>``: one PretrainedCfg per tag, with the weights' file where one is bundled."""
     from timm.models import DefaultCfg, PretrainedCfg  # lazy: only once timm is imported
 
-    tags = [t for t in registry.list_models(f"{name}.*", pretrained=True)]
+    tags = registry.list_models(f"{name}.*", pretrained=True)
     cfgs = {"": PretrainedCfg(**data_config(meta_model(name)))}
     for full in tags:
         entry = get_pretrained_tag(full)
         local = entry.bundled / entry.filename
         cfgs[entry.tag] = PretrainedCfg(**{**data_config(meta_model(full), entry), "file": str(local) if local.is_file() else None,
                                           "hf_hub_id": entry.hf_hub_id, "architecture": TIMM_PREFIX + name})
-    order = [get_pretrained_tag(t).tag for t in tags] + [""]
+    order = [*list(cfgs)[1:], ""]  # the tags in the order listed, then the untrained configuration
     return DefaultCfg(tags=deque(order), cfgs=cfgs)
 
 

@@ -240,9 +240,7 @@ def _timm_config(meta: CheckpointMeta, model: nn.Module, sha256: str) -> dict[st
 def _reference(meta: CheckpointMeta, where: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
     """The model a checkpoint's metadata describes (with ``kwargs`` instead of its own), built on the meta device
     to check the weights against."""
-    if meta.arch not in list_models():
-        raise CheckpointError(f"{where} holds weights for {meta.arch!r}, which this zoo version does not know; upgrade zoo")
-    try:
+    try:  # meta.arch is a registered one: CheckpointMeta checks it
         return meta_model(meta.arch, **(meta.model_kwargs if kwargs is None else kwargs))
     except ArgumentError as e:
         raise CheckpointError(f"{where}: field model_kwargs cannot build {meta.arch} ({e}); re-save it with zoo") from None
@@ -256,9 +254,9 @@ def _load(model: nn.Module, tensors: dict[str, torch.Tensor], meta: CheckpointMe
     where, base = found.where, unwrap_model(model)
     reference = None
     if meta is not None:
-        check_recorded_sizes(_reference(meta, where), tensors, meta, where)  # the file against its own metadata
         sized = {**meta.model_kwargs, "num_classes": base.num_classes, "in_chans": base.in_chans} if adapt else meta.model_kwargs
         reference = _reference(meta, where, sized)
+        check_recorded_sizes(reference, tensors, meta, where)  # the file against its own metadata: reads only names
     load_into(model, fit_head_and_stem(model, tensors) if adapt else tensors, meta, where, reference)
     base._zoo_weights_sha256 = found.sha256  # recorded by exports (ONNX metadata)
     if meta is not None:  # the model now knows what it was trained on: input, statistics, labels, tag, padding
@@ -314,7 +312,7 @@ def read_meta(source: str | os.PathLike) -> CheckpointMeta:
     """What the weights at ``source`` are (arch, kwargs, input, statistics, labels), read without their tensors."""
     found = _resolve(source, WEIGHTS_NAME)
     meta = CheckpointMeta.from_metadata(read_metadata(found.path), found.where) if found.path.is_file() else None
-    meta = meta or _meta_from_config(found, None)
+    meta = meta or _meta_from_config(found)
     if meta is None:
         raise CheckpointError(f"{found.where} has no zoo metadata (nor a timm config.json naming a zoo model); pass a "
                               "folder written by zoo.save_pretrained or timm's save_for_hf, or a tag")
@@ -346,7 +344,7 @@ def load_model(source: str | os.PathLike, arch: str | None = None, *, sha256: st
     """
     tensors, meta, found = _read(source, WEIGHTS_NAME, sha256)
     where = found.where
-    meta = meta or _meta_from_config(found, arch)
+    meta = meta or _meta_from_config(found)
     if meta is not None and arch is not None and arch != meta.arch:
         raise CheckpointError(f"{where} holds {meta.arch!r} weights, not {arch!r}; pass {meta.arch!r} or other weights")
     if meta is None and arch is None:
@@ -365,7 +363,7 @@ def load_model(source: str | os.PathLike, arch: str | None = None, *, sha256: st
     return name_labels(model, label_names)
 
 
-def _meta_from_config(found: Source, arch: str | None) -> CheckpointMeta | None:
+def _meta_from_config(found: Source) -> CheckpointMeta | None:
     """What a folder timm's ``save_for_hf`` wrote from a zoo model says of it (its weights carry no zoo metadata):
     config.json's architecture ``zoo_<arch>``, ``model_args`` and ``pretrained_cfg``. None for other folders."""
     path = found.path.parent / CONFIG_NAME
