@@ -219,3 +219,25 @@ def test_shortened_paper_step_schedules_are_compressed_on_request_and_say_so(tmp
     assert next(iter(exact["fig7"].values())).recipe_overrides == {}
     full = R.plan_configs(["fig7"], tmp_path, recipes=("paper",))  # the paper's own length: nothing to compress
     assert next(iter(full["fig7"].values())).recipe_overrides == {}
+
+
+def test_fig7_early_is_the_preregistered_design(tmp_path):
+    """The confirmatory CPU experiment runs exactly what was declared before its runs: the two 3x3 GoogLeNets,
+    the paper recipe's first 5 epochs uncompressed, 5 seeds with their own 5,000-image validation splits, and
+    its one claim on the early metric, testable at 5 epochs and not at 4 (the negative control)."""
+    d = R.FIG7_EARLY_DESIGN
+    exp = R.EXPERIMENTS["fig7-early"]
+    assert exp.claims == (R.RESIDUAL_3X3_EARLY,) and R.RESIDUAL_3X3_EARLY in R.EXPERIMENTS["fig7"].claims
+    claim = exp.claims[0]
+    assert (claim.kind, claim.metric, claim.horizon, exp.early_epochs) == ("better", "early", "early", d["epochs"])
+    plan = R.plan_configs(["fig7-early"], tmp_path, recipes=(d["recipe"],), epochs=d["epochs"],
+                          seeds=tuple(range(d["seeds"])), val_split=d["val_split"], device=d["device"])["fig7-early"]
+    assert sorted({c.arch for c in plan.values()}) == ["googlenet", "googlenet_res3x3"]
+    assert len(plan) == 2 * d["seeds"] and {c.seed for c in plan.values()} == set(range(d["seeds"]))
+    assert all(c.recipe_overrides == {} and c.val_split == 5000 and c.epochs == 5 for c in plan.values())
+    runs = [(c, c.epochs) for c in plan.values()]
+    assert R.scope_problem(claim, runs, exp.early_epochs) is None
+    assert "needs 5 epochs, 4 were run" in R.scope_problem(claim, [(c, 4) for c, _ in runs], exp.early_epochs)
+    # the metric: the mean validation error over epochs 1..5, whatever the test error or the later epochs
+    history = rows([90.0] * 6, val_errs=[50.0, 40.0, 30.0, 20.0, 10.0, 0.0])
+    assert R.run_metrics(history, exp.early_epochs)["early"] == 30.0
