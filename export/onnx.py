@@ -22,6 +22,7 @@ one op fewer per layer.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -88,9 +89,8 @@ def _check_input_size(model: nn.Module, input_size: tuple[int, int, int]) -> Non
 
 def metadata(model: nn.Module, input_size: tuple[int, int, int]) -> dict[str, str]:
     """What an exported file says about itself (``metadata_props``): what zoo predict and users need to run it."""
-    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
-    keep = {k: cfg[k] for k in ("mean", "std", "label_names", "tag", "interpolation") if cfg.get(k) is not None}
-    config = {**keep, "input_size": list(input_size), "num_classes": model.num_classes, "pad": getattr(model, "_zoo_pad", 0)}
+    data = dataclasses.replace(model.data_config, input_size=tuple(input_size))  # the contract, at the exported input
+    config = {"data": data.to_json(), "num_classes": model.num_classes, "tag": model.pretrained_cfg.get("tag")}
     props = {f"{ONNX_PREFIX}config": json.dumps(config), f"{ONNX_PREFIX}version": __version__}
     for key, attr in (("arch", "_zoo_arch"), ("weights_sha256", "_zoo_weights_sha256")):
         if getattr(model, attr, None):

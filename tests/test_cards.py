@@ -14,6 +14,7 @@ from huggingface_hub import ModelCard
 
 import zoo
 from zoo.cards import build_card, metrics_from_history, write_run_card
+from zoo.datasets import get_spec
 from zoo.files import sha256_file
 from zoo.weights import CARD_NAME, CONFIG_NAME, CURVE_NAME, WEIGHTS_NAME, CheckpointMeta
 from zoo.cli import main
@@ -48,8 +49,7 @@ def run_dir(tmp_path_factory) -> Path:
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
     save_pretrained(
         zoo.create_model(ARCH, **KWARGS), run_dir / "model", arch=ARCH, model_kwargs=KWARGS, tag="mnist_paper",
-        dataset="mnist", dataset_sha256=run["dataset_sha256"], input_size=(1, 32, 32), mean=run["mean"],
-        std=run["std"], label_names=run["label_names"], recipe="paper",
+        data=get_spec("mnist").data_config(dataset_sha256=run["dataset_sha256"]), recipe="paper",
         metrics={"final_test_err": 20.0, "final_test_top5_err": 5.0, "best_epoch": 2}, history=history,
     )
     return run_dir
@@ -123,8 +123,7 @@ def test_zoo_card_rewrites_card_and_curve_from_the_run(run_dir, tmp_path, capsys
 def meta_for(arch: str, **changes) -> CheckpointMeta:
     base = CheckpointMeta(
         arch=arch, model_kwargs={"num_classes": 10, "stem": "cifar"}, num_classes=10, in_chans=3,
-        input_size=(3, 32, 32), zoo_version=zoo.__version__, dataset="cifar10", recipe="fast",
-        metrics={"final_test_err": 6.0},
+        data=get_spec("cifar10").data_config(metrics={"final_test_err": 6.0}), zoo_version=zoo.__version__, recipe="fast",
     )
     return dataclasses.replace(base, **changes)
 
@@ -144,7 +143,7 @@ def test_googlenet_cards_carry_the_906_provenance_note(arch, kernel, tmp_path):
 def test_card_without_metrics_has_no_model_index(tmp_path):
     weights = tmp_path / WEIGHTS_NAME
     weights.write_bytes(b"x")
-    card = build_card(meta_for("resnet18", metrics=None), weights)
+    card = build_card(meta_for("resnet18", data=get_spec("cifar10").data_config()), weights)
     assert not card.data.eval_results and "model-index" not in str(card)
     assert "No test metrics recorded." in card.text
 

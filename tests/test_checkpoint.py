@@ -1,6 +1,7 @@
 """zoo.files and zoo.weights: atomic writes, staged folders, the metadata schema, and the checks before a load."""
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -18,6 +19,7 @@ from zoo.weights import (
     state_dict_of,
     strip_prefixes,
 )
+from zoo.datasets import DataConfig
 from zoo.errors import CheckpointError
 
 
@@ -26,7 +28,7 @@ def meta_for(arch: str, **model_kwargs) -> CheckpointMeta:
         model = zoo.create_model(arch, **model_kwargs)
     return CheckpointMeta(
         arch=arch, model_kwargs=model_kwargs, num_classes=model.num_classes, in_chans=model.in_chans,
-        input_size=model.default_input_size, zoo_version=zoo.__version__,
+        data=model.data_config, zoo_version=zoo.__version__,
     )
 
 
@@ -81,11 +83,12 @@ def test_staged_dir_publishes_whole_or_not_at_all(tmp_path):
 
 
 def test_metadata_round_trip_is_exact():
+    data = DataConfig((3, 32, 32), (0.49, 0.48, 0.45), (0.25, 0.24, 0.26), crop_pct=32 / 28, mirror=True,
+                      label_names=tuple("abcdefghij"), dataset="cifar10", dataset_sha256="a" * 64, images=(45000, 10000),
+                      base_model="googlenet_res5x5.cifar10_paper", metrics={"final_test_err": 6.1, "best_epoch": 12})
     meta = CheckpointMeta(
         arch="googlenet_res5x5", model_kwargs={"num_classes": 10, "stem": "cifar", "aux_logits": False},
-        num_classes=10, in_chans=3, input_size=(3, 32, 32), zoo_version="0.1.0", tag="cifar10_fast",
-        mean=(0.49, 0.48, 0.45), std=(0.25, 0.24, 0.26), label_names=tuple("abcdefghij"), dataset="cifar10",
-        dataset_sha256="a" * 64, recipe="fast", metrics={"final_test_err": 6.1, "best_epoch": 12}, git_commit="f" * 40,
+        num_classes=10, in_chans=3, data=data, zoo_version="0.1.0", tag="cifar10_fast", recipe="fast", git_commit="f" * 40,
     )
     strings = meta.to_metadata()
     assert all(isinstance(v, str) for v in strings.values()) and strings["format"] == "pt"
@@ -93,19 +96,40 @@ def test_metadata_round_trip_is_exact():
     assert CheckpointMeta.from_metadata({"format": "pt"}, "f") is None  # a safetensors file zoo did not write
 
 
+def test_format_1_loose_fields_read_as_one_data_record():
+    """Files written before the record (the bundled tags' among them) keep loading: their loose fields become the
+    record, the padding rule timm's crop_pct, the dataset's mirror symmetry and the init the base model."""
+    strings = {"format": "pt", "zoo_format": "1", "arch": "resnet18", "model_kwargs": '{"num_classes": 10, "in_chans": 1}',
+               "num_classes": "10", "in_chans": "1", "input_size": "[1, 32, 32]", "zoo_version": "0.1.0",
+               "mean": "[0.1307]", "std": "[0.3081]", "dataset": "mnist", "dataset_sha256": "b" * 64, "init": "x.y",
+               "metrics": '{"final_test_err": 1.5}'}
+    data = CheckpointMeta.from_metadata(strings, "f").data
+    assert (data.crop_pct, data.pad, data.mirror, data.base_model) == (32 / 28, 2, False, "x.y")
+    assert (data.dataset, data.dataset_sha256, data.metrics) == ("mnist", "b" * 64, {"final_test_err": 1.5})
+    explicit = CheckpointMeta.from_metadata({**strings, "pad": "0", "dataset": "cifar10", "mean": "[0.5]"}, "f").data
+    assert (explicit.crop_pct, explicit.mirror) == (1.0, True)  # a recorded pad wins over the dataset's rule
+
+
+def _data(**change) -> str:
+    return json.dumps({**meta_for("resnet18", num_classes=10).data.to_json(), **change})
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         ({"zoo_format": "99"}, "newer zoo"),
-        ({"input_size": "[3, 32"}, "malformed zoo metadata"),
-        ({"metrics": '{"final_test_err": 140}'}, "percentage in \\[0, 100\\]"),
-        ({"metrics": '{"final_test_err": NaN}'}, "not a finite number"),
-        ({"label_names": '["a", "b"]'}, "2 label names for num_classes=10"),
-        ({"dataset_sha256": "abc"}, "64 lowercase hex"),
+        ({"data": '{"input_size": [3, 32'}, "malformed zoo metadata"),
+        ({"data": _data(metrics={"final_test_err": 140})}, "percentage in \\[0, 100\\]"),
+        ({"data": _data(metrics={"final_test_err": float("nan")})}, "not a finite number"),
+        ({"data": _data(label_names=["a", "b"])}, "2 label names for num_classes=10"),
+        ({"data": _data(dataset_sha256="abc")}, "64 lowercase hex"),
+        ({"data": _data(colour="blue")}, "only the fields"),
     ],
 )
 def test_bad_metadata_refused(change, message):
-    strings = {**meta_for("resnet18", num_classes=10).to_metadata(), **change}
+    valid = meta_for("resnet18", num_classes=10).to_metadata()
+    assert CheckpointMeta.from_metadata(valid, "f")  # the negative control loads
+    strings = {**valid, **change}
     with pytest.raises(CheckpointError, match=message):
         CheckpointMeta.from_metadata(strings, "f")
 

@@ -5,6 +5,8 @@ says what to pass, and the disk afterwards: nothing written.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import re
 import shutil
@@ -18,7 +20,7 @@ from PIL import Image
 import zoo
 from zoo import registry
 from zoo.cli import main
-from zoo.errors import ArgumentError, CheckpointError, HubError, TrainingError, UnknownModelError
+from zoo.errors import ArgumentError, CheckpointError, DataError, HubError, TrainingError, UnknownModelError
 from zoo.export.__main__ import main as export_main
 from zoo.export.onnx import MAX_OPSET, MIN_OPSET, check_parity, export_onnx
 from zoo.export.report import compare
@@ -47,7 +49,7 @@ def one_line(capsys, fragment: str) -> str:
 @pytest.fixture(scope="module")
 def saved_once(tmp_path_factory) -> Path:
     model = zoo.create_model("resnet18", num_classes=7, in_chans=1, stem="cifar")
-    return save_pretrained(model, tmp_path_factory.mktemp("saved") / "r18", input_size=(1, 32, 32))
+    return save_pretrained(model, tmp_path_factory.mktemp("saved") / "r18")
 
 
 @pytest.fixture
@@ -56,10 +58,12 @@ def saved(saved_once, tmp_path) -> Path:
     return Path(shutil.copytree(saved_once, tmp_path / "r18"))
 
 
-def restamped(folder: Path, out: Path, **changes: str) -> Path:
-    """The folder's weights as a bare file (no config.json pins it) with metadata fields replaced (None: removed)."""
+def restamped(folder: Path, out: Path, data: dict | None = None, **changes: str) -> Path:
+    """The folder's weights as a bare file (no config.json pins it) with metadata fields replaced (None: removed) and
+    fields of its data record replaced by ``data``'s."""
     tensors, _ = load_tensors(folder / "model.safetensors")
     metadata = {**read_metadata(folder / "model.safetensors"), **changes}
+    metadata["data"] = json.dumps({**json.loads(metadata["data"]), **(data or {})})
     save_tensors(out, tensors, {k: v for k, v in metadata.items() if v is not None})
     return out
 
@@ -67,9 +71,12 @@ def restamped(folder: Path, out: Path, **changes: str) -> Path:
 # ---------------------------------------------------------------------------- metadata, on load
 
 
+DATA_FIELDS = ("input_size", "mean", "std", "metrics", "crop_pct", "label_names")
+
+
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("input_size", [1, 100000, 100000], "input_size (1, 100000, 100000) is too large: at most 4096 channels and 4096 pixels"),
-    ("input_size", [3, 32, 32], "input_size (3, 32, 32) has 3 channel(s) but in_chans=1"),
+    ("input_size", [3, 32, 32], "mean must be 3 finite number(s), one per channel"),
     ("input_size", [1, 32], "input_size must be 3 whole numbers > 0 (C, H, W)"),
     ("input_size", [1, 0, 32], "input_size must be 3 whole numbers > 0 (C, H, W)"),
     ("mean", [0.1, 0.2], "mean must be 1 finite number(s), one per channel"),
@@ -81,11 +88,12 @@ def restamped(folder: Path, out: Path, **changes: str) -> Path:
     ("in_chans", 5000, "in_chans=5000 must be a whole number >= 1 and <= 4,096"),
     ("model_kwargs", [1, 2], "model_kwargs must be a mapping"),
     ("metrics", [1], "metrics must be a mapping"),
-    ("pad", 16, "pad=16 must be a whole number >= 0 that leaves part of the 32x32 input"),
+    ("crop_pct", 16, "crop_pct must be a number in [0.1, 10], got 16"),
     ("label_names", ["a"], "1 label names for num_classes=7"),
 ])
 def test_weights_metadata_refused_on_load_naming_the_file(field, value, message, saved_once, tmp_path):
-    path = restamped(saved_once, tmp_path / "w.safetensors", **{field: json.dumps(value)})
+    change = {"data": {field: value}} if field in DATA_FIELDS else {field: json.dumps(value)}
+    path = restamped(saved_once, tmp_path / "w.safetensors", **change)
     with pytest.raises(CheckpointError, match=re.escape(message)) as info:
         zoo.load_model(path)
     assert str(path) in str(info.value)
@@ -102,7 +110,7 @@ def test_a_huge_input_size_is_refused_before_predict_resizes_an_image(saved_once
 
     image = tmp_path / "x.png"
     Image.new("L", (28, 28)).save(image)
-    path = restamped(saved_once, tmp_path / "w.safetensors", input_size="[1, 100000, 100000]")
+    path = restamped(saved_once, tmp_path / "w.safetensors", data={"input_size": [1, 100000, 100000]})
     monkeypatch.setattr(P, "image_array", lambda *a: pytest.fail("an image was resized"))
     with pytest.raises(CheckpointError, match="too large"):
         predict([image], path)
@@ -111,14 +119,15 @@ def test_a_huge_input_size_is_refused_before_predict_resizes_an_image(saved_once
 @pytest.mark.parametrize("kwargs", [{}, {"num_classes": 3}])
 def test_a_classifier_other_than_the_metadata_says_is_refused_not_replaced(kwargs, saved_once, tmp_path):
     """num_classes=10 recorded over a 7-row classifier: timm-style loading used to put a fresh head in silently."""
-    path = restamped(saved_once, tmp_path / "w.safetensors", num_classes="10", label_names=None,
+    path = restamped(saved_once, tmp_path / "w.safetensors", num_classes="10",
                      model_kwargs=json.dumps({"num_classes": 10, "in_chans": 1, "stem": "cifar"}))
     with pytest.raises(CheckpointError, match="holds a classifier of 7 classes but its metadata records num_classes=10"):
         zoo.load_model(path, **kwargs)
 
 
 def test_a_first_convolution_other_than_the_metadata_says_is_refused(saved_once, tmp_path):
-    path = restamped(saved_once, tmp_path / "w.safetensors", in_chans="3", input_size="[3, 32, 32]", mean=None, std=None,
+    path = restamped(saved_once, tmp_path / "w.safetensors", in_chans="3",
+                     data={"input_size": [3, 32, 32], "mean": [0.5] * 3, "std": [0.25] * 3},
                      model_kwargs=json.dumps({"num_classes": 7, "in_chans": 3, "stem": "cifar"}))
     with pytest.raises(CheckpointError, match="first convolution for 1 channels but its metadata records in_chans=3"):
         zoo.load_model(path)
@@ -153,15 +162,26 @@ def test_a_timm_config_with_malformed_fields_is_refused_naming_it(config, messag
     ({"std": (0.0,)}, "std must be > 0 for every channel"),
     ({"mean": (0.5, 0.5), "std": (0.2, 0.2)}, "mean must be 1 finite number(s)"),
     ({"mean": 0.5, "std": (0.2,)}, "mean must be 1 finite number(s), one per channel, got 0.5"),
+    ({"crop_pct": 100}, "crop_pct must be a number in [0.1, 10], got 100"),
+    ({"input_size": (1, 32)}, "input_size must be 3 whole numbers > 0 (C, H, W)"),
+    ({"label_names": ("a", 2)}, "label_names must be strings"),
+])
+def test_a_data_config_refuses_fields_that_would_not_load(kwargs, message):
+    base = zoo.create_model("resnet18", num_classes=7, in_chans=1, stem="cifar").data_config
+    with pytest.raises(DataError, match=re.escape(message)):
+        dataclasses.replace(base, **kwargs)
+    dataclasses.replace(base, crop_pct=32 / 28)  # the negative control: a valid change passes
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
     ({"input_size": (1, 100000, 100000)}, "is too large"),
-    ({"input_size": (3, 32, 32)}, "has 3 channel(s) but in_chans=1"),
-    ({"label_names": ("a", "b")}, "2 label names for num_classes=7"),
-    ({"pad": 20}, "pad=20 must be a whole number >= 0 that leaves part of the 32x32 input"),
+    ({"input_size": (3, 32, 32), "mean": (0.5,) * 3, "std": (0.2,) * 3}, "has 3 channel(s) but in_chans=1"),
+    ({"metrics": {"final_test_err": 120.0}}, "must be a percentage in [0, 100]"),
 ])
 def test_save_pretrained_refuses_metadata_that_would_not_load(kwargs, message, tmp_path):
     model = zoo.create_model("resnet18", num_classes=7, in_chans=1, stem="cifar")
     with pytest.raises(CheckpointError, match=re.escape(message)) as info:
-        save_pretrained(model, tmp_path / "out", **{"input_size": (1, 32, 32), **kwargs})
+        save_pretrained(model, tmp_path / "out", data=dataclasses.replace(model.data_config, **kwargs))
     assert f"cannot save {tmp_path / 'out'}" in str(info.value)
     assert not any(tmp_path.iterdir())
 
@@ -202,10 +222,10 @@ def test_info_input_size_is_checked_before_counting(size, message, capsys):
 def test_train_init_weights_with_bad_metadata_are_refused_before_the_data(saved_once, tmp_path, capsys, monkeypatch):
     import zoo.train as T
 
-    path = restamped(saved_once, tmp_path / "w.safetensors", std="[0]")
+    path = restamped(saved_once, tmp_path / "w.safetensors", data={"std": [0]})
     monkeypatch.setattr(T, "prepare_data", lambda *a, **k: pytest.fail("the data was loaded"))
     assert main(["train", "resnet18", *TINY, "--init", str(path), "--out", str(tmp_path / "run")]) == 2
-    one_line(capsys, f"{path} has malformed zoo metadata (normalisation: std must be > 0")
+    one_line(capsys, f"{path} has malformed zoo metadata (the data config: std must be > 0")
     assert not (tmp_path / "run").exists()
 
 
@@ -252,6 +272,13 @@ def edited(entry: int, **fields):
     return edit
 
 
+def edited_data(entry: int, **fields):
+    def edit(entries):
+        entries[entry]["data"].update(fields)
+        return entries
+    return edit
+
+
 def dropped(field: str):
     def edit(entries):
         del entries[0][field]
@@ -270,11 +297,12 @@ def dropped(field: str):
     (edited(1, sha256="abc"), "entry 1 (googlenet_res5x5.mnist_paper): sha256='abc' is not 64 lowercase hex digits"),
     (edited(0, sha256="A" * 64), "is not 64 lowercase hex digits"),
     (edited(0, revision="main"), "revision='main' is not a 40-hex commit"),
-    (edited(0, input_size="32"), "input_size must be 3 whole numbers > 0"),
-    (edited(0, input_size=[3, 100000, 100000]), "is too large"),
-    (edited(0, std=[0, 0, 0]), "std must be > 0 for every channel"),
-    (edited(0, label_names=["a"]), "label_names must be 10 strings, one per class"),
-    (edited(0, metrics={"final_test_err": "low"}), "metrics must be finite numbers"),
+    (edited_data(0, input_size="32"), "input_size must be 3 whole numbers > 0"),
+    (edited_data(0, input_size=[3, 100000, 100000]), "is too large"),
+    (edited_data(0, std=[0, 0, 0]), "std must be > 0 for every channel"),
+    (edited_data(0, label_names=["a"]), "data must name its dataset and 10 label names, one per class"),
+    (edited_data(0, metrics={"final_test_err": "low"}), "data.metrics must be finite numbers"),
+    (edited_data(0, mirror=True, colour="red"), "only the fields"),
     (lambda entries: [entries[0], entries[0]], "pins a tag twice"),
 ])
 def test_a_damaged_tags_file_names_the_file_and_the_entry(edit, message, damaged_tags):

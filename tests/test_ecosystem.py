@@ -61,8 +61,8 @@ def test_pretrained_cfg_is_right_for_the_configuration_and_tag(name, kwargs, mea
     for model in (zoo.create_model(name, **kwargs), timm.create_model(f"zoo_{name}", **kwargs)):
         cfg = resolve_data_config(model=model)
         assert cfg["mean"] == pytest.approx(mean) and cfg["input_size"] == size
-        if size[1] == 32:  # no ImageNet crop on 32x32 data
-            assert cfg["crop_pct"] == 1.0 and cfg["interpolation"] == "bilinear"
+        if size[1] == 32:  # no ImageNet crop on 32x32 data; MNIST's 28x28 digits padded to 32x32
+            assert cfg["crop_pct"] == (32 / 28 if size[0] == 1 else 1.0) and cfg["interpolation"] == "bilinear"
     assert model.pretrained_cfg["num_classes"] == model.num_classes
 
 
@@ -74,8 +74,7 @@ def test_timm_transform_of_a_tag_and_of_a_local_dir_is_the_training_preprocessin
     expected = (torch.full((3, 32, 32), 128 / 255) - torch.tensor([0.4914, 0.4822, 0.4465]).view(3, 1, 1)) / torch.tensor(
         [0.2470, 0.2435, 0.2616]).view(3, 1, 1)
     torch.testing.assert_close(x, expected, atol=1e-4, rtol=0)
-    folder = zoo.save_pretrained(zoo.create_model("resnet18", num_classes=10, in_chans=1, stem="cifar"), tmp_path / "m",
-                                 mean=(0.1307,), std=(0.3081,), input_size=(1, 32, 32))
+    folder = zoo.save_pretrained(zoo.create_model("resnet18", num_classes=10, in_chans=1, stem="cifar"), tmp_path / "m")
     local = timm.create_model(f"local-dir:{folder}", pretrained=True)
     assert tuple(resolve_data_config(model=local)["mean"]) == (0.1307,)
 

@@ -87,8 +87,7 @@ def test_negative_classes_refused_and_zero_means_no_classifier():
 @pytest.fixture
 def saved_resnet(tmp_path) -> Path:
     model = zoo.create_model("resnet18", num_classes=7, in_chans=1, stem="cifar")
-    return save_pretrained(model, tmp_path / "r18", arch="resnet18", model_kwargs={"num_classes": 7, "in_chans": 1, "stem": "cifar"},
-                           input_size=(1, 32, 32))
+    return save_pretrained(model, tmp_path / "r18", arch="resnet18", model_kwargs={"num_classes": 7, "in_chans": 1, "stem": "cifar"})
 
 
 @pytest.mark.slow
@@ -270,8 +269,9 @@ def test_malformed_config_json_names_the_field(edit, message, saved_resnet):
 def test_metadata_with_unknown_model_kwargs_names_the_field(tmp_path):
     model = zoo.create_model("resnet18", num_classes=10)
     path = tmp_path / "m.safetensors"
-    metadata = {"format": "pt", "zoo_format": "1", "arch": "resnet18", "model_kwargs": json.dumps({"num_classes": 10, "wings": 2}),
-                "num_classes": "10", "in_chans": "3", "input_size": "[3, 224, 224]", "zoo_version": zoo.__version__}
+    metadata = {"format": "pt", "zoo_format": "2", "arch": "resnet18", "model_kwargs": json.dumps({"num_classes": 10, "wings": 2}),
+                "num_classes": "10", "in_chans": "3", "data": json.dumps(model.data_config.to_json()),
+                "zoo_version": zoo.__version__}
     save_tensors(path, model.state_dict(), metadata)
     with pytest.raises(CheckpointError, match="field model_kwargs cannot build resnet18 .*takes no 'wings'"):
         load_weights(zoo.create_model("resnet18", num_classes=10), path)

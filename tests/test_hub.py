@@ -34,6 +34,7 @@ from huggingface_hub.utils import filter_repo_objects
 
 import zoo
 import zoo.registry
+from zoo.datasets import get_spec
 from zoo.files import sha256_file
 from zoo.weights import CARD_NAME, CONFIG_NAME, CURVE_NAME, WEIGHTS_NAME, load_tensors, read_metadata, save_tensors
 from zoo.errors import CheckpointError, HubError
@@ -99,9 +100,8 @@ def trained(tmp_path_factory) -> Trained:
     (run_dir / "run.json").write_text(json.dumps(run))
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
     folder = save_pretrained(
-        model, run_dir / "model", arch=ARCH, model_kwargs=KWARGS, tag="mnist_test", dataset="mnist",
-        dataset_sha256=run["dataset_sha256"], input_size=(1, 32, 32), mean=run["mean"], std=run["std"],
-        label_names=run["label_names"], recipe="paper",
+        model, run_dir / "model", arch=ARCH, model_kwargs=KWARGS, tag="mnist_test",
+        data=get_spec("mnist").data_config(dataset_sha256=run["dataset_sha256"]), recipe="paper",
         metrics={"final_test_err": history[-1]["test_err"], "best_epoch": 2}, history=history,
     )
     return Trained(run_dir, folder, x, logits_of(model, x), sha256_file(folder / WEIGHTS_NAME))
@@ -121,10 +121,11 @@ def test_folder_holds_what_the_contract_says(trained):
     assert sorted(os.listdir(trained.folder)) == sorted([WEIGHTS_NAME, CONFIG_NAME, CARD_NAME, CURVE_NAME])
     meta = read_metadata(trained.folder / WEIGHTS_NAME)
     assert meta["arch"] == ARCH and meta["tag"] == "mnist_test" and json.loads(meta["model_kwargs"]) == KWARGS
-    assert (meta["num_classes"], meta["in_chans"], json.loads(meta["input_size"])) == ("10", "1", [1, 32, 32])
-    assert meta["dataset"] == "mnist" and meta["dataset_sha256"] == "ab" * 32 and meta["recipe"] == "paper"
-    assert json.loads(meta["mean"]) == [0.1307] and len(json.loads(meta["label_names"])) == 10
-    assert meta["zoo_version"] == zoo.__version__ and "final_test_err" in json.loads(meta["metrics"])
+    data = json.loads(meta["data"])
+    assert (meta["num_classes"], meta["in_chans"], data["input_size"]) == ("10", "1", [1, 32, 32])
+    assert data["dataset"] == "mnist" and data["dataset_sha256"] == "ab" * 32 and meta["recipe"] == "paper"
+    assert data["mean"] == [0.1307] and len(data["label_names"]) == 10 and data["crop_pct"] == 32 / 28
+    assert meta["zoo_version"] == zoo.__version__ and "final_test_err" in data["metrics"]
     if (Path(zoo.__file__).parents[1] / ".git").exists():
         assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", meta["git_commit"])
     config = json.loads((trained.folder / CONFIG_NAME).read_text())
@@ -303,7 +304,7 @@ def test_save_failing_midway_leaves_nothing(trained, tmp_path, monkeypatch):
         (False, {"model_kwargs": {**KWARGS, "stem": "cifar"}}, "stem is 'cifar' in resnet18, 'imagenet' in the model"),
         (True, {}, "NaN or infinite values in fc.bias"),
         (False, {"metrics": {"final_test_err": 0.5, "final_test_top5_err": 250.0}}, "percentage in \\[0, 100\\]"),
-        (False, {"label_names": ["a", "b"]}, "2 label names for num_classes=10"),
+        (False, {"data": get_spec("mnist").data_config(label_names=("a", "b"))}, "2 label names for num_classes=10"),
     ],
 )
 def test_save_refuses_bad_input_and_writes_nothing(tmp_path, diverged, overrides, message):
@@ -415,9 +416,8 @@ def hub(trained, tmp_path_factory):
 
 def tag_for(trained: Trained, **overrides) -> PretrainedTag:
     fields = dict(
-        arch=ARCH, tag="mnist_test", dataset="mnist", hf_hub_id=REPO_ID, revision="0" * 40, sha256=trained.sha256,
-        model_kwargs=KWARGS, input_size=(1, 32, 32), mean=(0.1307,), std=(0.3081,),
-        label_names=tuple(str(i) for i in range(10)), metrics={"final_test_err": 50.0}, recipe="paper",
+        arch=ARCH, tag="mnist_test", hf_hub_id=REPO_ID, revision="0" * 40, sha256=trained.sha256, model_kwargs=KWARGS,
+        data=get_spec("mnist").data_config(metrics={"final_test_err": 50.0}), recipe="paper",
     )
     return PretrainedTag(**{**fields, **overrides})
 

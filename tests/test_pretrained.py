@@ -86,14 +86,14 @@ def test_refreshing_a_card_refuses_weights_that_measure_otherwise(tmp_path, monk
 @pytest.mark.parametrize("name", TAGS)
 def test_tag_loads_the_same_through_zoo_torch_hub_and_timm(name):
     tag = entry(name)
-    x = torch.randn(2, *tag.input_size, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(2, *tag.data.input_size, generator=torch.Generator().manual_seed(0))
     ours = zoo.create_model(name, pretrained=True).eval()
     hub = torch.hub.load(str(REPO), tag.arch, source="local", pretrained=True, tag=tag.tag).eval()
     via_timm = timm.create_model(f"zoo_{name}", pretrained=True).eval()
     with torch.no_grad():
         expected = ours(x)
         assert torch.equal(hub(x), expected) and torch.equal(via_timm(x), expected)
-    assert via_timm.pretrained_cfg["mean"] == tag.mean and via_timm.pretrained_cfg["num_classes"] == len(tag.label_names)
+    assert via_timm.pretrained_cfg["mean"] == tag.data.mean and via_timm.pretrained_cfg["num_classes"] == len(tag.data.label_names)
     untrained = zoo.create_model(name).eval()  # negative control: the tag's architecture without its weights
     with torch.no_grad():
         assert not torch.allclose(untrained(x), expected)
@@ -120,7 +120,7 @@ def test_card_usage_snippet_runs_when_copied(name, capsys):
     assert f"zoo.create_model({name!r}, pretrained=True)" in snippet
     exec(compile(snippet, f"{name} card", "exec"), {})
     label, probability = capsys.readouterr().out.split()
-    assert label in entry(name).label_names and 0 < float(probability) <= 1
+    assert label in entry(name).data.label_names and 0 < float(probability) <= 1
 
 
 @pytest.mark.real_data
@@ -131,7 +131,7 @@ def test_zoo_eval_on_the_tag_alone_confirms_the_cards_accuracy(name, data_dir, t
     result = json.loads((tmp_path / "eval.json").read_text())
     assert result["images"] == 10000 and result["dataset"] == entry(name).dataset
     assert 100 - result["err"] == pytest.approx(card_accuracy(name), abs=0.1)
-    assert result["err"] == pytest.approx(entry(name).metrics["final_test_err"], abs=0.1)
+    assert result["err"] == pytest.approx(entry(name).data.metrics["final_test_err"], abs=0.1)
     assert f"top-1 error {result['err']:.2f}%" in capsys.readouterr().out
 
 
@@ -141,8 +141,8 @@ def test_zoo_eval_on_the_tag_alone_confirms_the_cards_accuracy(name, data_dir, t
 def test_onnx_export_matches_and_int8_loses_at_most_half_a_point(name, data_dir, tmp_path):
     tag = entry(name)
     model = zoo.create_model(name, pretrained=True).eval()
-    path = export_onnx(model, tmp_path / "model.onnx", input_size=tag.input_size)
-    check_parity(model, path, input_size=tag.input_size)
+    path = export_onnx(model, tmp_path / "model.onnx", input_size=tag.data.input_size)
+    check_parity(model, path, input_size=tag.data.input_size)
     data = load_dataset(tag.dataset, data_dir, download=False)
     fp32 = top1(ort_predict(create_session(path)), data, 10000, 500)
     int8_path = quantize_int8(path, tmp_path / "model.int8.onnx", data, 256)  # calibrated on training images

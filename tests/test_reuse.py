@@ -117,7 +117,7 @@ def test_save_pretrained_round_trips_any_zoo_model_through_zoo_and_timm(change, 
         model.eval()
     folder = zoo.save_pretrained(model, tmp_path / "zoo")
     loaded = _roundtrip(model, folder)
-    assert loaded.num_classes == model.num_classes and loaded.stem == "imagenet" and loaded._zoo_pad == 0
+    assert loaded.num_classes == model.num_classes and loaded.stem == "imagenet" and loaded.data_config.pad == 0
     local = timm.create_model(f"local-dir:{folder}", pretrained=True)
     assert all(torch.equal(a, b) for a, b in zip(state_dict_of(model).values(), state_dict_of(local).values()))
     timm.models.save_for_hf(model, tmp_path / "timm", safe_serialization=True)  # timm's own layout, its own writer
@@ -127,10 +127,10 @@ def test_save_pretrained_round_trips_any_zoo_model_through_zoo_and_timm(change, 
 
 def test_mnist_padding_rule_travels_with_the_weights(tmp_path):
     model = zoo.create_model(MNIST_TAG, pretrained=True)
-    assert model._zoo_pad == 2
+    assert model.data_config.pad == 2
     folder = zoo.save_pretrained(model, tmp_path / "m")
     assert json.loads((folder / "config.json").read_text())["pretrained_cfg"]["input_size"] == [1, 32, 32]
-    assert zoo.load_model(folder)._zoo_pad == 2
+    assert zoo.load_model(folder).data_config.pad == 2
     assert "28x28 images zero-padded by 2 pixels" in (folder / "README.md").read_text()
 
 
@@ -206,7 +206,7 @@ def test_fine_tune_the_cifar_tag_on_an_image_folder_from_the_command_line(data_d
     assert main(["export", "googlenet_res5x5", "--weights", str(tmp_path / "tuned" / "model"),
                  "--out", str(tmp_path / "t.onnx")]) == 0
     props = {p.key: p.value for p in onnx.load(tmp_path / "t.onnx").metadata_props}
-    assert json.loads(props["zoo.config"])["label_names"] == ["airplane", "automobile", "ship"]
+    assert json.loads(props["zoo.config"])["data"]["label_names"] == ["airplane", "automobile", "ship"]
     card = (tmp_path / "tuned" / "model" / "README.md").read_text()
     assert f"fine-tuned from {TAG} on the image folder 'three'" in card
 

@@ -23,10 +23,10 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 import zoo.models  # noqa: F401  (registers the built-in families, which this module looks up)
 from zoo.files import atomic_write_bytes, sha256_file
 from zoo.weights import CARD_NAME, CURVE_NAME, WEIGHTS_NAME, CheckpointMeta, float_dtypes, read_metadata
-from zoo.datasets import FOLDER_PREFIX, find_spec
+from zoo.datasets import FOLDER_PREFIX, DataConfig, find_spec
 from zoo.errors import CheckpointError
 from zoo.plots import history_png
-from zoo.registry import TIMM_PREFIX, meta_model, model_info
+from zoo.registry import TIMM_PREFIX, hub_model_id, meta_model, model_info
 from zoo.rundir import RunDir, RunRecord
 
 __all__ = ["build_card", "metrics_from_history", "read_run", "run_notes", "write_bundle_card", "write_run_card"]
@@ -52,27 +52,30 @@ def metrics_from_history(history: Sequence[Mapping[str, Any]]) -> dict[str, floa
     return metrics
 
 
-def _dataset(meta: CheckpointMeta) -> tuple[str, str]:
-    """(Hugging Face dataset id, display name) of the data the checkpoint was trained on."""
-    spec = find_spec(meta.dataset)
+def _dataset(data: DataConfig) -> tuple[str | None, str]:
+    """(Hugging Face dataset id or None, display name) of the data the checkpoint was trained on: a registered
+    dataset's Hub id, an image folder described as one (its classes and images), never by its local path."""
+    spec = find_spec(data.dataset)
     if spec is not None:
-        return spec.hub_id or spec.name, spec.title
-    if meta.dataset and meta.dataset.startswith(FOLDER_PREFIX):  # a local folder: its name, not its path
-        name = Path(meta.dataset[len(FOLDER_PREFIX):]).name
-        return name, f"the image folder {name!r}"
-    return meta.dataset or "unknown", meta.dataset or "an unrecorded dataset"
+        return spec.hub_id, spec.title
+    if data.dataset and data.dataset.startswith(FOLDER_PREFIX):
+        name = Path(data.dataset[len(FOLDER_PREFIX):]).name
+        images = f", {data.images[0]:,} training and {data.images[1]:,} test images" if data.images else ""
+        classes = f"{len(data.label_names)} classes" if data.label_names else "its classes"
+        return None, f"the image folder {name!r} ({classes}{images})"
+    return None, data.dataset or "an unrecorded dataset"
 
 
-def _padding(meta: CheckpointMeta) -> str:
+def _padding(data: DataConfig) -> str:
     """" (HxW images zero-padded by P pixels)", or nothing for images that enter as they are."""
-    h, w = (side - 2 * meta.padding for side in meta.input_size[1:])
-    return f" ({h}x{w} images zero-padded by {meta.padding} pixels)" if meta.padding else ""
+    h, w = data.scale_size
+    return f" ({h}x{w} images zero-padded by {data.pad} pixels)" if data.pad else ""
 
 
 def _eval_results(meta: CheckpointMeta) -> list[EvalResult]:
-    dataset_id, dataset_name = _dataset(meta)
+    dataset_id, dataset_name = _dataset(meta.data)
     rows = []
-    metrics = meta.metrics or {}
+    metrics = meta.data.metrics or {}
     if TOP1 in metrics:
         rows += [("accuracy", "Top-1 accuracy (%)", round(100 - metrics[TOP1], 2)),
                  ("error", "Top-1 error (%)", round(metrics[TOP1], 2))]
@@ -82,7 +85,7 @@ def _eval_results(meta: CheckpointMeta) -> list[EvalResult]:
         EvalResult(
             task_type="image-classification",
             task_name="Image Classification",
-            dataset_type=dataset_id,
+            dataset_type=dataset_id or "imagefolder",
             dataset_name=dataset_name,
             dataset_split="test",
             metric_type=metric_type,
@@ -112,13 +115,14 @@ def run_notes(recipe_config: Mapping[str, Any] | None, history: Sequence[Mapping
 
 
 def _limitations(meta: CheckpointMeta) -> list[str]:
-    h, w = meta.input_size[1:]
-    dataset = _dataset(meta)[1]
+    c, h, w = meta.data.input_size
+    mirror = ("mirror-symmetric (trained with flips)" if meta.data.mirror
+              else "not mirror-symmetric (trained without flips)")
     notes = [
-        f"Trained and evaluated only on {dataset} at {meta.in_chans}x{h}x{w}"
-        + _padding(meta)
+        f"Trained and evaluated only on {_dataset(meta.data)[1]} at {c}x{h}x{w}" + _padding(meta.data)
         + "; expect far lower accuracy on other images. Inputs must be scaled to [0, 1] and normalised "
         "with the mean and std above.",
+        f"Its images were taken as {mirror}.",
         "Not evaluated for calibration, robustness to corruptions or adversarial inputs.",
     ]
     return notes + meta_model(meta.arch, **meta.model_kwargs).card_notes()
@@ -131,30 +135,19 @@ INSTALL = ("Install zoo first: `pip install deeper-zoo` (the import is `zoo`). t
 
 
 def _usage(meta: CheckpointMeta, repo_id: str | None, pretrained_name: str | None) -> list[str]:
-    """A snippet that runs when copied: build, load (digests checked), classify one normalised image."""
-    c, h, w = meta.input_size
+    """A snippet that runs when copied: load (digests checked) and classify an image with zoo.predict, which places
+    it as the weights' data contract says."""
     if pretrained_name:
-        load = [f"model = zoo.create_model({pretrained_name!r}, pretrained=True).eval()  # checks the pinned sha256"]
+        load = f"model = zoo.create_model({pretrained_name!r}, pretrained=True)  # checks the pinned sha256"
     else:
         source = f"hf-hub:{repo_id}" if repo_id else "path/to/this/folder"
-        load = [f"model = {meta.create_call}.eval()",
-                f"load_weights(model, {source!r})  # checks sha256, keys, shapes and architecture"]
-    lines = [INSTALL, "", "```python", "import torch", "import zoo  # pip install deeper-zoo"]
-    lines += [] if pretrained_name else ["from zoo.hub import load_weights"]
-    lines += ["", *load]
-    if meta.mean is not None and meta.std is not None:
-        lines += [
-            f"image = torch.rand(1, {c}, {h}, {w})  # your images, scaled to [0, 1]"
-            + _padding(meta),
-            f"mean, std = torch.tensor({list(meta.mean)}).view(1, -1, 1, 1), torch.tensor({list(meta.std)}).view(1, -1, 1, 1)",
-            "with torch.no_grad():",
-            "    probs = model((image - mean) / std).softmax(dim=1)",
-        ]
-        if meta.label_names:
-            lines.append(f"labels = {list(meta.label_names)}")
-            lines.append("print(labels[probs.argmax().item()], probs.max().item())")
-    if meta.tag and not pretrained_name:
-        lines += ["# or, once the tag is published:", f"model = zoo.create_model({meta.arch + '.' + meta.tag!r}, pretrained=True)"]
+        load = f"model = zoo.load_model({source!r})  # checks the sha256, keys, shapes and architecture"
+    c, (h, w) = meta.data.input_size[0], meta.data.scale_size
+    lines = [INSTALL, "", "```python", "import zoo  # pip install deeper-zoo", "from PIL import Image", "", load,
+             f"image = Image.new({'L' if c == 1 else 'RGB'!r}, ({w}, {h}))  # your image: any size or mode, placed as "
+             "the weights expect" + _padding(meta.data),
+             "top = zoo.predict(image, model, top_k=1)[0][\"top\"][0]",
+             "print(top[\"label\"], top[\"probability\"])"]
     if repo_id:
         lines += ["", "import timm  # after `import zoo`: plain timm does not know zoo_* models (\"Unknown model\")",
                   f"model = timm.create_model({'hf-hub:' + repo_id!r}, pretrained=True)"]
@@ -163,7 +156,7 @@ def _usage(meta: CheckpointMeta, repo_id: str | None, pretrained_name: str | Non
 
 def _results(meta: CheckpointMeta, dataset_name: str, selection: str, per_class: Mapping[str, float] | None,
              during_training: str | None = None) -> list[str]:
-    metrics = meta.metrics or {}
+    metrics = meta.data.metrics or {}
     if TOP1 not in metrics:
         return ["No test metrics recorded."]
     top5 = f"{metrics[TOP5]:.2f}%" if TOP5 in metrics else "-"
@@ -183,18 +176,20 @@ def _results(meta: CheckpointMeta, dataset_name: str, selection: str, per_class:
 
 
 def _model_rows(meta: CheckpointMeta, weights: Path) -> list[tuple[str, Any]]:
-    info = model_info(meta.arch, input_size=meta.input_size, **meta.model_kwargs)
+    data = meta.data
+    info = model_info(meta.arch, input_size=data.input_size, **meta.model_kwargs)
     kwargs = ", ".join(f"{k}={v!r}" for k, v in meta.model_kwargs.items())
     dtypes = sorted(_float_dtypes(weights))
-    c, h, w = meta.input_size
+    c, h, w = data.input_size
     return [
         ("architecture", f"`{meta.arch}` (timm: `{TIMM_PREFIX}{meta.arch}`)"),
         ("model kwargs", f"`{kwargs}`"),
         ("parameters", f"{info['params']:,}"),
         ("MACs", f"{info['macs']:,} at {c}x{h}x{w}, batch 1 (FLOPs / 2, convolutions and matrix products)"),
-        ("input", f"{c}x{h}x{w}, mean {list(meta.mean) if meta.mean else 'not recorded'}, "
-                  f"std {list(meta.std) if meta.std else 'not recorded'}"),
-        ("classes", ", ".join(meta.label_names) if meta.label_names else str(meta.num_classes)),
+        ("input", f"{c}x{h}x{w}, mean {list(data.mean)}, std {list(data.std)}, crop_pct {data.crop_pct:.4g} "
+                  f"({data.crop_mode}, {data.interpolation})" + _padding(data)),
+        ("mirror-symmetric", "yes: flips in training and evaluation" if data.mirror else "no: never flipped"),
+        ("classes", ", ".join(data.label_names) if data.label_names else str(meta.num_classes)),
         ("weights", f"`{WEIGHTS_NAME}`, {weights.stat().st_size:,} bytes, sha256 `{sha256_file(weights)}`"
                     + (f", {'/'.join(dtypes)}" if dtypes else "")),
         ("zoo", f"{meta.zoo_version}, commit `{meta.git_commit or 'unknown'}`"),
@@ -209,9 +204,10 @@ def _float_dtypes(weights: Path) -> set[str]:
 
 
 def _training_rows(meta: CheckpointMeta, run: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    dataset_name = _dataset(meta)[1]
+    data = meta.data
     rows: list[tuple[str, Any]] = [
-        ("dataset", dataset_name + (f" (sha256 `{meta.dataset_sha256}`)" if meta.dataset_sha256 else "")),
+        ("dataset", _dataset(data)[1] + (f" (sha256 `{data.dataset_sha256}`)" if data.dataset_sha256 else "")),
+        ("started from", f"`{data.base_model}`" if data.base_model else "random initialisation (from scratch)"),
         ("recipe", f"`{meta.recipe}`" if meta.recipe else "not recorded"),
     ]
     for key, label in (("epochs", "epochs"), ("seed", "seed"), ("machine", "machine"), ("git_commit", "trained at commit")):
@@ -254,21 +250,22 @@ def build_card(
     """
     weights = Path(weights)
     name = f"{meta.arch}.{meta.tag}" if meta.tag else meta.arch
-    dataset_id, dataset_name = _dataset(meta)
-    data = ModelCardData(
+    dataset_id, dataset_name = _dataset(meta.data)
+    card_data = ModelCardData(
         model_name=name,
         license="mit",
-        library_name="zoo",
+        library_name="timm",  # the Hub's timm snippet works once zoo is installed and imported (INSTALL says so)
         pipeline_tag="image-classification",
-        tags=["image-classification", "zoo", "timm", meta.arch] + ([meta.dataset] if meta.dataset else []),
-        datasets=[dataset_id] if meta.dataset else None,
-        metrics=["accuracy"] if meta.metrics else None,
+        tags=["image-classification", "zoo", "timm", meta.arch] + ([str(meta.data.dataset)] if dataset_id else []),
+        datasets=[dataset_id] if dataset_id else None,
+        base_model=hub_model_id(meta.data.base_model),
+        metrics=["accuracy"] if meta.data.metrics else None,
         eval_results=_eval_results(meta) or None,
     )
     run = {"epochs": epochs, "seed": seed, "machine": machine, "git_commit": train_commit, "train_seconds": train_seconds,
            "recipe_config": recipe_config}
     body = [
-        f"# {name}", "", f"{meta.arch} {f'fine-tuned from {meta.init}' if meta.init else 'trained from scratch'} on "
+        f"# {name}", "", f"{meta.arch} {f'fine-tuned from {meta.data.base_model}' if meta.data.base_model else 'trained from scratch'} on "
         f'{dataset_name} with zoo, the model zoo of "{PAPER}".', "",
         "## Results", "", *_results(meta, dataset_name, selection, per_class, during_training), "",
         "## Usage", "", *_usage(meta, repo_id, pretrained_name), "",
@@ -281,7 +278,7 @@ def build_card(
         body += ["", "## ONNX latency", "", "| setting | latency (ms) |", "|---|---|"]
         body += [f"| {setting} | {ms:.3f} |" for setting, ms in latency.items()]
     body += ["", "## Limitations", ""] + [f"- {note}" for note in [*_limitations(meta), *notes]]
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body) + "\n")
+    return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(body) + "\n")
 
 
 def read_run(run_dir: str | os.PathLike) -> tuple[RunRecord, list[dict[str, Any]]]:
@@ -336,7 +333,8 @@ def write_run_card(
     meta = CheckpointMeta.from_metadata(read_metadata(weights), str(weights))
     if meta is None or meta.arch != run.arch:
         raise CheckpointError(f"{weights} does not hold the run's {run.arch!r} weights; re-save it from the run")
-    meta = dataclasses.replace(meta, metrics={**(meta.metrics or {}), **metrics_from_history(history)})
+    metrics = {**(meta.data.metrics or {}), **metrics_from_history(history)}
+    meta = dataclasses.replace(meta, data=dataclasses.replace(meta.data, metrics=metrics))
     atomic_write_bytes(model_dir / CURVE_NAME, history_png(history))
     card = build_card(
         meta,
@@ -348,7 +346,7 @@ def write_run_card(
         machine=run.machine,
         train_seconds=history[-1].get("train_seconds"),
         train_commit=run.git_commit,
-        notes=run_notes(run.recipe_config, history),
+        notes=[*run_notes(run.recipe_config, history), *run.notes],
         latency=latency,
         repo_id=repo_id,
     )

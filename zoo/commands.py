@@ -29,7 +29,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    names = list_models(args.pattern or "*")
+    patterns = args.pattern or "*"
+    names = ([] if args.pretrained else list_models(patterns)) + \
+        ([] if args.pretrained is False else list_models(patterns, pretrained=True))
     if not names:
         raise UnknownModelError(f"no model matches {args.pattern}; zoo list shows them all")
     kwargs = {"num_classes": args.num_classes, "in_chans": args.input_size[0] if args.input_size else None}
@@ -55,7 +57,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         recipe_overrides=dict(args.recipe_arg),
         data_dir=args.data_dir, synthetic=args.synthetic, val_split=args.val_split, train_subset=args.train_subset,
         test_subset=args.test_subset, seed=args.seed, device=args.device, compile=args.compile, resume=args.resume,
-        progress=not args.quiet, init=args.init,
+        progress=not args.quiet, init=args.init, mirror=args.mirror,
     )
     summary = train(cfg)
     if summary.get("stopped"):
@@ -157,7 +159,10 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("info", help=COMMANDS["info"])
-    p.add_argument("pattern", nargs="*", help="shell-style wildcards, e.g. 'googlenet*'")
+    p.add_argument("pattern", nargs="*", help="shell-style wildcards over archs and tags, e.g. 'googlenet*' or "
+                                              "'*.cifar10_paper'")
+    p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
+                   help="only tags (--pretrained) or only archs (--no-pretrained); default both, each at its own input")
     p.add_argument("--input-size", type=int, nargs=3, metavar=("C", "H", "W"), help="e.g. 3 32 32 for CIFAR-10")
     p.add_argument("--num-classes", type=int, default=None)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -212,6 +217,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                         "subfolder of images per class")
     p.add_argument("--init", metavar="WEIGHTS", help="fine-tune: start from a tag (googlenet_res5x5.cifar10_paper), a saved "
                                                      "folder or hf-hub:owner/name; the head is fitted to the dataset")
+    p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None,
+                   help="the images are mirror-symmetric: flip augmentation and flip-averaged evaluation (default: the "
+                        "dataset's own: yes for CIFAR-10, no for MNIST and for image folders)")
     p.add_argument("--recipe", choices=RECIPES, help="paper: the paper's tables (the default); fast: ours; finetune: "
                                                     "for --init (its default)")
     p.add_argument("--out", help="run directory (default runs/MODEL-DATASET-RECIPE)")

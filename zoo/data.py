@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from zoo.datasets import AUGMENTATIONS, FOLDER_PREFIX, Augment, DataSpec, get_spec
+from zoo.datasets import AUGMENTATIONS, FOLDER_PREFIX, Augment, DataConfig, DataSpec, get_spec
 from zoo.errors import DataError, ZooInputError
 from zoo.progress import progress_bar
 
@@ -145,10 +145,12 @@ def synthetic(name: str | DataSpec, n_train: int = 2048, n_test: int = 512, seed
     return _dataset(spec, x_train, y_train, x_test, y_test, source=f"synthetic:{n_train}+{n_test}:seed{seed}")
 
 
-def get_dataset_spec(name: str, **folder: Any) -> DataSpec:
-    """The spec of a registered dataset, or of ``folder:PATH`` (:func:`folder_spec`, with ``folder``'s options)."""
+def get_dataset_spec(name: str, data: DataConfig | None = None, in_chans: int | None = None,
+                     mirror: bool | None = None) -> DataSpec:
+    """The spec of a registered dataset, or of ``folder:PATH`` (:func:`folder_spec`: the folder options apply to it
+    alone)."""
     if name.startswith(FOLDER_PREFIX):
-        return folder_spec(name[len(FOLDER_PREFIX):], **folder)
+        return folder_spec(name[len(FOLDER_PREFIX):], data, in_chans, bool(mirror))
     return get_spec(name)
 
 
@@ -246,13 +248,25 @@ def open_image(source: str | os.PathLike | Image.Image) -> Image.Image:
         raise ZooInputError(f"{where} is not an image zoo can read ({e}); pass PNG or JPEG files") from None
 
 
-def image_array(image: Image.Image, input_size: Sequence[int], pad: int = 0) -> np.ndarray:
-    """One image as a model's uint8 (C, H, W) input before normalisation: grey or RGB by the channels, resized
-    to the input less ``pad`` on each side (bilinear), then zero-padded (MNIST's 28x28 digits in 32x32)."""
-    c, h, w = input_size
-    inner = image.convert("L" if c == 1 else "RGB").resize((w - 2 * pad, h - 2 * pad), Image.BILINEAR)
-    x = np.asarray(inner, dtype=np.uint8).reshape(h - 2 * pad, w - 2 * pad, -1).transpose(2, 0, 1)
-    return np.pad(x, ((0, 0), (pad, pad), (pad, pad))) if pad else x
+def image_array(image: Image.Image, cfg: DataConfig) -> np.ndarray:
+    """One image as a model's uint8 (C, H, W) input before normalisation, placed by the model's data contract exactly
+    as timm's eval transform (``create_transform(**resolve_data_config(model=m))``) places it: grey or RGB by the
+    channels, each side resized (bilinear) to ``cfg.scale_size``, then centre-cropped or zero-padded to the input
+    (MNIST's 28x28 digits in 32x32)."""
+    c, h, w = cfg.input_size
+    sh, sw = cfg.scale_size
+    x = np.asarray(image.convert("L" if c == 1 else "RGB").resize((sw, sh), Image.BILINEAR), dtype=np.uint8)
+    return center_crop(x.reshape(sh, sw, -1).transpose(2, 0, 1), h, w)
+
+
+def center_crop(x: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(C, H', W') to (C, h, w): zero-padded where smaller (the odd pixel after), then cropped about the centre, as
+    torchvision's center_crop does it (timm's eval transform uses it)."""
+    dh, dw = max(h - x.shape[1], 0), max(w - x.shape[2], 0)
+    if dh or dw:
+        x = np.pad(x, ((0, 0), (dh // 2, dh - dh // 2), (dw // 2, dw - dw // 2)))
+    top, left = int(round((x.shape[1] - h) / 2.0)), int(round((x.shape[2] - w) / 2.0))
+    return x[:, top:top + h, left:left + w]
 
 
 def scan_folder(root: str | os.PathLike) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
@@ -285,17 +299,38 @@ def scan_folder(root: str | os.PathLike) -> tuple[tuple[str, ...], list[tuple[Pa
     return tuple(p.name for p in classes), files
 
 
-def folder_spec(root: str | os.PathLike, input_size: Sequence[int] | None = None, mean: Sequence[float] | None = None,
-                std: Sequence[float] | None = None) -> DataSpec:
-    """The spec of an image folder (checked by :func:`scan_folder`): its classes, the model's ``input_size``
-    (default :data:`FOLDER_INPUT_SIZE`) and statistics (default: measured on its training images when loaded)."""
+GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
+"""PIL modes of single-channel images: a folder holding only these trains 1-channel models."""
+
+
+def folder_spec(root: str | os.PathLike, data: DataConfig | None = None, in_chans: int | None = None,
+                mirror: bool = False) -> DataSpec:
+    """The spec of an image folder (checked by :func:`scan_folder`): its classes, and the input of the model it
+    trains. ``data``, the contract of the model being fine-tuned or evaluated, gives the input size, statistics and
+    placement (fitted to ``in_chans`` when given: an adapted first convolution); else a new model's input is
+    :data:`FOLDER_INPUT_SIZE` with ``in_chans`` channels, by default the folder's own (1 when every image is
+    greyscale, else 3), and statistics measured on the training images when they are loaded. ``mirror``: the
+    images are mirror-symmetric (flip augmentation and flip-averaged evaluation); a folder's default is no."""
     root = Path(root)
     labels, files = scan_folder(root)
-    size = tuple(input_size or FOLDER_INPUT_SIZE)
     n_test = len(_test_indices([label for _, label in files], len(labels)))
-    stats = (tuple(mean), tuple(std)) if mean is not None and std is not None else ((0.5,) * size[0], (0.25,) * size[0])
-    return DataSpec(f"{FOLDER_PREFIX}{root}", root.name, labels, *stats, size, splits=(len(files) - n_test, n_test),
-                    root=root, measure_stats=mean is None or std is None)
+    if data is not None:
+        data = data.for_model(in_chans or data.input_size[0], len(labels))
+        size, stats, pad = data.input_size, (data.mean, data.std), data.pad
+    else:
+        chans = in_chans or (1 if all(_mode(path) in GREY_MODES for path, _ in files) else 3)
+        size, stats, pad = (chans, *FOLDER_INPUT_SIZE[1:]), ((0.5,) * chans, (0.25,) * chans), 0
+    return DataSpec(f"{FOLDER_PREFIX}{root}", root.name, labels, *stats, size, pad=pad, mirror=mirror,
+                    splits=(len(files) - n_test, n_test), root=root, measure_stats=data is None)
+
+
+def _mode(path: Path) -> str:
+    """An image file's PIL mode, read from its header (refused, naming the file, when it is no image)."""
+    try:
+        with Image.open(path) as image:
+            return image.mode
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
+        raise DataError(f"{path} is not an image zoo can read ({e}); remove it or pass PNG or JPEG files") from None
 
 
 def _channel_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -326,10 +361,11 @@ def _from_folder(spec: DataSpec, progress: bool = False) -> Dataset:
     if labels != spec.label_names:
         raise DataError(f"{spec.root} changed since it was scanned (classes {labels}); run again")
     bar = progress_bar(progress, len(files), f"reading {spec.root.name}")
+    cfg = spec.data_config()
     x = np.empty((len(files), *spec.input_size), np.uint8)
     for i, (path, _) in enumerate(files):
         try:
-            x[i] = image_array(open_image(path), spec.input_size, spec.pad)
+            x[i] = image_array(open_image(path), cfg)
         except ZooInputError as e:
             raise DataError(f"{FOLDER_PREFIX}{spec.root}: {e}") from None
         if bar is not None:

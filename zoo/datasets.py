@@ -14,6 +14,7 @@ Adding a dataset is one :func:`register_dataset` call with its spec.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import Any, Literal, get_args
 
 from zoo.errors import DataError
 
-__all__ = ["AUGMENTATIONS", "DEFAULT_DATASET", "FOLDER_PREFIX", "Augment", "DataSpec", "check_statistics", "find_spec",
+__all__ = ["AUGMENTATIONS", "DEFAULT_DATASET", "FOLDER_PREFIX", "Augment", "DataConfig", "DataSpec", "check_statistics", "find_spec",
            "get_spec", "list_datasets",
            "register_dataset", "spec_for_model"]
 
@@ -85,6 +86,105 @@ class DataSpec:
     def stored_size(self) -> tuple[int, int]:
         """(H, W) of the images as stored, before the zero padding."""
         return self.input_size[1] - 2 * self.pad, self.input_size[2] - 2 * self.pad
+
+    def data_config(self, **provenance: Any) -> DataConfig:
+        """The data contract of a model trained on this dataset (``provenance``: dataset_sha256, images,
+        base_model, metrics, or other label names); a folder is named ``folder:NAME``, never by its local path."""
+        name = f"{FOLDER_PREFIX}{self.root.name}" if self.root is not None else self.name
+        return DataConfig(self.input_size, self.mean, self.std, crop_pct=self.input_size[1] / self.stored_size[0],
+                          mirror=self.mirror, dataset=name, **{"label_names": self.label_names, **provenance})
+
+
+INTERPOLATION = "bilinear"
+"""How every zoo model's images are resized (PIL's bilinear, antialiased when shrinking)."""
+CROP_MODE = "squash"
+"""timm's crop_mode for zoo models: each side resized to its own share of the input, then centre-cropped or padded;
+an image's aspect ratio is not kept, and none of it is lost (the way zoo has always placed an image)."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """A model's data contract: what its weights expect and where they came from. Made once, at the entry point,
+    from a :class:`DataSpec` (:meth:`DataSpec.data_config`) or a checkpoint, then carried by the model
+    (``model.data_config``, and its timm projection in ``pretrained_cfg``) and by every file it is saved to.
+
+    ``input_size`` (C, H, W), ``mean`` and ``std`` (per channel, [0, 1] scale). ``crop_pct`` is timm's: an image is
+    resized (``interpolation``, ``crop_mode``) to ``floor(side / crop_pct)`` and centre-cropped to the input, so a
+    ``crop_pct`` above 1 pads (MNIST's 28x28 digits in 32x32: 32/28). ``mirror``: a mirrored image is the same
+    class (flip augmentation, flip-averaged evaluation). ``label_names``: one per class, when known. Provenance:
+    ``dataset`` (a registered name, or ``folder:NAME``), ``dataset_sha256``, ``images`` (train, test) trained and
+    tested on, ``base_model`` (the weights training started from, for a fine-tune) and ``metrics`` (errors in %).
+    """
+
+    input_size: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    crop_pct: float = 1.0
+    interpolation: str = INTERPOLATION
+    crop_mode: str = CROP_MODE
+    mirror: bool = False
+    label_names: tuple[str, ...] | None = None
+    dataset: str | None = None
+    dataset_sha256: str | None = None
+    images: tuple[int, int] | None = None
+    base_model: str | None = None
+    metrics: dict[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        size = self.input_size
+        if not isinstance(size, tuple) or len(size) != 3 or not all(isinstance(v, int) and v > 0 for v in size):
+            raise DataError(f"data config: input_size must be 3 whole numbers > 0 (C, H, W), got {size!r}")
+        check_statistics(self.mean, self.std, size[0], "data config")
+        if not isinstance(self.crop_pct, (int, float)) or not 0.1 <= self.crop_pct <= 10:
+            raise DataError(f"data config: crop_pct must be a number in [0.1, 10], got {self.crop_pct!r}")
+        if min(self.scale_size) < 1:
+            raise DataError(f"data config: crop_pct={self.crop_pct} leaves no image inside {size[1]}x{size[2]}")
+        if self.label_names is not None and not all(isinstance(n, str) for n in self.label_names):
+            raise DataError(f"data config: label_names must be strings, got {self.label_names!r}")
+
+    @property
+    def scale_size(self) -> tuple[int, int]:
+        """(H, W) an image is resized to before the centre crop (timm's rule)."""
+        return math.floor(self.input_size[1] / self.crop_pct), math.floor(self.input_size[2] / self.crop_pct)
+
+    @property
+    def pad(self) -> int:
+        """Zero pixels around an image resized to :attr:`scale_size` (MNIST: 2), 0 when it is cropped instead."""
+        return max(0, (self.input_size[1] - self.scale_size[0]) // 2)
+
+    def timm_cfg(self) -> dict[str, Any]:
+        """The keys of timm's pretrained_cfg this record sets (timm's resolve_data_config reads them)."""
+        cfg = {"input_size": self.input_size, "mean": self.mean, "std": self.std, "crop_pct": self.crop_pct,
+               "interpolation": self.interpolation, "crop_mode": self.crop_mode}
+        return cfg if self.label_names is None else {**cfg, "label_names": self.label_names}
+
+    def for_model(self, in_chans: int, num_classes: int) -> DataConfig:
+        """The record of a model built from these weights with ``in_chans`` (an adapted first convolution: each
+        statistic the average over the channels) and ``num_classes`` (a fresh head: no label names)."""
+        cfg = self
+        if in_chans != self.input_size[0]:
+            mean, std = (tuple([sum(v) / len(v)] * in_chans) for v in (self.mean, self.std))
+            cfg = dataclasses.replace(cfg, input_size=(in_chans, *self.input_size[1:]), mean=mean, std=std)
+        if self.label_names is not None and len(self.label_names) != num_classes:
+            cfg = dataclasses.replace(cfg, label_names=None)
+        return cfg
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> DataConfig:
+        """Parse :meth:`to_json`'s output, every field checked; ``where`` names the file in the error."""
+        if not isinstance(data, dict) or not {"input_size", "mean", "std"} <= data.keys() or data.keys() - _FIELDS:
+            raise DataError(f"{where}: the data config must be an object with input_size, mean, std and only the "
+                            f"fields {', '.join(sorted(_FIELDS))}; got {data!r:.200}")
+        try:
+            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        except (DataError, TypeError) as e:
+            raise DataError(f"{where}: {str(e).removeprefix('data config: ')}") from None
+
+
+_FIELDS = frozenset(f.name for f in dataclasses.fields(DataConfig))
 
 
 def check_statistics(mean: Any, std: Any, channels: int, where: str, error: type[Exception] = DataError) -> None:

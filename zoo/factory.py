@@ -19,8 +19,10 @@ from torch import nn
 
 from zoo import registry
 from zoo.errors import ArgumentError, CheckpointError
-from zoo.hub import HF_PREFIX, cfg_from_meta, load_model, load_pretrained, name_labels, read_meta
-from zoo.registry import TIMM_PREFIX, build_model, data_config, get_pretrained_tag, meta_model, model_args, split_model_name
+from zoo.datasets import DataConfig
+from zoo.hub import HF_PREFIX, load_model, load_pretrained, name_labels, read_meta
+from zoo.registry import (TIMM_PREFIX, build_model, get_pretrained_tag, meta_model, model_args, pretrained_cfg,
+                           split_model_name)
 
 __all__ = ["TIMM_PREFIX", "create_model", "init_config", "load_any", "mirror_into_timm"]
 
@@ -72,13 +74,13 @@ def load_any(source: str | os.PathLike, **kwargs: Any) -> nn.Module:
     return load_model(source, **kwargs)
 
 
-def init_config(source: str | os.PathLike) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """(arch, kwargs, pretrained_cfg) of the weights :func:`load_any` would load, read without loading them."""
+def init_config(source: str | os.PathLike) -> tuple[str, dict[str, Any], DataConfig]:
+    """(arch, kwargs, data contract) of the weights :func:`load_any` would load, read without loading them."""
     if _is_tag(source):
         entry = get_pretrained_tag(str(source))
-        return entry.arch, dict(entry.model_kwargs), data_config(meta_model(entry.name), entry)
+        return entry.arch, dict(entry.model_kwargs), entry.data
     meta = read_meta(source)
-    return meta.arch, dict(meta.model_kwargs), cfg_from_meta(meta)
+    return meta.arch, dict(meta.model_kwargs), meta.data
 
 
 def _is_tag(source: str | os.PathLike) -> bool:
@@ -101,7 +103,8 @@ def _timm_entry(name: str):
             tag = get_pretrained_tag(f"{name}.{cfg}" if isinstance(cfg, str) else name)
             kwargs = {**tag.model_kwargs, **kwargs}
         model_kwargs = {k: v for k, v in kwargs.items() if k in model_args(name)}  # the rest are timm's
-        ours = data_config(meta_model(name, **model_kwargs), tag)
+        built = meta_model(name, **model_kwargs)
+        ours = pretrained_cfg(built, tag.data, tag.tag) if tag else built.pretrained_cfg
         kwargs["pretrained_cfg"] = {**ours, **cfg} if isinstance(cfg, dict) else ours
         model = build_model_with_cfg(registry.factory(name), TIMM_PREFIX + name, pretrained and tag is None,
                                      feature_cfg={"feature_cls": "getter"}, **kwargs)
@@ -126,12 +129,12 @@ def _timm_tags(name: str) -> Any:
     from timm.models import DefaultCfg, PretrainedCfg  # lazy: only once timm is imported
 
     tags = registry.list_models(f"{name}.*", pretrained=True)
-    cfgs = {"": PretrainedCfg(**data_config(meta_model(name)))}
+    cfgs = {"": PretrainedCfg(**meta_model(name).pretrained_cfg)}
     for full in tags:
         entry = get_pretrained_tag(full)
         local = entry.bundled / entry.filename
-        cfgs[entry.tag] = PretrainedCfg(**{**data_config(meta_model(full), entry), "file": str(local) if local.is_file() else None,
-                                          "hf_hub_id": entry.hf_hub_id, "architecture": TIMM_PREFIX + name})
+        cfgs[entry.tag] = PretrainedCfg(**{**meta_model(full).pretrained_cfg, "file": str(local) if local.is_file() else None,
+                                          "hf_hub_id": entry.hf_hub_id})
     order = [*list(cfgs)[1:], ""]  # the tags in the order listed, then the untrained configuration
     return DefaultCfg(tags=deque(order), cfgs=cfgs)
 

@@ -34,6 +34,7 @@ adaptation when asked), which does not check the digests.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -51,6 +52,7 @@ from torch import nn
 
 import zoo.models  # noqa: F401  (registers the built-in families, which this module looks up)
 from zoo.cards import build_card, metrics_from_history
+from zoo.datasets import DataConfig
 from zoo.files import atomic_write_bytes, sha256_file, staged_dir
 from zoo.machine import git_commit
 from zoo.weights import (
@@ -76,14 +78,15 @@ from zoo.errors import ArgumentError, CheckpointError, HubError
 from zoo.plots import history_png
 from zoo.registry import (
     COMMIT_PATTERN,
+    HF_PREFIX,
     TIMM_PREFIX,
     PretrainedTag,
     build_model,
-    channel_stats,
-    data_config,
     list_models,
     meta_model,
     model_args,
+    pretrained_cfg,
+    set_data_config,
 )
 from zoo.rundir import HISTORY_NAME, RUN_RECORD_NAME
 from zoo.version import __version__
@@ -99,9 +102,9 @@ __all__ = [
     "read_meta",
     "push_to_hub",
     "save_pretrained",
+    "timm_config",
 ]
 
-HF_PREFIX = "hf-hub:"
 MIRROR_ENV = "ZOO_HUB_DIR"
 
 _REPO_PART = r"(?!.*\.\.)[A-Za-z0-9_](?:[\w.-]*[A-Za-z0-9_])?"
@@ -115,32 +118,23 @@ def save_pretrained(
     *,
     arch: str | None = None,
     model_kwargs: dict[str, Any] | None = None,
+    data: DataConfig | None = None,
     tag: str | None = None,
-    dataset: str | None = None,
-    dataset_sha256: str | None = None,
-    input_size: Sequence[int] | None = None,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    label_names: Sequence[str] | None = None,
     recipe: str | None = None,
     metrics: dict[str, float] | None = None,
     history: Sequence[dict[str, Any]] | None = None,
     notes: Sequence[str] = (),
-    pad: int | None = None,
-    init: str | None = None,
 ) -> Path:
     """Write ``model`` as a publishable folder: weights, config.json, card (and curve with ``history``).
 
-    ``model`` must be exactly ``zoo.create_model(arch, **model_kwargs)`` (any
-    DDP / ``torch.compile`` wrapper is removed); a model built by zoo (or timm's
-    ``zoo_*``) knows both, so they are needed only to override. ``metrics`` is the trainer's
-    summary (errors in percent; the card reports ``final_test_err`` and
-    ``final_test_top5_err``); without it, the last epoch of ``history``, the
-    per-epoch dicts of the trainer's ``metrics.jsonl``, supplies them. What the
-    model knows of its data (its pretrained_cfg: input size, mean, std, label
-    names of the classes it has, tag; its padding rule) is recorded unless given.
-    The folder appears whole or not at all (an existing one keeps its old files
-    on failure). Returns ``out_dir``.
+    ``model`` must be exactly ``zoo.create_model(arch, **model_kwargs)`` (any DDP / ``torch.compile`` wrapper is
+    removed); a model built by zoo (or timm's ``zoo_*``) knows both, so they are needed only to override. ``data``
+    is the weights' data contract and provenance (:class:`zoo.datasets.DataConfig`), by default the one the model
+    carries (``model.data_config``: what it was trained or fine-tuned on, from what, and its metrics), so a
+    loaded and re-saved model keeps it. ``metrics`` (errors in percent; the card reports ``final_test_err`` and
+    ``final_test_top5_err``) replace the record's; without them, the last epoch of ``history``, the per-epoch
+    dicts of the trainer's ``metrics.jsonl``, supplies them. The folder appears whole or not at all (an existing
+    one keeps its old files on failure). Returns ``out_dir``.
     """
     base = unwrap_model(model)
     if arch is None or model_kwargs is None:
@@ -154,26 +148,14 @@ def save_pretrained(
     check_finite(tensors, "the model given to save_pretrained")
     if metrics is None and history:
         metrics = metrics_from_history(history)
-    known = _known(base)  # what the model knows of its data; the arguments win
+    if data is None:  # the model's own, fitted to it as it is now: a reset classifier has no label names
+        data = (getattr(base, "data_config", None) or meta_model(arch, **model_kwargs).data_config).for_model(
+            base.in_chans, base.num_classes)
     try:
         meta = CheckpointMeta(
-            arch=arch,
-            model_kwargs=dict(model_kwargs),
-            num_classes=base.num_classes,
-            in_chans=base.in_chans,
-            input_size=tuple(input_size or known.get("input_size") or base.default_input_size),
-            zoo_version=__version__,
-            tag=tag if tag is not None else known.get("tag"),
-            mean=_tuple(mean if mean is not None else known.get("mean")),
-            std=_tuple(std if std is not None else known.get("std")),
-            label_names=_tuple(label_names if label_names is not None else known.get("label_names")),
-            dataset=dataset,
-            dataset_sha256=dataset_sha256,
-            recipe=recipe,
-            metrics=dict(metrics) if metrics is not None else None,
-            git_commit=git_commit(),
-            pad=pad if pad is not None else getattr(base, "_zoo_pad", None),
-            init=init,
+            arch=arch, model_kwargs=dict(model_kwargs), num_classes=base.num_classes, in_chans=base.in_chans,
+            data=data if metrics is None else dataclasses.replace(data, metrics=dict(metrics)),
+            zoo_version=__version__, tag=tag if tag is not None else _tag(base), recipe=recipe, git_commit=git_commit(),
         )
     except CheckpointError as e:  # what the metadata would record does not hold
         raise CheckpointError(f"cannot save {out_dir}: {e}") from None
@@ -181,7 +163,7 @@ def save_pretrained(
     out_dir = Path(out_dir)
     with staged_dir(out_dir, stale=(CURVE_NAME,)) as staging:
         save_tensors(staging / WEIGHTS_NAME, tensors, meta.to_metadata())
-        config = _timm_config(meta, base, sha256_file(staging / WEIGHTS_NAME))
+        config = timm_config(meta, sha256_file(staging / WEIGHTS_NAME))
         atomic_write_bytes(staging / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
         if history:
             atomic_write_bytes(staging / CURVE_NAME, history_png(history))
@@ -190,16 +172,10 @@ def save_pretrained(
     return out_dir
 
 
-def _known(model: nn.Module) -> dict[str, Any]:
-    """The data facts in ``model``'s pretrained_cfg that still hold: label names and tag only for the classes the
-    weights were trained for (a reset classifier has neither); input size for its channels."""
-    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
-    if cfg.get("num_classes") != model.num_classes:
-        cfg.pop("label_names", None)
-        cfg.pop("tag", None)
-    if tuple(cfg.get("input_size") or (model.in_chans,))[0] != model.in_chans:
-        cfg = {k: v for k, v in cfg.items() if k not in ("input_size", "mean", "std")}
-    return cfg
+def _tag(model: nn.Module) -> str | None:
+    """The tag whose weights ``model`` holds, unless its classifier was replaced since."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    return cfg.get("tag") if cfg.get("num_classes") == model.num_classes else None
 
 
 def _check_is(model: nn.Module, arch: str, model_kwargs: dict[str, Any]) -> None:
@@ -216,24 +192,24 @@ def _check_is(model: nn.Module, arch: str, model_kwargs: dict[str, Any]) -> None
         )
 
 
-def _timm_config(meta: CheckpointMeta, model: nn.Module, sha256: str) -> dict[str, Any]:
+def timm_config(meta: CheckpointMeta, sha256: str) -> dict[str, Any]:
     """config.json as timm's ``load_model_config_from_hf`` / ``_from_path`` read it, plus our digest.
 
-    timm turns ``pretrained_cfg`` into its ``PretrainedCfg`` dataclass, which
-    refuses unknown keys, so zoo's own fields live in the top-level ``zoo``
+    timm turns ``pretrained_cfg`` into its ``PretrainedCfg`` dataclass, which refuses unknown keys, so zoo's own
+    fields (the whole data record, mirror symmetry and provenance included) live in the top-level ``zoo``
     section that timm ignores.
     """
-    pretrained_cfg = {**data_config(model), **cfg_from_meta(meta)}  # the checkpoint's facts over the config's
     config: dict[str, Any] = {
         "architecture": TIMM_PREFIX + meta.arch,
         "num_classes": meta.num_classes,
         "model_args": meta.model_kwargs,
-        "pretrained_cfg": json.loads(json.dumps(pretrained_cfg)),  # tuples as JSON lists
-        "zoo": {"weights": WEIGHTS_NAME, "sha256": sha256, "pad": meta.padding,
+        "pretrained_cfg": json.loads(json.dumps(pretrained_cfg(meta_model(meta.arch, **meta.model_kwargs), meta.data,
+                                                               meta.tag))),  # tuples as JSON lists
+        "zoo": {"weights": WEIGHTS_NAME, "sha256": sha256, "data": meta.data.to_json(),
                 "requires": "pip install deeper-zoo, then import zoo before timm.create_model"},
     }
-    if meta.label_names is not None:
-        config["label_names"] = list(meta.label_names)
+    if meta.data.label_names is not None:
+        config["label_names"] = list(meta.data.label_names)
     return config
 
 
@@ -265,34 +241,12 @@ def _load(model: nn.Module, tensors: dict[str, torch.Tensor], meta: CheckpointMe
 
 
 def describe_weights(model: nn.Module, meta: CheckpointMeta) -> None:
-    """What ``model`` is once ``meta``'s weights are in it: arch, kwargs, input, statistics, labels (only for the
-    classes it was trained on: a fresh head has none), tag and padding rule."""
-    cfg = cfg_from_meta(meta)
-    c, h, w = meta.input_size
-    if model.in_chans != c:  # an adapted first convolution: one statistic per channel, their average
-        cfg.update(input_size=(model.in_chans, h, w))
-        if "mean" in cfg and "std" in cfg:
-            cfg["mean"], cfg["std"] = channel_stats((cfg["mean"], cfg["std"]), model.in_chans)
-    if model.num_classes != meta.num_classes:
-        cfg.pop("label_names", None)
-        cfg["num_classes"] = model.num_classes
-    model.default_input_size = tuple(cfg["input_size"])
-    model.pretrained_cfg = model.default_cfg = {**getattr(model, "pretrained_cfg", {}), **cfg}
-    if "label_names" not in cfg:
-        model.pretrained_cfg.pop("label_names", None)
+    """What ``model`` is once ``meta``'s weights are in it: arch, kwargs and the weights' data contract, fitted to the
+    model (an adapted first convolution's statistics, no labels for a fresh head, the tag only for its own head)."""
     model._zoo_arch = meta.arch
     model._model_args = {**meta.model_kwargs, "num_classes": model.num_classes, "in_chans": model.in_chans}
-    model._zoo_pad = meta.padding
-
-
-def cfg_from_meta(meta: CheckpointMeta) -> dict[str, Any]:
-    """The pretrained_cfg keys (timm's) a checkpoint's metadata determines."""
-    cfg: dict[str, Any] = {"input_size": tuple(meta.input_size), "num_classes": meta.num_classes,
-                           "interpolation": "bilinear", "crop_pct": 1.0}
-    for key in ("mean", "std", "label_names", "tag"):
-        if getattr(meta, key) is not None:
-            cfg[key] = getattr(meta, key)
-    return cfg
+    set_data_config(model, meta.data.for_model(model.in_chans, model.num_classes),
+                    meta.tag if model.num_classes == meta.num_classes else None)
 
 
 def _read(source: str | os.PathLike, filename: str, sha256: str | None) -> tuple[dict[str, torch.Tensor], CheckpointMeta | None, Source]:
@@ -380,20 +334,19 @@ def _meta_from_config(found: Source) -> CheckpointMeta | None:
             raise CheckpointError(f"{path}: field {field} is {value!r}, not a JSON object; re-save the folder")
     try:
         kwargs = {k: v for k, v in args.items() if k in model_args(arch)}
-        size = tuple(cfg.get("input_size") or meta_model(arch, **kwargs).default_input_size)
-        labels = config.get("label_names") or cfg.get("label_names")
+        own = meta_model(arch, **kwargs).data_config
+        data = config.get("zoo", {}).get("data") if isinstance(config.get("zoo"), dict) else None
+        if data is None:  # timm's own save_for_hf: the timm keys over the configuration's contract
+            labels = config.get("label_names") or cfg.get("label_names")
+            keys = ("input_size", "mean", "std", "crop_pct", "interpolation", "crop_mode")
+            data = {**own.to_json(), **{k: cfg[k] for k in keys if cfg.get(k) is not None}, "label_names": labels}
+        data = DataConfig.from_json({k: v for k, v in data.items() if v is not None}, "its data config")
         return CheckpointMeta(
             arch=arch, model_kwargs=kwargs, num_classes=int(config.get("num_classes", kwargs.get("num_classes", 1000))),
-            in_chans=size[0], input_size=size, zoo_version="unknown (a timm save_for_hf folder)", tag=cfg.get("tag"),
-            mean=_tuple(cfg.get("mean")), std=_tuple(cfg.get("std")), label_names=_tuple(labels),
+            in_chans=data.input_size[0], data=data, zoo_version="unknown (a timm save_for_hf folder)", tag=cfg.get("tag"),
         )
     except (TypeError, ValueError, ArgumentError) as e:
         raise CheckpointError(f"{path} does not describe a {arch} ({e}); re-save the folder") from None
-
-
-def _tuple(value: Any) -> Any:
-    """A list as a tuple; anything else as it is, for CheckpointMeta to refuse unless it is None."""
-    return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
 ADAPTABLE = ("num_classes", "in_chans")
@@ -408,7 +361,7 @@ def name_labels(model: nn.Module, label_names: Sequence[str] | None) -> nn.Modul
     names = tuple(label_names)
     if len(names) != base.num_classes or not all(isinstance(n, str) for n in names):
         raise ArgumentError(f"label_names must be {base.num_classes} strings, one per class, got {len(names)}")
-    base.pretrained_cfg = {**base.pretrained_cfg, "label_names": names}
+    set_data_config(base, dataclasses.replace(base.data_config, label_names=names), base.pretrained_cfg.get("tag"))
     return model
 
 

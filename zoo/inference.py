@@ -4,10 +4,10 @@ A model is a module, a pretrained tag (``googlenet_res5x5.cifar10_paper``), a sa
 folder or file, ``hf-hub:owner/name``, or an ``.onnx`` file exported by zoo (run through
 onnxruntime, described by its metadata). Images are files, folders of them (read recursively,
 in name order), PIL images or tensors ((C, H, W) or (N, C, H, W), float in [0, 1] or uint8).
-Each image, of any size and mode, becomes the model's input as its weights were trained
-(``zoo.data.image_array``): upright (EXIF), grey or RGB by the channels, resized to the input
-less the padding rule's border, zero-padded (MNIST's 28x28 digits in 32x32), scaled to [0, 1],
-normalised with the model's mean and std. Images go through in bounded batches, so a folder of
+Each image, of any size and mode, becomes the model's input as its data contract says
+(``model.data_config``; ``zoo.data.image_array``), exactly as timm's eval transform makes it: upright
+(EXIF), grey or RGB by the channels, resized and centre-cropped or zero-padded by the contract's
+``crop_pct`` (MNIST's 28x28 digits in 32x32), scaled to [0, 1], normalised with its mean and std. Images go through in bounded batches, so a folder of
 100,000 files needs no more memory than one batch.
 """
 from __future__ import annotations
@@ -26,12 +26,12 @@ from PIL import Image
 from torch import Tensor, nn
 
 from zoo.data import IMAGE_SUFFIXES, image_array, open_image
-from zoo.datasets import check_statistics, find_spec
+from zoo.datasets import DataConfig
 from zoo.errors import ArgumentError, ZooInputError
 from zoo.factory import load_any
 from zoo.progress import progress_bar
 from zoo.registry import check_input_size, get_pretrained_tag, list_models
-from zoo.weights import unwrap_model
+from zoo.weights import legacy_data_config, unwrap_model
 
 __all__ = ["ONNX_PREFIX", "ImageInput", "Predictor", "predict", "predictor"]
 
@@ -44,29 +44,26 @@ ImageInput = Union[str, os.PathLike, Image.Image, Tensor]
 
 @dataclass(frozen=True)
 class Predictor:
-    """Logits from a normalised batch, and how to make the batch: input size, mean, std, padding; the class names."""
+    """Logits from a normalised batch, the model's data contract (how to make the batch), and the class names."""
 
     run: Callable[[Tensor], Tensor]
-    input_size: tuple[int, int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    pad: int
+    data: DataConfig
     labels: tuple[str, ...] | None
 
     def prepare(self, images: Sequence[Image.Image]) -> Tensor:
-        """PIL images as one normalised float32 batch."""
-        x = torch.from_numpy(np.stack([image_array(im, self.input_size, self.pad) for im in images])).float() / 255
-        return (x - torch.tensor(self.mean).view(1, -1, 1, 1)) / torch.tensor(self.std).view(1, -1, 1, 1)
+        """PIL images as one normalised float32 batch, each placed as timm's eval transform places it."""
+        x = torch.from_numpy(np.stack([image_array(im, self.data) for im in images])).float() / 255
+        return (x - torch.tensor(self.data.mean).view(1, -1, 1, 1)) / torch.tensor(self.data.std).view(1, -1, 1, 1)
 
 
 def predictor(model: str | os.PathLike | nn.Module) -> Predictor:
-    """What runs ``model``, with its configuration; the class names only when they are the head's."""
+    """What runs ``model``, with its data contract; the class names only when they are the head's."""
     if isinstance(model, (str, os.PathLike)) and str(model).lower().endswith(".onnx"):
         return _onnx_predictor(Path(model))
     module = (model if isinstance(model, nn.Module) else load_any(model)).eval()
     base = unwrap_model(module)
-    cfg = getattr(base, "pretrained_cfg", None) or {}
-    if "mean" not in cfg or "std" not in cfg:
+    data = getattr(base, "data_config", None)
+    if not isinstance(data, DataConfig):
         raise ArgumentError("the model does not say how its inputs were normalised; build it with zoo or load zoo weights")
     dtype = next(module.parameters()).dtype
 
@@ -74,9 +71,7 @@ def predictor(model: str | os.PathLike | nn.Module) -> Predictor:
         with torch.no_grad():
             return module(x.to(dtype))
 
-    size = tuple(cfg.get("input_size") or base.default_input_size)
-    return Predictor(run, size, tuple(cfg["mean"]), tuple(cfg["std"]), getattr(base, "_zoo_pad", 0),
-                     _labels(cfg.get("label_names"), base.num_classes))
+    return Predictor(run, data, _labels(data.label_names, base.num_classes))
 
 
 def _labels(names: Sequence[str] | None, outputs: int) -> tuple[str, ...] | None:
@@ -96,25 +91,23 @@ def _onnx_predictor(path: Path) -> Predictor:
     props = session.get_modelmeta().custom_metadata_map
     try:
         cfg = json.loads(props[f"{ONNX_PREFIX}config"])
-        if len(cfg["input_size"]) != 3 or not cfg["mean"] or not cfg["std"]:
-            raise ValueError("incomplete")
-    except (KeyError, TypeError, ValueError):
-        raise ArgumentError(f"{path} has no readable {ONNX_PREFIX}config metadata (input size, mean, std): it was not "
-                            "exported by zoo or was edited; re-export it with `zoo export`") from None
-    check_input_size(cfg["input_size"], f"{path}: {ONNX_PREFIX}config input_size")  # before an image is resized to it
-    check_statistics(cfg["mean"], cfg["std"], cfg["input_size"][0], f"{path}: {ONNX_PREFIX}config", ArgumentError)
+        data = DataConfig.from_json(cfg["data"] if "data" in cfg else _legacy(cfg, props.get(f"{ONNX_PREFIX}arch")),
+                                    f"{path}: {ONNX_PREFIX}config")
+        check_input_size(data.input_size, f"{path}: {ONNX_PREFIX}config input_size")  # before an image is resized to it
+    except (KeyError, TypeError, ValueError, ArgumentError) as e:  # DataError included
+        raise ArgumentError(f"{path} has no readable {ONNX_PREFIX}config metadata ({e}): it was not exported by zoo or "
+                            "was edited; re-export it with `zoo export`") from None
     name = session.get_inputs()[0].name
-    pad = cfg["pad"] if "pad" in cfg else _tag_padding(props.get(f"{ONNX_PREFIX}arch"), cfg.get("tag"))
-    return Predictor(lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0]), tuple(cfg["input_size"]),
-                     tuple(cfg["mean"]), tuple(cfg["std"]), int(pad),
-                     _labels(cfg.get("label_names"), cfg.get("num_classes", -1)))
+    return Predictor(lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0]), data,
+                     _labels(data.label_names, cfg.get("num_classes", -1)))
 
 
-def _tag_padding(arch: str | None, tag: str | None) -> int:
-    """The padding rule of a tag's dataset: for files exported before zoo recorded the rule in them."""
-    spec = find_spec(get_pretrained_tag(f"{arch}.{tag}").dataset) if arch and tag and f"{arch}.{tag}" in list_models(
-        pretrained=True) else None
-    return spec.pad if spec else 0
+def _legacy(cfg: dict[str, Any], arch: str | None) -> dict[str, Any]:
+    """The data contract of a file exported before zoo recorded it: its loose fields, with the padding rule of its
+    tag's dataset when it did not record one either."""
+    tag = f"{arch}.{cfg.get('tag')}"
+    dataset = get_pretrained_tag(tag).dataset if cfg.get("tag") and tag in list_models(pretrained=True) else None
+    return legacy_data_config({**cfg, "dataset": dataset})
 
 
 def _expand(images: ImageInput | Iterable[ImageInput]) -> Iterator[tuple[str, Any]]:

@@ -27,19 +27,22 @@ import torch
 from torch import nn
 
 from zoo.arguments import Range, check_arguments
-from zoo.datasets import DataSpec, check_statistics, find_spec, spec_for_model
-from zoo.errors import ArgumentError, CheckpointError, UnknownModelError, ZooError
+from zoo.datasets import DataConfig, spec_for_model
+from zoo.errors import ArgumentError, CheckpointError, DataError, UnknownModelError, ZooError
 
 __all__ = [
     "BUNDLED_DIR",
+    "HF_PREFIX",
     "TAGS_FILE",
     "PretrainedTag",
     "build_model",
-    "channel_stats",
     "check_model_kwargs",
-    "data_config",
+    "default_data_config",
     "describe",
+    "pretrained_cfg",
+    "set_data_config",
     "get_pretrained_tag",
+    "hub_model_id",
     "read_tags",
     "tag_from_json",
     "list_models",
@@ -51,6 +54,8 @@ __all__ = [
     "split_model_name",
 ]
 
+HF_PREFIX = "hf-hub:"
+"""``hf-hub:owner/name[@revision]`` names weights on the Hugging Face Hub (timm's prefix)."""
 TIMM_PREFIX = "zoo_"
 """Our models are registered in timm as ``zoo_<name>`` so they never shadow timm's own."""
 
@@ -68,20 +73,16 @@ BUNDLED_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().pare
 class PretrainedTag:
     """Everything needed to build, fetch and check one trained checkpoint.
 
-    ``sha256`` pins the weights file whichever source serves it. ``hf_hub_id``
-    and ``revision`` (a 40-hex commit) are set once the folder is published.
+    ``sha256`` pins the weights file whichever source serves it. ``data`` is the weights' data contract and
+    provenance (dataset, metrics). ``hf_hub_id`` and ``revision`` (a 40-hex commit) are set once the folder is
+    published.
     """
 
     arch: str
     tag: str
-    dataset: str
     sha256: str
     model_kwargs: dict[str, Any]
-    input_size: tuple[int, int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    label_names: tuple[str, ...]
-    metrics: dict[str, float]
+    data: DataConfig
     recipe: str
     hf_hub_id: str | None = None
     revision: str | None = None
@@ -97,9 +98,13 @@ class PretrainedTag:
         return BUNDLED_DIR / self.name
 
 
+    @property
+    def dataset(self) -> str:
+        return str(self.data.dataset)
+
     def to_json(self) -> dict[str, Any]:
         """The entry as ``pretrained.json`` holds it (:func:`read_tags` reads it back)."""
-        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in dataclasses.fields(self)}
+        return {**dataclasses.asdict(self), "data": self.data.to_json()}
 
 
 def read_tags(path: Path = TAGS_FILE) -> dict[str, PretrainedTag]:
@@ -135,19 +140,24 @@ def tag_from_json(entry: Any, where: str) -> PretrainedTag:
     missing = [f.name for f in dataclasses.fields(PretrainedTag) if f.name not in entry and f.default is dataclasses.MISSING]
     if missing:
         raise CheckpointError(f"{where} lacks {', '.join(missing)}")
-    check_arguments(where, entry, PretrainedTag, error=CheckpointError)
-    tag = PretrainedTag(**{k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()})
+    check_arguments(where, {k: v for k, v in entry.items() if k != "data"}, PretrainedTag, exclude=("data",),
+                    error=CheckpointError)
+    try:
+        data = DataConfig.from_json(entry["data"], f"{where}: data")
+    except DataError as e:
+        raise CheckpointError(str(e)) from None
+    tag = PretrainedTag(**{**entry, "data": data})
     if not SHA256_PATTERN.fullmatch(tag.sha256):
         raise CheckpointError(f"{where}: sha256={tag.sha256!r} is not 64 lowercase hex digits")
     if tag.revision is not None and not COMMIT_PATTERN.fullmatch(tag.revision):
         raise CheckpointError(f"{where}: revision={tag.revision!r} is not a 40-hex commit")
-    check_input_size(tag.input_size, f"{where}: input_size", tag.model_kwargs.get("in_chans"), CheckpointError)
-    check_statistics(tag.mean, tag.std, tag.input_size[0], where, error=CheckpointError)
-    classes = tag.model_kwargs.get("num_classes", len(tag.label_names))
-    if not all(isinstance(n, str) for n in tag.label_names) or len(tag.label_names) != classes:
-        raise CheckpointError(f"{where}: label_names must be {classes} strings, one per class")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in tag.metrics.values()):
-        raise CheckpointError(f"{where}: metrics must be finite numbers, got {tag.metrics!r}")
+    check_input_size(data.input_size, f"{where}: input_size", tag.model_kwargs.get("in_chans"), CheckpointError)
+    classes = tag.model_kwargs.get("num_classes", len(data.label_names or ()))
+    if data.dataset is None or data.label_names is None or len(data.label_names) != classes:
+        raise CheckpointError(f"{where}: data must name its dataset and {classes} label names, one per class")
+    if not data.metrics or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                   for v in data.metrics.values()):
+        raise CheckpointError(f"{where}: data.metrics must be finite numbers, got {data.metrics!r}")
     return tag
 
 
@@ -220,6 +230,16 @@ def get_pretrained_tag(name: str) -> PretrainedTag:
     )
 
 
+def hub_model_id(source: str | None) -> str | None:
+    """The Hugging Face model id weights came from, as a card's ``base_model:`` takes it: ``owner/name`` of an
+    ``hf-hub:`` source or of a published tag; None for a local folder or a tag not yet on the Hub."""
+    if not source:
+        return None
+    if source.startswith(HF_PREFIX):
+        return source[len(HF_PREFIX):].partition("@")[0]
+    return _tags()[source].hf_hub_id if source in _tags() else None
+
+
 def build_model(name: str, *, num_classes: int | None = None, in_chans: int | None = None, **kwargs: Any) -> nn.Module:
     """Build a registered model with fresh (random) weights.
 
@@ -243,49 +263,44 @@ def build_model(name: str, *, num_classes: int | None = None, in_chans: int | No
 
 def describe(model: nn.Module, arch: str, kwargs: dict[str, Any], tag: PretrainedTag | None = None) -> nn.Module:
     """Let ``model`` know what it is: its arch and kwargs (``_model_args``, timm's name: save_pretrained and timm's
-    save_for_hf need no repeat of them), a ``pretrained_cfg`` in timm's keys, right for its configuration and tag
-    (timm's resolve_data_config reads it), and its data's padding rule (``_zoo_pad``)."""
+    save_for_hf need no repeat of them) and its data contract (:func:`set_data_config`): its tag's, else the
+    one its configuration is for (:func:`default_data_config`)."""
     model._zoo_arch, model._model_args = arch, dict(kwargs)
-    model.pretrained_cfg = model.default_cfg = {"architecture": TIMM_PREFIX + arch, **data_config(model, tag)}
-    spec = _data_spec(model, tag)
-    model._zoo_pad = spec.pad if spec else 0
+    return set_data_config(model, tag.data if tag else default_data_config(model), tag.tag if tag else None)
+
+
+def set_data_config(model: nn.Module, data: DataConfig, tag: str | None = None) -> nn.Module:
+    """The one place a model gets its data contract: ``model.data_config`` (the record) and ``pretrained_cfg`` (its
+    timm projection, :func:`pretrained_cfg`, which timm's ``resolve_data_config`` reads)."""
+    model.data_config = data
+    model.default_input_size = data.input_size
+    model.pretrained_cfg = model.default_cfg = pretrained_cfg(model, data, tag)
     return model
 
 
-def _data_spec(model: nn.Module, tag: PretrainedTag | None) -> DataSpec | None:
-    """The dataset a model is for: its tag's, else the one its configuration suggests (zoo.datasets.spec_for_model)."""
-    if tag is not None:
-        return find_spec(tag.dataset)
-    return spec_for_model(model.in_chans, model.num_classes, getattr(model, model.variant_arg, "imagenet") == "cifar")
+def pretrained_cfg(model: nn.Module, data: DataConfig, tag: str | None = None) -> dict[str, Any]:
+    """timm's pretrained_cfg of ``model`` holding weights of contract ``data`` (and ``tag``): the record's timm keys
+    with the model's own timm facts."""
+    cfg = {"architecture": TIMM_PREFIX + model._zoo_arch, "first_conv": model.first_conv,
+           "classifier": model.classifier_names, "license": "mit", "paper_name": "Deeper Networks for Image Classification",
+           "fixed_input_size": False, "num_classes": model.num_classes, **data.timm_cfg()}
+    return {**cfg, "tag": tag} if tag else cfg
 
 
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 """The statistics of the ImageNet-sized configuration (the datasets' own are in their zoo.datasets.DataSpec)."""
+IMAGENET_CROP_PCT = 0.875
 
 
-def data_config(model: nn.Module, tag: PretrainedTag | None = None) -> dict[str, Any]:
-    """timm's pretrained_cfg for ``model``: a tag's own (its dataset's statistics, input and labels), else the
-    data its configuration is for (zoo.datasets.spec_for_model: a dataset with its channels and classes, or
-    32x32 data for a CIFAR stem or head), else ImageNet's."""
-    base = {"first_conv": model.first_conv, "classifier": model.classifier_names, "license": "mit",
-            "paper_name": "Deeper Networks for Image Classification", "fixed_input_size": False, "crop_mode": "center"}
-    if tag is not None:
-        return {**base, "tag": tag.tag, "num_classes": len(tag.label_names), "input_size": tuple(tag.input_size),
-                "mean": tuple(tag.mean), "std": tuple(tag.std), "label_names": tuple(tag.label_names),
-                "interpolation": "bilinear", "crop_pct": 1.0}
-    spec = _data_spec(model, None)
+def default_data_config(model: nn.Module) -> DataConfig:
+    """The data contract of a model without weights: that of the data its configuration is for
+    (zoo.datasets.spec_for_model: a dataset with its channels and classes, or 32x32 data for a CIFAR stem or
+    head), without provenance or labels; else ImageNet's."""
+    spec = spec_for_model(model.in_chans, model.num_classes, getattr(model, model.variant_arg, "imagenet") == "cifar")
     if spec is not None:
-        return {**base, "num_classes": model.num_classes, "input_size": (model.in_chans, *spec.input_size[1:]),
-                "mean": spec.mean, "std": spec.std, "interpolation": "bilinear", "crop_pct": 1.0}
-    mean, std = IMAGENET_MEAN_STD if model.in_chans == 3 else channel_stats(IMAGENET_MEAN_STD, model.in_chans)
-    return {**base, "num_classes": model.num_classes, "input_size": model.default_input_size, "mean": mean, "std": std,
-            "interpolation": "bilinear", "crop_pct": 0.875}
-
-
-def channel_stats(mean_std: tuple[tuple[float, ...], ...], n: int) -> tuple[tuple[float, ...], ...]:
-    """Per-channel statistics for ``n`` channels from another count: each the average of the given ones (what an
-    adapted first convolution, or a model with channels its dataset does not have, is normalised with)."""
-    return tuple((sum(v) / len(v),) * n for v in mean_std)
+        return dataclasses.replace(spec.data_config(), dataset=None, label_names=None)
+    imagenet = DataConfig((3, *model.default_input_size[1:]), *IMAGENET_MEAN_STD, crop_pct=IMAGENET_CROP_PCT)
+    return imagenet.for_model(model.in_chans, model.num_classes)
 
 
 def check_model_kwargs(arch: str, kwargs: dict[str, Any]) -> None:

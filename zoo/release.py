@@ -10,6 +10,7 @@ tag is then pinned, by sha256, in ``zoo/pretrained.json``.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -21,9 +22,9 @@ from torch import nn
 
 from zoo.cards import TOP1, TOP5, read_run, write_bundle_card
 from zoo.files import atomic_write_bytes, check_writable, sha256_file
-from zoo.weights import WEIGHTS_NAME
+from zoo.weights import CONFIG_NAME, WEIGHTS_NAME
 from zoo.errors import ArgumentError, CheckpointError
-from zoo.hub import load_model, read_meta, save_pretrained
+from zoo.hub import load_model, read_meta, save_pretrained, timm_config
 from zoo.factory import create_model
 from zoo.registry import BUNDLED_DIR, TAGS_FILE, PretrainedTag, tag_from_json, read_tags
 from zoo.rundir import RunDir, RunRecord
@@ -82,17 +83,14 @@ def release(
     metrics = {TOP1: accuracy["err"], TOP5: accuracy["top5_err"]}
     if "val_err" in history[-1]:
         metrics["final_val_err"] = history[-1]["val_err"]
-    save_pretrained(
-        bundle, folder, arch=run.arch, model_kwargs=kwargs, tag=tag, dataset=run.dataset,
-        dataset_sha256=run.dataset_sha256, input_size=run.input_size, mean=run.mean, std=run.std,
-        label_names=run.label_names, recipe=run.recipe, metrics=metrics, history=history, pad=run.pad, init=run.init,
-    )
+    data = trained.data_config  # the run's data contract and provenance, as its trainer recorded them
+    save_pretrained(bundle, folder, arch=run.arch, model_kwargs=kwargs, data=data, tag=tag, recipe=run.recipe,
+                    metrics=metrics, history=history)
     write_bundle_card(folder, run, history, accuracy, pretrained_name=name)
     _write_records(folder, run, history)
     entry = PretrainedTag(
-        arch=run.arch, tag=tag, dataset=run.dataset, sha256=sha256_file(folder / WEIGHTS_NAME), model_kwargs=kwargs,
-        input_size=run.input_size, mean=run.mean, std=run.std, label_names=run.label_names,
-        metrics={k: round(v, 4) for k, v in metrics.items()}, recipe=run.recipe,
+        arch=run.arch, tag=tag, sha256=sha256_file(folder / WEIGHTS_NAME), model_kwargs=kwargs, recipe=run.recipe,
+        data=dataclasses.replace(data, metrics={k: round(v, 4) for k, v in metrics.items()}),
     )
     tag_from_json(entry.to_json(), f"the new entry {name}")  # what read_tags would refuse is never written
     tags = sorted({**entries, name: entry}.values(), key=lambda e: (e.arch, e.tag))
@@ -114,10 +112,13 @@ def _refresh(folder: Path, entry: PretrainedTag, run: RunRecord, history: list[d
     metadata records."""
     model = load_model(folder, sha256=entry.sha256).eval()
     accuracy = evaluate_model(model, run.dataset, data_dir, device=device, bf16=False, download=False)
-    recorded = read_meta(folder).metrics or {}
+    recorded = read_meta(folder).data.metrics or {}
     if TOP1 not in recorded or abs(recorded[TOP1] - accuracy["err"]) > 1e-9:
         raise CheckpointError(f"{folder} measures {accuracy['err']:.4f}% top-1 error on the test set, its weights' metadata "
                               f"records {recorded.get(TOP1)}: release the run again instead of refreshing its card")
+    meta = read_meta(folder)
+    config = timm_config(meta, sha256_file(folder / WEIGHTS_NAME))  # the data contract as this zoo writes it
+    atomic_write_bytes(folder / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
     write_bundle_card(folder, run, history, accuracy, pretrained_name=entry.name)
     _write_records(folder, run, history)
     return folder

@@ -161,9 +161,11 @@ class RunRecord:
 
     ``data``: per split, the images trained and evaluated on and their sha256 (after subsets and the
     validation split). ``pad``: the images' zero padding to ``input_size``. ``init``: the weights a
-    fine-tuning run started from. ``corrections``: changes made by hand after the run, each
+    fine-tuning run started from. ``mirror``: whether the images were taken as mirror-symmetric (flips allowed;
+    None in runs recorded before it was). ``corrections``: changes made by hand after the run, each
     ``{"field", "recorded", "corrected", "why"}``, so a corrected file says so. ``notes``: what a reader of
-    the run's card must know about how the run came to be, written by hand (e.g. how its length was chosen).
+    the run's card must know about how the run came to be: by the trainer (a batch lowered to fit the data) or by
+    hand (e.g. how its length was chosen).
     """
 
     arch: str
@@ -187,6 +189,7 @@ class RunRecord:
     data: dict[str, Any] = field(default_factory=dict)
     pad: int = 0
     init: str | None = None
+    mirror: bool | None = None
     corrections: tuple[dict[str, Any], ...] = ()
     notes: tuple[str, ...] = ()
 

@@ -70,6 +70,7 @@ class TrainConfig:
     progress: bool = True
     eval_batch_size: int = 1024
     init: str | None = None  # fine-tune: a tag, a saved folder or hf-hub:owner/name whose weights the model starts from
+    mirror: bool | None = None  # the images are mirror-symmetric (flips allowed); None: the dataset's own (a folder's: no)
 
     def __post_init__(self) -> None:
         check_arguments("zoo train", dataclasses.asdict(self), TrainConfig, ranges=CONFIG_RANGES, error=TrainingError)
@@ -205,8 +206,7 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Loss, top-1 / top-5 error, per-class accuracy (%) and confusion matrix of ``model`` on ``dataset``'s full test set."""
     base, dev = unwrap_model(model), resolve_device(device)
-    cfg = getattr(base, "pretrained_cfg", {})
-    spec = get_dataset_spec(dataset, input_size=cfg.get("input_size"), mean=cfg.get("mean"), std=cfg.get("std"))
+    spec = get_dataset_spec(dataset, data=getattr(base, "data_config", None))
     if base.in_chans != spec.in_chans or base.num_classes < spec.num_classes:  # a larger head trains, so it evaluates
         raise TrainingError(
             f"the weights are for {base.in_chans}-channel input and {base.num_classes} classes, "
@@ -349,21 +349,22 @@ def _run_record(t: Trainer, data_identity: dict[str, Any]) -> RunRecord:
         config=dataclasses.asdict(t.cfg), seed=t.cfg.seed, epochs=t.recipe.epochs, world_size=t.world,
         machine=describe_device(t.device), input_size=spec.input_size, mean=spec.mean, std=spec.std,
         label_names=spec.label_names, zoo_version=__version__, git_commit=git_commit(), data=data_identity,
-        pad=spec.pad, init=t.cfg.init,
+        pad=spec.pad, init=t.cfg.init, mirror=spec.mirror,
     )
 
 
 def _init_and_spec(cfg: TrainConfig, given: DataSpec | None = None) -> tuple[dict[str, Any], DataSpec]:
     """What a fine-tuned model (``--init``, read without its weights) passes on, and the dataset's spec (``given``,
-    or found: an image folder takes the fine-tuned model's input size and statistics)."""
-    inherited, cfg_of = {}, {}
+    or found: an image folder takes the fine-tuned model's data contract, fitted to an ``in_chans`` asked for)."""
+    inherited, data = {}, None
     if cfg.init is not None:
-        arch, inherited, cfg_of = init_config(cfg.init)
+        arch, inherited, data = init_config(cfg.init)
         if arch != cfg.arch:
             raise TrainingError(f"--init {cfg.init} holds {arch!r} weights, not {cfg.arch!r}; train {arch} or pick "
                                 f"{cfg.arch} weights")
-    spec = given or get_dataset_spec(cfg.dataset, input_size=cfg_of.get("input_size"), mean=cfg_of.get("mean"),
-                                     std=cfg_of.get("std"))
+    spec = given or get_dataset_spec(cfg.dataset, data=data, in_chans=cfg.model_kwargs.get("in_chans"), mirror=cfg.mirror)
+    if cfg.mirror is not None and spec.mirror != cfg.mirror:
+        spec = dataclasses.replace(spec, mirror=cfg.mirror)
     return {k: v for k, v in inherited.items() if k not in ("num_classes", "in_chans")}, spec
 
 
@@ -391,6 +392,7 @@ def setup(cfg: TrainConfig, data: Dataset | None = None) -> Trainer:
         run_dir.read_run()  # a damaged or foreign run.json is refused before the data is loaded
     check_writable(run_dir.run_json)
     data = data or prepare_data(cfg, spec)
+    recipe, notes = fit_batch(cfg, recipe, len(subset(data.x_train, data.y_train, cfg.train_subset)[1]), world)
     train_loader, eval_loaders, data_identity = _loaders(cfg, recipe, data, device, rank, world)
     model = _build(cfg, model_kwargs).to(device)
     cuda = device.type == "cuda"
@@ -404,8 +406,19 @@ def setup(cfg: TrainConfig, data: Dataset | None = None) -> Trainer:
     t = Trainer(cfg, recipe, device, rank, world, data, run_dir, train_loader, eval_loaders, model,
                 torch.compile(net) if cfg.compile else net, optimizer, model_kwargs)
     t.sums = {k: torch.zeros((), device=device) for k in ("loss", "correct", "seen")}
-    t.run = _run_record(t, data_identity)
+    t.run = dataclasses.replace(_run_record(t, data_identity), notes=notes)
     return t
+
+
+def fit_batch(cfg: TrainConfig, recipe: Recipe, n_train: int, world: int) -> tuple[Recipe, tuple[str, ...]]:
+    """The recipe with a batch that fits a small dataset: a recipe's batch (no --batch-size given) larger than each
+    process's share of the training images becomes that share; the note says so, for run.json and the card."""
+    share = n_train // world
+    if cfg.batch_size is not None or recipe.batch_size <= share or share < 1:
+        return recipe, ()
+    note = (f"The batch was lowered from the {recipe.name} recipe's {recipe.batch_size} to {share}: the dataset has "
+            f"{n_train} training images" + (f" for {world} processes" if world > 1 else "") + ".")
+    return dataclasses.replace(recipe, batch_size=share), (note,)
 
 
 def _check_fits(cfg: TrainConfig, spec: DataSpec, model_kwargs: dict[str, Any]) -> None:
@@ -538,16 +551,16 @@ def finish(t: Trainer) -> dict[str, Any]:
     """The run's summary; rank 0 writes the finished model (``RUN_DIR/model``) with its card."""
     history = t.state.history
     summary = summarize(history, t.watch)
-    spec = t.data.spec
-    label = f"{FOLDER_PREFIX}{spec.root.name}" if spec.root else spec.name  # a folder's name, not its local path
-    label = f"synthetic-{label}" if t.data.source.startswith("synthetic") else label
+    spec, seen = t.data.spec, t.run.data if t.run else {}
+    data = spec.data_config(dataset_sha256=t.data.sha256, base_model=t.cfg.init,
+                            images=(seen["train_images"], seen["test_images"]) if seen else None)
+    if t.data.source.startswith("synthetic"):
+        data = dataclasses.replace(data, dataset=f"synthetic-{data.dataset}")
     if t.rank == 0:
         save_pretrained(
-            t.model, t.run_dir.model, arch=t.cfg.arch, model_kwargs=t.model_kwargs,
-            tag=run_tag("folder" if spec.root else label, t.recipe, t.cfg.model_kwargs), dataset=label,
-            dataset_sha256=t.data.sha256, input_size=spec.input_size, mean=spec.mean, std=spec.std, pad=spec.pad,
-            label_names=_labels(spec, t.model_kwargs["num_classes"]), init=t.cfg.init,
-            recipe=t.recipe.name, metrics=summary, history=history, notes=run_notes(t.recipe.to_dict(), history),
+            t.model, t.run_dir.model, arch=t.cfg.arch, model_kwargs=t.model_kwargs, data=data,
+            tag=run_tag(FOLDER_PREFIX.rstrip(":") if spec.root else str(data.dataset), t.recipe, t.cfg.model_kwargs),
+            recipe=t.recipe.name, metrics=summary, history=history, notes=[*run_notes(t.recipe.to_dict(), history), *(t.run.notes if t.run else ())],
         )
     if t.world > 1:
         dist.barrier()
@@ -559,11 +572,6 @@ def run_tag(dataset: str, recipe: Recipe, model_args: dict[str, Any]) -> str:
     so runs of different models never share a card name."""
     extra = [f"{k}-{v}".lower() for k, v in sorted(model_args.items()) if recipe.model_kwargs.get(k) != v]
     return "_".join([f"{dataset}_{recipe.name}", *extra])
-
-
-def _labels(spec: DataSpec, num_classes: int) -> tuple[str, ...] | None:
-    """The model's label names: the dataset's, when the head has exactly its classes."""
-    return spec.label_names if num_classes == spec.num_classes else None
 
 
 def _check_same_run(saved: RunRecord, now: RunRecord, where: Path) -> None:

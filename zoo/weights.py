@@ -26,7 +26,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 import zoo.models  # noqa: F401  registers every architecture, which a checkpoint's arch is checked against
-from zoo.datasets import check_statistics, find_spec
+from zoo.datasets import DataConfig, find_spec
 from zoo.errors import CheckpointError
 from zoo.files import atomic_write_bytes, naming_os_errors, sha256_file
 from zoo.registry import MODEL_RANGES, SHA256_PATTERN, check_input_size, list_models
@@ -61,7 +61,7 @@ CARD_NAME = "README.md"
 CURVE_NAME = "training_curves.png"
 """The files of a published checkpoint folder (the curve only when the training history is known)."""
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Version of the metadata schema below; a file with a higher one needs a newer zoo."""
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -131,62 +131,47 @@ def _verify_sha256(path: Path, pins: Mapping[str, str], remedy: str | None = Non
             )
 
 
-_STRING_FIELDS = frozenset({"arch", "zoo_version", "tag", "dataset", "dataset_sha256", "recipe", "git_commit", "init"})
+_STRING_FIELDS = frozenset({"arch", "zoo_version", "tag", "recipe", "git_commit"})
+_LEGACY_DATA = ("input_size", "mean", "std", "label_names", "dataset", "dataset_sha256", "metrics", "pad", "init")
+_LEGACY_STRINGS = frozenset({"dataset", "dataset_sha256", "init"})
+"""Format 1 kept the data contract as these loose fields (those strings as they are); format 2 keeps it as one
+``data`` record."""
 
 
 @dataclass(frozen=True)
 class CheckpointMeta:
     """What a zoo checkpoint records beside its tensors, stored as safetensors string metadata.
 
-    ``model_kwargs`` rebuild the model: ``zoo.create_model(arch, **model_kwargs)``.
-    ``metrics`` are the trainer's summary numbers; errors (keys ending in
-    ``_err``) are percentages, as in ``metrics.jsonl``. Cards report
-    ``final_test_err`` and ``final_test_top5_err``. ``pad``: the images were zero-padded by this many
-    pixels to ``input_size`` (MNIST's 28x28 digits in 32x32). ``init``: the weights training started
-    from (a tag, a folder, ``hf-hub:``), for a fine-tuned model; None when it was trained from scratch.
+    ``model_kwargs`` rebuild the model: ``zoo.create_model(arch, **model_kwargs)``. ``data`` is the model's data
+    contract and provenance (:class:`zoo.datasets.DataConfig`: input, statistics, placement, mirror symmetry,
+    labels, dataset, base model, metrics: errors in percent, as in ``metrics.jsonl``).
     """
 
     arch: str
     model_kwargs: dict[str, Any]
     num_classes: int
     in_chans: int
-    input_size: tuple[int, int, int]
+    data: DataConfig
     zoo_version: str
     tag: str | None = None
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    label_names: tuple[str, ...] | None = None
-    dataset: str | None = None
-    dataset_sha256: str | None = None
     recipe: str | None = None
-    metrics: dict[str, float] | None = None
     git_commit: str | None = None
-    pad: int | None = None
-    init: str | None = None
-
-    @property
-    def padding(self) -> int:
-        """Pixels of zero padding around each image as it enters the model (the dataset's rule when not recorded)."""
-        if self.pad is not None:
-            return self.pad
-        spec = find_spec(self.dataset)
-        return spec.pad if spec else 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.arch, str) or self.arch not in list_models():
             raise CheckpointError(f"arch {self.arch!r} is not a model this zoo version knows (zoo.list_models() lists "
                                   "them); upgrade zoo or save the weights under a registered arch")
         self._check_model()
-        if self.dataset_sha256 is not None and not SHA256_PATTERN.fullmatch(str(self.dataset_sha256)):
-            raise CheckpointError(f"dataset_sha256 must be 64 lowercase hex digits, got {self.dataset_sha256!r}")
-        if self.label_names is not None and (len(self.label_names) != self.num_classes
-                                             or not all(isinstance(n, str) for n in self.label_names)):
+        data = self.data
+        if data.dataset_sha256 is not None and not SHA256_PATTERN.fullmatch(str(data.dataset_sha256)):
+            raise CheckpointError(f"dataset_sha256 must be 64 lowercase hex digits, got {data.dataset_sha256!r}")
+        if data.label_names is not None and len(data.label_names) != self.num_classes:
             raise CheckpointError(
-                f"{len(self.label_names)} label names for num_classes={self.num_classes}; pass one name (a string) per class"
+                f"{len(data.label_names)} label names for num_classes={self.num_classes}; pass one name (a string) per class"
             )
-        if self.metrics is not None and not isinstance(self.metrics, dict):
-            raise CheckpointError(f"metrics must be a mapping of name to number, got {self.metrics!r}")
-        for name, value in (self.metrics or {}).items():
+        if data.metrics is not None and not isinstance(data.metrics, dict):
+            raise CheckpointError(f"metrics must be a mapping of name to number, got {data.metrics!r}")
+        for name, value in (data.metrics or {}).items():
             if not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise CheckpointError(f"metric {name}={value!r} is not a finite number")
             if name.endswith("_err") and not 0 <= value <= 100:
@@ -194,8 +179,8 @@ class CheckpointMeta:
 
     def _check_model(self) -> None:
         """The model these weights fit and its input: kwargs a mapping that agrees with num_classes and in_chans,
-        both in the registry's bounds, an input of at most 4096 pixels a side with in_chans channels, one mean and one
-        positive std per channel, a padding that leaves an image: all before anything is built or allocated."""
+        both in the registry's bounds, an input of at most 4096 pixels a side with in_chans channels: all before
+        anything is built or allocated."""
         if not isinstance(self.model_kwargs, dict):
             raise CheckpointError(f"model_kwargs must be a mapping of argument to value, got {self.model_kwargs!r}")
         for key in ("num_classes", "in_chans"):
@@ -204,26 +189,25 @@ class CheckpointMeta:
                 raise CheckpointError(f"{key}={value!r} must be a whole number {MODEL_RANGES[key]}")
             if self.model_kwargs.get(key, value) != value:
                 raise CheckpointError(f"{key}={value} but model_kwargs has {key}={self.model_kwargs[key]!r}; they must agree")
-        check_input_size(self.input_size, "input_size", self.in_chans, CheckpointError)
-        if self.mean is not None or self.std is not None:
-            check_statistics(self.mean, self.std, self.in_chans, "normalisation", error=CheckpointError)
-        if self.pad is not None and (not isinstance(self.pad, int) or isinstance(self.pad, bool)
-                                     or not 0 <= 2 * self.pad < min(self.input_size[1:])):
-            raise CheckpointError(f"pad={self.pad!r} must be a whole number >= 0 that leaves part of the "
-                                  f"{self.input_size[1]}x{self.input_size[2]} input")
+        if not isinstance(self.data, DataConfig):
+            raise CheckpointError(f"data must be a data config, got {self.data!r}")
+        check_input_size(self.data.input_size, "input_size", self.in_chans, CheckpointError)
 
     def to_metadata(self) -> dict[str, str]:
         """String metadata for safetensors: the string fields as they are, the others as JSON."""
         out = {"format": "pt", "zoo_format": str(FORMAT_VERSION)}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if value is not None:
+            if isinstance(value, DataConfig):
+                out[f.name] = json.dumps(value.to_json())
+            elif value is not None:
                 out[f.name] = value if f.name in _STRING_FIELDS else json.dumps(value)
         return out
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, str], where: str) -> CheckpointMeta | None:
-        """Parse what :meth:`to_metadata` wrote; None for a safetensors file zoo did not write."""
+        """Parse what :meth:`to_metadata` wrote (format 1's loose data fields too); None for a safetensors file zoo
+        did not write."""
         if "zoo_format" not in metadata:
             return None
         version = metadata["zoo_format"]
@@ -234,15 +218,14 @@ class CheckpointMeta:
         if metadata.get("arch") not in list_models():
             raise CheckpointError(f"{where} holds weights for {metadata.get('arch')!r}, which this zoo version does not "
                                   "know (zoo.list_models() lists those it does); upgrade zoo")
-        values: dict[str, Any] = {}
         try:
-            for f in dataclasses.fields(cls):
-                if f.name in metadata:
-                    raw = metadata[f.name]
-                    value = raw if f.name in _STRING_FIELDS else json.loads(raw)
-                    values[f.name] = tuple(value) if isinstance(value, list) else value
-            return cls(**values)
-        except (TypeError, ValueError) as e:  # CheckpointError from __post_init__ included
+            values = {k: v if k in _STRING_FIELDS or k in _LEGACY_STRINGS else json.loads(v) for k, v in metadata.items()
+                      if k in _FIELDS or k in _LEGACY_DATA}
+            legacy = {k: values.pop(k) for k in _LEGACY_DATA if k in values}
+            data = legacy_data_config(legacy) if "data" not in values else values.pop("data")
+            values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+            return cls(**values, data=DataConfig.from_json(data, "the data config"))
+        except (TypeError, ValueError, KeyError) as e:  # CheckpointError and DataError included
             raise _malformed(where, str(e)) from e
 
     @property
@@ -250,6 +233,23 @@ class CheckpointMeta:
         """The ``zoo.create_model(...)`` call that builds the model these weights belong to."""
         kwargs = "".join(f", {k}={v!r}" for k, v in self.model_kwargs.items())
         return f"zoo.create_model({self.arch!r}{kwargs})"
+
+
+_FIELDS = frozenset(f.name for f in dataclasses.fields(CheckpointMeta))
+
+
+def legacy_data_config(fields: dict[str, Any]) -> dict[str, Any]:
+    """Format 1's loose data fields as a :class:`DataConfig`'s JSON. Its padding rule (``pad``, else the dataset's)
+    becomes timm's crop_pct, its ``init`` the base model; mirror symmetry, which it did not record, is the
+    registered dataset's (off for any other)."""
+    size = fields["input_size"]
+    spec = find_spec(fields.get("dataset"))
+    pad = fields.get("pad") if fields.get("pad") is not None else spec.pad if spec else 0
+    out = {"input_size": size, "mean": fields.get("mean"), "std": fields.get("std"),
+           "crop_pct": size[1] / (size[1] - 2 * pad), "mirror": bool(spec and spec.mirror),
+           "label_names": fields.get("label_names"), "dataset": fields.get("dataset"),
+           "dataset_sha256": fields.get("dataset_sha256"), "metrics": fields.get("metrics"), "base_model": fields.get("init")}
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def _malformed(where: str, detail: str) -> CheckpointError:
