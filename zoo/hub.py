@@ -359,8 +359,19 @@ def load_model(source: str | os.PathLike, arch: str | None = None, *, sha256: st
     name, model_kwargs = (meta.arch, {**meta.model_kwargs, **kwargs}) if meta else (arch, kwargs)
     with torch.device("meta"):
         model = build_model(name, **model_kwargs)
-    model = _load(model.to_empty(device="cpu"), tensors, meta, found, adapt=meta is not None)
+    model = _load(_materialise(model, meta), tensors, meta, found, adapt=meta is not None)
     return name_labels(model, label_names)
+
+
+def _materialise(model: nn.Module, meta: CheckpointMeta | None) -> nn.Module:
+    """``model``, built on the meta device, in CPU memory. ``to_empty`` leaves every tensor uninitialised, which the
+    strict load overwrites, except a classifier of another size than the file's (timm's semantics keep the model's
+    own): that one is initialised here, from torch's seeded generator. Left as ``to_empty`` made it, it held whatever
+    the memory held (values near 1e36, NaN), so a fine-tune from a folder diverged in some runs and not others."""
+    model = model.to_empty(device="cpu")
+    if meta is not None and model.num_classes != meta.num_classes:
+        model.reset_classifier(model.num_classes)
+    return model
 
 
 def _meta_from_config(found: Source) -> CheckpointMeta | None:
