@@ -72,6 +72,7 @@ from zoo.weights import (
     structure_difference,
     unwrap_model,
 )
+from zoo.environment import hf_endpoint
 from zoo.errors import ArgumentError, CheckpointError, HubError
 from zoo.plots import history_png
 from zoo.registry import (
@@ -534,7 +535,7 @@ def _config_pins(folder: Path, filename: str, *, cache: bool = False) -> dict[st
 def _endpoint() -> str | None:
     """``HF_ENDPOINT`` read at call time, not only when huggingface_hub was imported (timm imports it with zoo),
     so a mirror set after ``import zoo`` is used."""
-    return os.environ.get("HF_ENDPOINT", "").rstrip("/") or None
+    return hf_endpoint()
 
 
 def _download(repo_id: str, revision: str, filename: str) -> Source:

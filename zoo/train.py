@@ -35,6 +35,7 @@ from zoo.machine import git_commit
 from zoo.weights import unwrap_model
 from zoo.data import Dataset, DeviceLoader, arrays_sha256, get_dataset_spec, load_dataset, split_validation, subset, synthetic
 from zoo.datasets import DEFAULT_DATASET, FOLDER_PREFIX, DataSpec, get_spec, list_datasets
+from zoo.environment import distributed
 from zoo.errors import ArgumentError, TrainingError
 from zoo.factory import create_model, init_config, load_any
 from zoo.hub import load_model, save_pretrained
@@ -122,9 +123,7 @@ def describe_device(device: torch.device) -> str:
 
 def setup_distributed(device: str) -> tuple[torch.device, int, int]:
     """(device, rank, world size); initialises the process group when launched by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    world, rank, local_rank = distributed()
     dev = resolve_device(device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest conv algorithms once
