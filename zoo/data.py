@@ -250,11 +250,11 @@ def open_image(source: str | os.PathLike | Image.Image) -> Image.Image:
     """An image file (or a PIL image) upright, its EXIF orientation applied, refused past Pillow's
     decompression-bomb limit (a huge image would take all the memory)."""
     where = "the image" if isinstance(source, Image.Image) else str(source)
+    if not isinstance(source, Image.Image):
+        check_readable(source, ZooInputError)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            if not isinstance(source, Image.Image):
-                check_readable(source, ZooInputError)
             image = source if isinstance(source, Image.Image) else Image.open(source)
             image.load()
             return ImageOps.exif_transpose(image)

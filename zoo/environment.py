@@ -21,8 +21,8 @@ SWITCHES = ("", "0", "1", "false", "true", "no", "yes", "off", "on")
 """The values a yes/no variable (ZOO_DEBUG, HF_HUB_OFFLINE) may take, in any case."""
 
 
-def _refused(name: str, problem: str) -> ArgumentError:
-    return ArgumentError(f"environment variable {name}={os.environ.get(name, '')!r} {problem}; fix it or unset it")
+def _refused(name: str, problem: str, fix: str = "fix it or unset it") -> ArgumentError:
+    return ArgumentError(f"environment variable {name}={os.environ.get(name, '')!r} {problem}; {fix}")
 
 
 def _whole(name: str, default: int, low: int, high: int | None = None) -> int:
@@ -42,10 +42,10 @@ def distributed() -> tuple[int, int, int]:
     local_rank = _whole("LOCAL_RANK", 0, 0, world - 1)
     port = _whole("MASTER_PORT", 0, 1, 65535)
     if world > 1 and not os.environ.get("MASTER_ADDR", "").strip():
-        raise _refused("MASTER_ADDR", f"is empty but WORLD_SIZE={world}: launch with torchrun, or set MASTER_ADDR "
-                                      "to the rank-0 host")
+        raise _refused("MASTER_ADDR", f"is empty but WORLD_SIZE={world}",
+                       "launch with torchrun, or set MASTER_ADDR to the rank-0 host")
     if world > 1 and not port:
-        raise _refused("MASTER_PORT", f"is empty but WORLD_SIZE={world}: launch with torchrun, or set MASTER_PORT")
+        raise _refused("MASTER_PORT", f"is empty but WORLD_SIZE={world}", "launch with torchrun, or set MASTER_PORT")
     if re.search(r"\s", os.environ.get("MASTER_ADDR", "")):
         raise _refused("MASTER_ADDR", "is not a host name or address")
     return world, rank, local_rank
