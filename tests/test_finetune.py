@@ -79,7 +79,7 @@ def test_a_fresh_head_from_a_saved_folder_is_initialised_and_seeded(poisoned_mem
     assert torch.equal(same.fc.weight, load_model(tmp_path / "src").fc.weight)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def sources(tmp_path_factory) -> dict[str, Path]:
     """One source of each kind: an untrained save, a trained RGB run, a trained 1-channel run, a re-saved tag."""
     root = tmp_path_factory.mktemp("sources")
