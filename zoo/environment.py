@@ -52,7 +52,9 @@ def distributed() -> tuple[int, int, int]:
 
 
 def hf_endpoint() -> str | None:
-    """``HF_ENDPOINT`` without its trailing slash (None when unset): an http(s) URL with a host."""
+    """``HF_ENDPOINT`` without its trailing slash (None when unset): an http(s) URL with a host. Read at each call,
+    not only when huggingface_hub was imported (timm imports it with zoo), so a mirror set after ``import zoo``
+    is used."""
     text = os.environ.get("HF_ENDPOINT", "").strip().rstrip("/")
     if not text:
         return None

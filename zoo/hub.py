@@ -536,15 +536,9 @@ def _config_pins(folder: Path, filename: str, *, cache: bool = False) -> dict[st
     return {str(config_path): recorded["sha256"]}
 
 
-def _endpoint() -> str | None:
-    """``HF_ENDPOINT`` read at call time, not only when huggingface_hub was imported (timm imports it with zoo),
-    so a mirror set after ``import zoo`` is used."""
-    return hf_endpoint()
-
-
 def _download(repo_id: str, revision: str, filename: str) -> Source:
-    """Fetch config.json and the weights through the Hugging Face cache (at :func:`_endpoint`)."""
-    endpoint = _endpoint()
+    """Fetch config.json and the weights through the Hugging Face cache (at :func:`~zoo.environment.hf_endpoint`)."""
+    endpoint = hf_endpoint()
     where = f"{HF_PREFIX}{repo_id}@{revision}"
     try:
         config = huggingface_hub.hf_hub_download(repo_id, CONFIG_NAME, revision=revision, endpoint=endpoint)
@@ -638,7 +632,7 @@ def push_to_hub(
     files = publishable_files(folder)
     if dry_run:
         return PushResult(repo_id, files, None)
-    api = HfApi(endpoint=_endpoint(), token=token)
+    api = HfApi(endpoint=hf_endpoint(), token=token)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
         commit = api.upload_folder(
