@@ -41,7 +41,7 @@ import zoo
 from zoo.files import atomic_path
 from zoo.errors import ArgumentError, ExportError
 from zoo.models.layers import ZooModel
-from zoo.inference import ONNX_PREFIX
+from zoo.inference import ONNX_PREFIX, PROVIDER, onnx_session
 from zoo.registry import split_model_name
 from zoo.version import __version__
 
@@ -54,8 +54,6 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 PARITY_BATCHES = (1, 4)
 """Batch 1 and another: a graph that baked in the example batch fails one of them."""
-PROVIDER = "CPUExecutionProvider"
-"""onnxruntime's execution provider for every session zoo opens."""
 MIN_OPSET = 18
 """The lowest opset torch's exporter writes itself (its torchlib's); a lower one goes through the ONNX version
 converter after the export, which fails on zoo's models (torch 2.14: every opset below 18 came back as 18)."""
@@ -208,7 +206,8 @@ def create_session(path: str | os.PathLike, threads: int | None = None, *, spinn
     """An onnxruntime CPU session, all graph optimisations on; ``threads`` intra-op threads (ORT's default if None).
 
     ``spinning=False`` keeps idle worker threads from busy-waiting after a run, so another engine timed next
-    on the same cores is not slowed by them (the benchmark's setting)."""
+    on the same cores is not slowed by them (the benchmark's setting). A file onnxruntime cannot load is an
+    ArgumentError naming it (:func:`zoo.inference.onnx_session`)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -217,7 +216,7 @@ def create_session(path: str | os.PathLike, threads: int | None = None, *, spinn
         options.inter_op_num_threads = 1
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=[PROVIDER])
+    return onnx_session(path, options)
 
 
 def check_parity(

@@ -10,10 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.files import atomic_write_bytes
+from zoo.files import atomic_write_bytes, check_readable
 from zoo.cliutil import format_table
 from zoo.errors import ArgumentError
 from zoo.plots import png_bytes
@@ -239,6 +240,7 @@ def read_results(path: Path) -> dict[str, Any]:
         return ArgumentError(f"cannot compare with {path}: {problem}; pass the results.json an earlier zoo bench "
                              "--out wrote")
 
+    check_readable(path, ArgumentError)
     try:
         old = json.loads(Path(path).read_text())
     except OSError as e:
@@ -255,6 +257,10 @@ def read_results(path: Path) -> dict[str, Any]:
         raise refused(f"its figures do not read ({type(e).__name__}: {e})") from None
     if not all(map(_readable, figures.values())):
         raise refused("a figure lacks a number median or a ci95 of two numbers")
+    bad = next((key for key, fig in figures.items() if not all(map(math.isfinite, [fig["median"], *fig["ci95"]]))), None)
+    if bad is not None:  # NaN compares as unchanged with everything
+        raise refused(f"figure {' / '.join(map(str, bad))} is not finite (median {figures[bad]['median']}, ci95 "
+                      f"{figures[bad]['ci95']})")
     return old
 
 

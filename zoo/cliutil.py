@@ -1,19 +1,19 @@
 """What every command line of zoo and of export shares: argument types, tables and the exit-code rule.
 
-A leaf: it imports nothing of zoo but its errors and the dataset table (zoo.datasets), so ``zoo.cli`` and ``export``'s
-commands both build on it without importing each other.
+A leaf: it imports nothing of zoo but its errors, the dataset table (zoo.datasets) and the environment's checks
+(zoo.environment), so ``zoo.cli`` and ``export``'s commands both build on it without importing each other.
 """
 from __future__ import annotations
 
 import argparse
 import ast
 import json
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from zoo.datasets import FOLDER_PREFIX, list_datasets
+from zoo.environment import check_environment, debug_enabled
 from zoo.errors import RunStopped, ZooError
 
 __all__ = ["COMMANDS", "EXIT_OS_ERROR", "EXIT_STOPPED", "EXIT_USER_ERROR", "EXIT_CODES", "add_quiet", "dataset_name", "format_table", "registered_dataset", "key_value",
@@ -116,8 +116,10 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     """Parse ``argv`` and run its ``func``. One of our errors becomes one line on stderr and exit status 2, a
     system error (OSError) one line and status 1; anything else is a bug and keeps its traceback."""
     args = parser.parse_args(argv)
-    debug = getattr(args, "debug", False) or os.environ.get("ZOO_DEBUG", "").lower() not in ("", "0", "false", "no", "off")
+    debug = getattr(args, "debug", False)
     try:
+        debug = debug or debug_enabled()
+        check_environment()  # a bad variable is one line before any work
         return args.func(args)
     except KeyboardInterrupt:
         print(f"{parser.prog}: stopped (Ctrl-C)", file=sys.stderr)

@@ -14,6 +14,7 @@ from zoo.cards import write_run_card
 from zoo.cliutil import COMMANDS, EXIT_STOPPED, add_quiet, dataset_name, format_table, key_value, positive, registered_dataset
 from zoo.datasets import DEFAULT_DATASET, FOLDER_PREFIX, list_datasets
 from zoo.errors import ArgumentError, UnknownModelError
+from zoo.files import check_readable
 from zoo.hub import push_to_hub
 from zoo.inference import predict
 from zoo.recipes import RECIPES
@@ -123,6 +124,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 def cmd_card(args: argparse.Namespace) -> int:
     latency = None
     if args.latency:
+        check_readable(args.latency, ArgumentError)
         try:
             latency = json.loads(Path(args.latency).read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:

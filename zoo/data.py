@@ -33,6 +33,7 @@ from torch import Tensor
 
 from zoo.datasets import AUGMENTATIONS, FOLDER_PREFIX, Augment, DataConfig, DataSpec, get_spec
 from zoo.errors import DataError, ZooInputError
+from zoo.files import check_inside, check_readable
 from zoo.progress import progress_bar
 
 
@@ -96,7 +97,11 @@ def _from_npz(path: Path, spec: DataSpec) -> Dataset:
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # truncated, not a zip, a pickled array
+    except ValueError as e:  # numpy's advice for pickled data (a non-zip file, object arrays) is to unpickle it
+        detail = "pickled data, which zoo never loads" if "pickle" in str(e) else f"ValueError: {e}"
+        raise DataError(f"{path} is not a readable .npz archive ({detail}); re-create it with uint8 x_train, y_train, "
+                        "x_test, y_test (np.savez)") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:  # truncated
         raise DataError(f"{path} is not a readable .npz archive ({type(e).__name__}: {e}); restore or re-create it") from None
     return _from_arrays(arrays, spec, str(path), source=f"npz:{path}")
 
@@ -183,18 +188,30 @@ def load_dataset(
     return ds
 
 
-def _from_npz_or_download(spec: DataSpec, data_dir: str | os.PathLike | None, download: bool) -> Dataset:
+def find_npz(spec: DataSpec, data_dir: str | os.PathLike | None, download: bool = True) -> Path | None:
+    """The ``<name>.npz`` :func:`load_dataset` would read for ``spec`` from ``data_dir`` / ``$ZOO_DATA_DIR`` (None: it
+    would download); a missing or special file is a DataError saying where it looked. Reads nothing, so a plan of
+    many runs can check each one's data before the first starts."""
     name = spec.name
     data_dir = data_dir or os.environ.get("ZOO_DATA_DIR")
     if data_dir:
         npz = Path(data_dir) / f"{name}.npz"
+        check_readable(npz, DataError)
         if not npz.is_file():
             raise DataError(f"{name}: looked for {npz} (--data-dir / $ZOO_DATA_DIR) and found no such file; pass the "
                             f"directory that holds {name}.npz (uint8 x_train, y_train, x_test, y_test), or no directory "
                             "to download it")
-        return _from_npz(npz, spec)
+        return npz
     if not download or spec.torchvision is None:
         raise DataError(f"{name}: pass the directory that holds {name}.npz (--data-dir, data_dir or $ZOO_DATA_DIR)")
+    return None
+
+
+def _from_npz_or_download(spec: DataSpec, data_dir: str | os.PathLike | None, download: bool) -> Dataset:
+    npz = find_npz(spec, data_dir, download)
+    if npz is not None:
+        return _from_npz(npz, spec)
+    name = spec.name
     root = Path.home() / ".cache" / "zoo" / "datasets"
     try:
         return _from_torchvision(root, spec)
@@ -235,6 +252,8 @@ def open_image(source: str | os.PathLike | Image.Image) -> Image.Image:
     """An image file (or a PIL image) upright, its EXIF orientation applied, refused past Pillow's
     decompression-bomb limit (a huge image would take all the memory)."""
     where = "the image" if isinstance(source, Image.Image) else str(source)
+    if not isinstance(source, Image.Image):
+        check_readable(source, ZooInputError)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -273,7 +292,8 @@ def scan_folder(root: str | os.PathLike) -> tuple[tuple[str, ...], list[tuple[Pa
     """(class names, [(image file, class index)]) of an image folder: one subfolder per class, images in them.
 
     Refused, before anything is read: a missing or empty folder, one class, a class without images, images
-    beside the class folders, folders inside a class folder."""
+    beside the class folders, folders inside a class folder, an image that is not a regular file (a FIFO would
+    block the read) or that a link takes out of the folder (checkpoint folders' rule)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{FOLDER_PREFIX}{root}: no such folder; pass a folder with one subfolder of images per class")
@@ -292,6 +312,9 @@ def scan_folder(root: str | os.PathLike) -> tuple[tuple[str, ...], list[tuple[Pa
         if nested := [p.name for p in inside if p.is_dir()]:
             raise DataError(f"{folder} holds a folder ({nested[0]}): class folders hold images, one level deep")
         images = [p for p in inside if p.suffix.lower() in IMAGE_SUFFIXES]
+        for image in images:
+            check_inside(image, root, DataError, "an image folder")
+            check_readable(image, DataError)
         if len(images) < 2:
             raise DataError(f"class folder {folder} holds {len(images)} image(s) ({'/'.join(IMAGE_SUFFIXES)}); each "
                             "class needs at least 2, one to train on and one to test")

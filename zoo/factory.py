@@ -20,7 +20,7 @@ from torch import nn
 from zoo import registry
 from zoo.errors import ArgumentError, CheckpointError
 from zoo.datasets import DataConfig
-from zoo.hub import HF_PREFIX, load_model, load_pretrained, name_labels, read_meta
+from zoo.hub import HF_PREFIX, load_model, load_pretrained, load_weights, name_labels, read_meta
 from zoo.registry import (TIMM_PREFIX, build_model, get_pretrained_tag, meta_model, model_args, pretrained_cfg,
                            split_model_name)
 
@@ -84,8 +84,14 @@ def init_config(source: str | os.PathLike) -> tuple[str, dict[str, Any], DataCon
 
 
 def _is_tag(source: str | os.PathLike) -> bool:
-    """A source names a tag unless it is ``hf-hub:...`` or a path that exists (as zoo predict reads it)."""
-    return not (str(source).startswith(HF_PREFIX) or Path(source).exists())
+    """A source names a tag unless it is ``hf-hub:...`` or a path that exists (as zoo predict reads it); a source
+    that is neither, nor a model zoo knows, is a missing path (a CheckpointError saying so)."""
+    if str(source).startswith(HF_PREFIX) or Path(source).exists():
+        return False
+    if split_model_name(str(source))[0] not in registry.list_models():
+        raise CheckpointError(f"{source}: no such file or folder, nor a model zoo knows; pass a save_pretrained "
+                              "folder, a .safetensors file, a tag (zoo list --pretrained) or hf-hub:owner/name")
+    return True
 
 
 def _timm_entry(name: str):
@@ -106,18 +112,30 @@ def _timm_entry(name: str):
         built = meta_model(name, **model_kwargs)
         ours = pretrained_cfg(built, tag.data, tag.tag) if tag else built.pretrained_cfg
         kwargs["pretrained_cfg"] = {**ours, **cfg} if isinstance(cfg, dict) else ours
-        model = build_model_with_cfg(registry.factory(name), TIMM_PREFIX + name, pretrained and tag is None,
+        source = _zoo_source(cfg) if pretrained and tag is None else None
+        model = build_model_with_cfg(registry.factory(name), TIMM_PREFIX + name, pretrained and tag is None and not source,
                                      feature_cfg={"feature_cls": "getter"}, **kwargs)
         backbone = model.model if kwargs.get("features_only") else model
         backbone._zoo_arch, backbone._model_args = name, model_kwargs
         if pretrained and tag is not None:
             load_pretrained(backbone, tag)
+        if source:
+            load_weights(backbone, source, adapt=True)
         return model
 
     entry.__name__ = entry.__qualname__ = TIMM_PREFIX + name
     entry.__module__ = __name__
     entry.__doc__ = f"zoo's {name} through timm; see zoo.create_model."
     return entry
+
+
+def _zoo_source(cfg: Any) -> str | None:
+    """zoo's name for the weights timm was asked for (``local-dir:PATH``, ``hf-hub:owner/name``), so that zoo's checked
+    loader reads them (links, special files, digests, values); None for weights timm names otherwise."""
+    source = cfg.get("source") if isinstance(cfg, dict) else None
+    if source == "local-dir" and cfg.get("file"):
+        return str(cfg["file"])
+    return f"{HF_PREFIX}{cfg['hf_hub_id']}" if source == "hf-hub" and cfg.get("hf_hub_id") else None
 
 
 default_cfgs: dict[str, Any] = {}

@@ -27,13 +27,14 @@ import secrets
 import shutil
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from zoo.errors import ArgumentError
 
-__all__ = ["atomic_path", "atomic_write_bytes", "check_writable", "naming_os_errors", "sha256_file", "staged_dir"]
+__all__ = ["atomic_path", "atomic_write_bytes", "check_inside", "check_readable", "check_writable", "naming_os_errors",
+           "remove_stale_temps", "sha256_file", "staged_dir"]
 
 
 _TEMP_NAME = re.compile(r"\.zoo(\d+)\.[0-9a-f]+\.tmp")
@@ -55,14 +56,26 @@ def _remove_orphans(path: Path) -> None:
     """Temporary files and folders beside ``path`` left by killed writers: zoo's, and ``.<name>.<pid>.<random>.tmp``
     of ``path`` itself, the name zoo 0.1 gave them. Best effort: a write never fails for the sake of cleaning."""
     legacy = re.compile(re.escape(f".{path.name}.") + r"(\d+)\.[0-9a-f]+\.tmp")
+    _remove_temps(path.parent, lambda name: _TEMP_NAME.fullmatch(name) or legacy.fullmatch(name), _orphaned)
+
+
+def remove_stale_temps(folder: Path) -> None:
+    """Remove every zoo temporary file and folder in ``folder`` that another process made, whatever its age: for a
+    caller that holds ``folder``'s lock (zoo.rundir.directory_lock), under which no other zoo process writes there,
+    so a resumed run clears what a kill -9 of the last one left at once, not a minute later."""
+    _remove_temps(folder, _TEMP_NAME.fullmatch, lambda tmp, pid: pid != os.getpid())
+
+
+def _remove_temps(folder: Path, match_name: Callable[[str], re.Match | None], stale: Callable[[Path, int], bool]) -> None:
+    """Remove the entries of ``folder`` whose name matches (group 1: the writer's pid) and that ``stale`` judges so."""
     try:
-        entries = list(path.parent.iterdir())
+        entries = list(folder.iterdir())
     except OSError:
         return
     for tmp in entries:
-        match = _TEMP_NAME.fullmatch(tmp.name) or legacy.fullmatch(tmp.name)
-        if match and _orphaned(tmp, int(match.group(1))):
-            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else _unlink_quietly(tmp)
+        match = match_name(tmp.name)
+        if match and stale(tmp, int(match.group(1))):
+            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() and not tmp.is_symlink() else _unlink_quietly(tmp)
 
 
 def _orphaned(tmp: Path, pid: int) -> bool:
@@ -249,6 +262,23 @@ def _publish(staging: Path, out_dir: Path, stale: tuple[str, ...]) -> None:
             (out_dir / name).unlink(missing_ok=True)
         _fsync_dir(out_dir)
     _fsync_dir(out_dir.parent)
+
+
+def check_readable(path: str | os.PathLike, error: type[Exception]) -> None:
+    """Refuse, as ``error`` naming ``path``, an input that is there but is not a regular file (a link to one counts):
+    reading a FIFO blocks until a writer comes, a device never ends, a socket cannot be opened. Call it before any
+    ``open``; a missing path passes, for the caller to say what it looked for."""
+    what = _what(Path(path))
+    if what not in (None, "a regular file", "a directory"):
+        raise error(f"{path} is {what}, not a regular file; zoo reads only regular files: pass a file")
+
+
+def check_inside(path: Path, folder: Path, error: type[Exception], what: str) -> None:
+    """The one link rule of zoo's input folders (a checkpoint folder, an image folder): refuse ``path`` when a
+    symbolic link, its own or a folder's on the way, takes it out of ``folder``; ``what`` names the folder."""
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise error(f"{path} links to {path.resolve()}, outside {folder}; zoo does not follow links out of {what}: "
+                    "copy the file into it")
 
 
 def sha256_file(path: str | os.PathLike) -> str:

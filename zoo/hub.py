@@ -53,7 +53,7 @@ from torch import nn
 import zoo.models  # noqa: F401  (registers the built-in families, which this module looks up)
 from zoo.cards import build_card, metrics_from_history
 from zoo.datasets import DataConfig
-from zoo.files import atomic_write_bytes, sha256_file, staged_dir
+from zoo.files import atomic_write_bytes, check_inside, check_readable, sha256_file, staged_dir
 from zoo.machine import git_commit
 from zoo.weights import (
     CARD_NAME,
@@ -74,6 +74,7 @@ from zoo.weights import (
     structure_difference,
     unwrap_model,
 )
+from zoo.environment import hf_endpoint
 from zoo.errors import ArgumentError, CheckpointError, HubError
 from zoo.plots import history_png
 from zoo.registry import (
@@ -273,17 +274,20 @@ def read_meta(source: str | os.PathLike) -> CheckpointMeta:
     return meta
 
 
-def load_weights(model: nn.Module, source: str | os.PathLike, *, sha256: str | None = None) -> nn.Module:
+def load_weights(model: nn.Module, source: str | os.PathLike, *, sha256: str | None = None, adapt: bool = False) -> nn.Module:
     """Load checked weights into ``model`` from a file, a folder or ``hf-hub:owner/name[@revision]``.
 
     Strict: every key and shape must match (``module.`` / ``_orig_mod.``
     prefixes aside), every value be finite, and the architecture recorded in
     the file be the model's. ``sha256`` pins the file's digest, on top of the
     one in the folder's config.json. Errors are :class:`~zoo.errors.CheckpointError`
-    (the file) or :class:`~zoo.errors.HubError` (fetching it); each says what to do.
+    (the file) or :class:`~zoo.errors.HubError` (fetching it); each says what to do. ``adapt``: timm's pretrained
+    semantics, as :func:`load_model` has them (a model of other num_classes keeps its own classifier, of other
+    in_chans gets an adapted first convolution).
     """
     tensors, meta, found = _read(source, WEIGHTS_NAME, sha256)
-    return _load(model, tensors, meta, found)
+    meta = meta or (_meta_from_config(found) if adapt else None)
+    return _load(model, tensors, meta, found, adapt=adapt and meta is not None)
 
 
 def load_model(source: str | os.PathLike, arch: str | None = None, *, sha256: str | None = None,
@@ -313,14 +317,26 @@ def load_model(source: str | os.PathLike, arch: str | None = None, *, sha256: st
     name, model_kwargs = (meta.arch, {**meta.model_kwargs, **kwargs}) if meta else (arch, kwargs)
     with torch.device("meta"):
         model = build_model(name, **model_kwargs)
-    model = _load(model.to_empty(device="cpu"), tensors, meta, found, adapt=meta is not None)
+    model = _load(_materialise(model, meta), tensors, meta, found, adapt=meta is not None)
     return name_labels(model, label_names)
+
+
+def _materialise(model: nn.Module, meta: CheckpointMeta | None) -> nn.Module:
+    """``model``, built on the meta device, in CPU memory. ``to_empty`` leaves every tensor uninitialised, which the
+    strict load overwrites, except a classifier of another size than the file's (timm's semantics keep the model's
+    own): that one is initialised here, from torch's seeded generator. Left as ``to_empty`` made it, it held whatever
+    the memory held (values near 1e36, NaN), so a fine-tune from a folder diverged in some runs and not others."""
+    model = model.to_empty(device="cpu")
+    if meta is not None and model.num_classes != meta.num_classes:
+        model.reset_classifier(model.num_classes)
+    return model
 
 
 def _meta_from_config(found: Source) -> CheckpointMeta | None:
     """What a folder timm's ``save_for_hf`` wrote from a zoo model says of it (its weights carry no zoo metadata):
     config.json's architecture ``zoo_<arch>``, ``model_args`` and ``pretrained_cfg``. None for other folders."""
     path = found.path.parent / CONFIG_NAME
+    check_readable(path, CheckpointError)
     try:
         config = json.loads(path.read_text()) if path.is_file() else {}
     except (ValueError, UnicodeDecodeError) as e:
@@ -423,6 +439,7 @@ def _resolve(source: str | os.PathLike, filename: str) -> Source:
         return _download(repo_id, revision or "main", filename)
     path = Path(source)
     weights = _inside(path, filename) if path.is_dir() else path
+    check_readable(weights, CheckpointError)
     if not weights.is_file():
         raise CheckpointError(
             f"no checkpoint at {weights}; pass a .safetensors file, a folder written by zoo.hub.save_pretrained, "
@@ -446,9 +463,7 @@ def _mirror(repo_id: str) -> Path | None:
 def _inside(folder: Path, name: str) -> Path:
     """``folder/name``, refused when a link takes it out of ``folder`` (a checkpoint folder is read as it is)."""
     path = folder / name
-    if path.is_symlink() and not path.resolve().is_relative_to(folder.resolve()):
-        raise CheckpointError(f"{path} links to {path.resolve()}, outside {folder}; zoo does not follow links out of "
-                              "a checkpoint folder: copy the file into it")
+    check_inside(path, folder, CheckpointError, "a checkpoint folder")
     return path
 
 
@@ -458,6 +473,7 @@ def _config_pins(folder: Path, filename: str, *, cache: bool = False) -> dict[st
     In the Hugging Face cache (``cache``) a snapshot's files are links to its blobs, by design.
     """
     config_path = folder / CONFIG_NAME if cache else _inside(folder, CONFIG_NAME)
+    check_readable(config_path, CheckpointError)
     if not config_path.is_file():
         return {}
     try:
@@ -473,15 +489,9 @@ def _config_pins(folder: Path, filename: str, *, cache: bool = False) -> dict[st
     return {str(config_path): recorded["sha256"]}
 
 
-def _endpoint() -> str | None:
-    """``HF_ENDPOINT`` read at call time, not only when huggingface_hub was imported (timm imports it with zoo),
-    so a mirror set after ``import zoo`` is used."""
-    return os.environ.get("HF_ENDPOINT", "").rstrip("/") or None
-
-
 def _download(repo_id: str, revision: str, filename: str) -> Source:
-    """Fetch config.json and the weights through the Hugging Face cache (at :func:`_endpoint`)."""
-    endpoint = _endpoint()
+    """Fetch config.json and the weights through the Hugging Face cache (at :func:`~zoo.environment.hf_endpoint`)."""
+    endpoint = hf_endpoint()
     where = f"{HF_PREFIX}{repo_id}@{revision}"
     try:
         config = huggingface_hub.hf_hub_download(repo_id, CONFIG_NAME, revision=revision, endpoint=endpoint)
@@ -575,7 +585,7 @@ def push_to_hub(
     files = publishable_files(folder)
     if dry_run:
         return PushResult(repo_id, files, None)
-    api = HfApi(endpoint=_endpoint(), token=token)
+    api = HfApi(endpoint=hf_endpoint(), token=token)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
         commit = api.upload_folder(

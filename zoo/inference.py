@@ -29,14 +29,18 @@ from zoo.data import IMAGE_SUFFIXES, image_array, open_image
 from zoo.datasets import DataConfig
 from zoo.errors import ArgumentError, ZooInputError
 from zoo.factory import load_any
+from zoo.files import check_readable
 from zoo.progress import progress_bar
 from zoo.registry import check_input_size, get_pretrained_tag, list_models
 from zoo.weights import legacy_data_config, unwrap_model
 
-__all__ = ["ONNX_PREFIX", "ImageInput", "Predictor", "predict", "predictor"]
+__all__ = ["ONNX_PREFIX", "PROVIDER", "ImageInput", "Predictor", "onnx_session", "predict", "predictor"]
 
 ONNX_PREFIX = "zoo."
 """The prefix of the metadata_props keys zoo writes into an exported ONNX file (export.onnx)."""
+
+PROVIDER = "CPUExecutionProvider"
+"""onnxruntime's execution provider for zoo's ONNX sessions (predict, export's checks, bench)."""
 
 ImageInput = Union[str, os.PathLike, Image.Image, Tensor]
 """One image or a source of several: a file, a folder, a PIL image, a (C, H, W) or (N, C, H, W) tensor."""
@@ -78,16 +82,23 @@ def _labels(names: Sequence[str] | None, outputs: int) -> tuple[str, ...] | None
     return tuple(names) if names is not None and len(names) == outputs else None
 
 
-def _onnx_predictor(path: Path) -> Predictor:
+def onnx_session(path: str | os.PathLike, options: Any = None) -> Any:
+    """An onnxruntime CPU session of the ONNX file ``path`` (``options``: its SessionOptions); a missing, special,
+    truncated or invalid file is an ArgumentError naming it."""
     import onnxruntime as ort  # lazy: only .onnx models need it
     from onnxruntime.capi import onnxruntime_pybind11_state as state  # lazy: as above
 
-    if not path.is_file():
+    check_readable(path, ArgumentError)
+    if not Path(path).is_file():
         raise ArgumentError(f"no ONNX file at {path}; export one with `zoo export`")
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), options, providers=[PROVIDER])
     except (state.Fail, state.InvalidProtobuf, state.InvalidGraph, state.InvalidArgument, state.NotImplemented) as e:
         raise ArgumentError(f"onnxruntime cannot load {path} ({str(e).splitlines()[0]}); re-export it with `zoo export`") from None
+
+
+def _onnx_predictor(path: Path) -> Predictor:
+    session = onnx_session(path)
     props = session.get_modelmeta().custom_metadata_map
     try:
         cfg = json.loads(props[f"{ONNX_PREFIX}config"])
@@ -120,6 +131,7 @@ def _expand(images: ImageInput | Iterable[ImageInput]) -> Iterator[tuple[str, An
             if batch.ndim != 4 or batch.shape[1] not in (1, 3):
                 raise ZooInputError(f"a tensor image is (C, H, W) or (N, C, H, W) with 1 or 3 channels (grey or RGB), "
                                     f"got shape {tuple(item.shape)}")
+            _check_values(batch, f"tensor {i}")
             yield from ((f"tensor {i}[{j}]", t) for j, t in enumerate(batch))
         elif isinstance(item, Image.Image):
             yield f"image {i}", item
@@ -127,6 +139,20 @@ def _expand(images: ImageInput | Iterable[ImageInput]) -> Iterator[tuple[str, An
             yield from ((str(p), p) for p in sorted(Path(item).rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES)
         else:
             yield str(item), Path(item)
+
+
+def _check_values(x: Tensor, name: str) -> None:
+    """Refuse a tensor image that has no pixels, a dtype that is not an image's, non-finite floats, or integers outside
+    0..255 (a cast to uint8 would wrap them): each answer would be a confident top-5 of nothing."""
+    fix = "pass float images in [0, 1] or integer images in 0..255"
+    if not (x.is_floating_point() or x.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)):
+        raise ZooInputError(f"{name} is {x.dtype}, not an image's dtype; {fix}")
+    if x.numel() == 0:
+        raise ZooInputError(f"{name} has an empty dimension (shape {tuple(x.shape)}); {fix}")
+    if x.is_floating_point() and not torch.isfinite(x).all():
+        raise ZooInputError(f"{name} holds NaN or infinite values; {fix}")
+    if not x.is_floating_point() and (x.min() < 0 or x.max() > 255):
+        raise ZooInputError(f"{name} holds integers outside 0..255 ({x.min().item()} to {x.max().item()}); {fix}")
 
 
 def _to_pil(source: Any) -> Image.Image:

@@ -22,7 +22,7 @@ from typing import Any
 
 from zoo import verdicts
 from zoo.files import atomic_write_bytes, check_writable
-from zoo.data import PAPER_CROP_SCALE, PAPER_JITTER, PAPER_ROTATION_DEG
+from zoo.data import PAPER_CROP_SCALE, PAPER_JITTER, PAPER_ROTATION_DEG, find_npz
 from zoo.datasets import get_spec
 from zoo.errors import ArgumentError, DataError, RunStopped, TrainingError
 from zoo.plots import curves_png
@@ -349,6 +349,15 @@ def _cli_args(cfg: TrainConfig) -> list[str]:
     args += [a for k, v in cfg.model_kwargs.items() for a in ("--model-arg", f"{k}={json.dumps(v)}")]
     args += [a for k, v in cfg.recipe_overrides.items() for a in ("--recipe-arg", f"{k}={json.dumps(v)}")]
     return args + (["--compile"] if cfg.compile else []) + (["--resume"] if _status(cfg) == "resume" else [])
+
+
+def check_runs(configs: list[TrainConfig]) -> None:
+    """Refuse, before the first run starts and creating nothing, a plan some of whose runs could not start: the
+    data a run reads (its npz where --data-dir or $ZOO_DATA_DIR says) missing, or an output it could not write."""
+    for cfg in (c for c in configs if _status(c) != "done"):
+        if not cfg.synthetic:
+            find_npz(get_spec(cfg.dataset), cfg.data_dir)
+        check_writable(RunDir(cfg.out).run_json)
 
 
 def run_configs(configs: list[TrainConfig], jobs: int = 1) -> None:
@@ -809,6 +818,7 @@ def reproduce(
                         recipes=recipes, data_dir=data_dir, device=device, seeds=seeds, val_split=val_split,
                         model_args=model_args, skip=skip, compress=compress, dataset=dataset)
     if not report_only:
+        check_runs(unique_configs(plan))
         with directory_lock(out):  # one reproduction per --out at a time
             run_configs(unique_configs(plan), jobs=jobs)
     by_exp: dict[str, list[Section]] = {}

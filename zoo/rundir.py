@@ -28,8 +28,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from zoo.files import atomic_write_bytes
-from zoo.weights import WEIGHTS_NAME, load_tensors, save_tensors, unwrap_model
+from zoo.files import atomic_write_bytes, check_readable, remove_stale_temps
+from zoo.weights import WEIGHTS_NAME, check_finite, load_tensors, save_tensors, unwrap_model
 from zoo.errors import CheckpointError, TrainingError
 
 __all__ = ["HISTORY_NAME", "RUN_RECORD_NAME", "LoopState", "RunDir", "RunRecord", "directory_lock", "load_state", "save_state"]
@@ -66,6 +66,7 @@ def directory_lock(path: Path) -> Iterator[None]:
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
+        remove_stale_temps(path)  # what a killed writer left: nobody else writes here while the lock is held
         yield
     finally:
         try:
@@ -119,6 +120,7 @@ class RunDir:
 
     def read_run(self) -> RunRecord:
         """run.json, checked field by field (a damaged or foreign file is refused, naming the field)."""
+        check_readable(self.run_json, CheckpointError)
         try:
             data = json.loads(self.run_json.read_text())
         except FileNotFoundError:
@@ -280,6 +282,7 @@ def load_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
     """Restore what :func:`save_state` wrote into ``model`` and ``optimizer``; refused, naming the file, when it is
     not a zoo training state or does not fit the model."""
     tensors, metadata = load_tensors(path)
+    check_finite(tensors, str(path))
     try:
         meta = json.loads(metadata["zoo_train_state"])
         weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}

@@ -35,6 +35,7 @@ from zoo.machine import git_commit
 from zoo.weights import unwrap_model
 from zoo.data import Dataset, DeviceLoader, arrays_sha256, get_dataset_spec, load_dataset, split_validation, subset, synthetic
 from zoo.datasets import DEFAULT_DATASET, FOLDER_PREFIX, DataSpec, get_spec, list_datasets
+from zoo.environment import distributed
 from zoo.errors import ArgumentError, TrainingError
 from zoo.factory import create_model, init_config, load_any
 from zoo.hub import load_model, save_pretrained
@@ -123,9 +124,7 @@ def describe_device(device: torch.device) -> str:
 
 def setup_distributed(device: str) -> tuple[torch.device, int, int]:
     """(device, rank, world size); initialises the process group when launched by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    world, rank, local_rank = distributed()
     dev = resolve_device(device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest conv algorithms once
@@ -498,13 +497,13 @@ def run_epoch(t: Trainer, stop: StopFlag) -> bool:
         t.sums["seen"] += len(y)
         t.state.step, t.state.global_step = step + 1, t.state.global_step + 1
         if step % 20 == 0:  # one host sync every 20 steps
-            _check_finite(t.sums["loss"], epoch, step, lr, t.run_dir.path)
+            _check_finite(t, epoch, step, lr)
             if bar is not None:
                 bar.set_postfix(loss=f"{t.sums['loss'].item() / max(1, t.sums['seen'].item()):.3f}", lr=f"{lr:.3g}")
         if bar is not None:
             bar.update(t.recipe.batch_size)
         if stop.requested:
-            _check_finite(t.sums["loss"], epoch, step, lr, t.run_dir.path)
+            _check_finite(t, epoch, step, lr)
             t.state.train_seconds += time.perf_counter() - start
             checkpoint(t)
             return False
@@ -519,7 +518,7 @@ def run_epoch(t: Trainer, stop: StopFlag) -> bool:
 def end_epoch(t: Trainer, epoch_s: float) -> None:
     """The epoch's row (train sums, evaluation), the plateau schedule, then checkpoint and metrics.jsonl."""
     lr = t.lr(t.state.global_step - 1)  # the last step's
-    _check_finite(t.sums["loss"], t.state.epoch, len(t.train_loader), lr, t.run_dir.path)
+    _check_finite(t, t.state.epoch, len(t.train_loader), lr)
     if t.world > 1:
         for v in t.sums.values():
             dist.all_reduce(v)
@@ -624,12 +623,14 @@ def _plateau(state: LoopState, recipe: Recipe, err: float) -> None:
         state.plateau_bad = 0
 
 
-def _check_finite(loss_sum: Tensor, epoch: int, step: int, lr: float, out: Path) -> None:
-    if not torch.isfinite(loss_sum):
-        raise TrainingError(
-            f"the training loss became non-finite in epoch {epoch + 1} by step {step + 1} (lr {lr:.3g}); "
-            f"the last good state in {out} is kept. Lower --lr, or check the data for NaNs"
-        )
+def _check_finite(t: Trainer, epoch: int, step: int, lr: float) -> None:
+    """Refuse a non-finite loss sum, naming what the run started from: a fine-tune's source weights are the first
+    suspect (loading refuses non-finite ones, not ones whose outputs overflow), then the rate, then the data."""
+    if not torch.isfinite(t.sums["loss"]):
+        fix = (f"The --init weights {t.cfg.init} may not be fine-tunable: try other weights, a lower --lr, or check "
+               "the data for NaNs" if t.cfg.init else "Lower --lr, or check the data for NaNs")
+        raise TrainingError(f"the training loss became non-finite in epoch {epoch + 1} by step {step + 1} (lr {lr:.3g}); "
+                            f"the last good state in {t.run_dir.path} is kept. {fix}")
 
 
 def _epoch_line(row: dict[str, Any], watch: str) -> str:

@@ -28,7 +28,7 @@ from torch import nn
 import zoo.models  # noqa: F401  registers every architecture, which a checkpoint's arch is checked against
 from zoo.datasets import DataConfig, find_spec
 from zoo.errors import CheckpointError
-from zoo.files import atomic_write_bytes, naming_os_errors, sha256_file
+from zoo.files import atomic_write_bytes, check_readable, naming_os_errors, sha256_file
 from zoo.registry import MODEL_RANGES, SHA256_PATTERN, check_input_size, list_models
 
 __all__ = [
@@ -93,6 +93,7 @@ _FLOAT_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "
 
 def float_dtypes(path: str | os.PathLike) -> set[str]:
     """The floating-point dtypes of a safetensors file's tensors, read from its header (no tensor is loaded)."""
+    check_readable(path, CheckpointError)
     try:
         with naming_os_errors(path), safe_open(path, framework="pt") as f:  # safetensors' OSErrors name no file
             return {_FLOAT_DTYPES[d] for d in (f.get_slice(k).get_dtype() for k in f.keys()) if d in _FLOAT_DTYPES}
@@ -101,6 +102,7 @@ def float_dtypes(path: str | os.PathLike) -> set[str]:
 
 
 def _read_safetensors(path: Path, *, tensors: bool) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    check_readable(path, CheckpointError)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
@@ -295,13 +297,20 @@ def _finite(t: torch.Tensor) -> bool:
 
 
 def check_finite(tensors: Mapping[str, torch.Tensor], where: str) -> None:
-    """Refuse NaN or infinite values in any floating-point tensor."""
+    """Refuse values no trained model holds, on every load, pinned by a digest or not: NaN or infinity in any
+    floating-point tensor, a negative BatchNorm ``running_var`` (the model would output NaN). One aminmax pass per
+    tensor, plus a min of each running_var: 0.10 to 0.34 s (median of 5: 0.22 s vgg19, 0.34 s vgg19_bn) of a 2.4 s
+    ``load_model`` of the largest model, 143.7M parameters (2-core AMD EPYC, AVX2, loaded by another job)."""
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not _finite(v)]
     if bad:
         raise CheckpointError(
             f"{where} has NaN or infinite values in {_some(bad)}: the training run diverged. "
             "Use an earlier checkpoint or retrain with a lower learning rate"
         )
+    negative = [k for k, v in tensors.items() if k.endswith("running_var") and v.numel() and v.min() < 0]
+    if negative:
+        raise CheckpointError(f"{where} has a negative BatchNorm variance in {_some(negative)}: no training run "
+                              "writes one, the file was altered or damaged; restore it or re-save the weights")
 
 
 def read_checkpoint(
@@ -316,6 +325,7 @@ def read_checkpoint(
     sha256 when the caller has hashed it already (it is not hashed again).
     """
     path = Path(path)
+    check_readable(path, CheckpointError)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     _verify_sha256(path, sha256 or {}, remedy, digest)
