@@ -15,11 +15,17 @@
 #      (`zoo reproduce fig6 --recipe paper --epochs 5 --seeds 3 --jobs 4 --plan`: about 1.3 GPU minutes).
 #      Fig. 6's other claims and the VGG patience sweep are about the end of 100-160 epochs: `--plan` says they
 #      cannot be tested shorter, and at full length (3 seeds, 4 at a time) they need about 31 GPU minutes and 30 GB.
+# `early` is the next window's call: fig7-early's pre-registered design (zoo.reproduce.FIG7_EARLY_DESIGN: the paper
+#   recipe's first 5 epochs exactly, 5,000 validation images per seed) for all four fig. 7 variants and GoogLeNet
+#   without aux heads (`zoo reproduce fig7 aux`), with the seeds the power plan gives for EFFECT (2.2 points: the H200
+#   pilot, reports/cpu-fig7-early/README.md) at the pooled CIFAR-10 seed sd; `--plan` first, to say what it costs.
+#   Runs go by seed; a report is written from what finished, and only the full design's verdicts are confirmatory.
 # Every log is tee'd under $OUT; a stage killed at the deadline still returns what it wrote.
 # CPU smoke tests (every stage on a real subset, --quick ablations, one epoch):
 #   DATA=../shared/data SUBSET=512 W=1 E=1 J=2 R18=0 RX=--quick DEVICE=cpu WORK=/tmp/w OUT=/tmp/o bash benchmarks/gpu_session.sh main
 #   DATA=../shared/data SUBSET=512 R18E=1 RE=1 J=2 RX=--quick STEPS=2 WARMUP=1 BS=16 DEVICE=cpu WORK=/tmp/w OUT=/tmp/o \
 #     bash benchmarks/gpu_session.sh rest
+#   DATA=../shared/data SEEDS=2 J=2 RX=--quick DEVICE=cpu WORK=/tmp/w OUT=/tmp/o bash benchmarks/gpu_session.sh early
 set -uo pipefail
 stage=$1
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
@@ -94,5 +100,19 @@ rest)
   python3 -m zoo.cli reproduce fig6 --recipe paper --epochs "$RE" --seeds 3 --val-split 5000 --out "$WORK/reproduce-rest" \
     --report-only $RX >> "$OUT/reproduce-rest.log" 2>&1  # a report from what finished, if the deadline cut runs short
   tar czf "$OUT/reproduce-rest.tgz" -C "$WORK" --exclude='*.safetensors' reproduce-rest 2>/dev/null
+  ;;
+early)
+  join_data
+  read -r recipe EE VS < <(python3 -c "from zoo.reproduce import FIG7_EARLY_DESIGN as d; print(d['recipe'], d['epochs'], d['val_split'])")
+  SEEDS=${SEEDS:-$(python3 -c "import math; from zoo.reproduce import POOLED_SD; from zoo.verdicts import seeds_needed
+print(seeds_needed(${EFFECT:-2.2}, POOLED_SD['cifar10', 'early'].sd * math.sqrt(2), 'better'))")}
+  design=(fig7 aux --recipe "$recipe" --epochs "$EE" --val-split "$VS" --seeds "$SEEDS" --out "$WORK/early")
+  echo "[gpu_session] ${design[*]}: $SEEDS seeds from the power plan (EFFECT=${EFFECT:-2.2})" | tee "$OUT/early.log"
+  python3 -m zoo.cli reproduce "${design[@]}" --jobs "$J" --device "$DEVICE" --plan > "$OUT/early-plan.txt" 2>&1
+  timeout $(( $(left) - 20 )) setsid python3 -m zoo.cli reproduce "${design[@]}" --jobs "$J" --data-dir "$DATA" \
+    --device "$DEVICE" $RX >> "$OUT/early.log" 2>&1
+  echo "exit $? ($(left) s left)" >> "$OUT/early.log"
+  python3 -m zoo.cli reproduce "${design[@]}" --report-only $RX >> "$OUT/early.log" 2>&1
+  tar czf "$OUT/early.tgz" -C "$WORK" --exclude='*.safetensors' early 2>/dev/null
   ;;
 esac

@@ -149,3 +149,13 @@ def test_onnx_export_matches_and_int8_loses_at_most_half_a_point(name, data_dir,
     int8 = top1(ort_predict(create_session(int8_path)), data, 10000, 500)
     assert 100 * fp32 == pytest.approx(card_accuracy(name), abs=0.1)
     assert 100 * (fp32 - int8) <= 0.5, f"int8 loses {100 * (fp32 - int8):.2f} points"
+
+
+def test_the_mnist_reruns_output_hash_is_stored_beside_its_run_record():
+    """The rerun's records say its output was bit-identical to the bundled file: the hash they store is that file's."""
+    folder = REPO / "model_cards" / "googlenet_res5x5.mnist_paper"
+    notes = " ".join(json.loads((folder / "run.json").read_text())["notes"])
+    stored = re.search(r"Output hash: sha256 ([0-9a-f]{64})", notes).group(1)
+    assert stored == sha256_file(folder / "model.safetensors")
+    assert stored == entry("googlenet_res5x5.mnist_paper").sha256
+    assert f"Output hash: sha256 {stored}" in (folder / "README.md").read_text()

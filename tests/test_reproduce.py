@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import math
 import re
+import statistics
 from pathlib import Path
 
 import pytest
@@ -108,7 +110,8 @@ def rows(test_errs, val_errs=None):
 
 def test_protocol_selects_the_epoch_on_validation_not_test():
     history = rows([30.0, 20.0, 22.0], val_errs=[31.0, 23.0, 21.0])
-    assert R.run_metrics(history) == {"final": 22.0, "selected": 22.0, "best": 20.0, "epoch1": 30.0, "stable": 3.0}
+    assert R.run_metrics(history) == {"final": 22.0, "selected": 22.0, "best": 20.0, "epoch1": 30.0, "stable": 3.0,
+                                      "best_epoch": 2.0, "log_lr_at_best": -1.0, "gap_growth": 0.0}
     # "early", declared before the runs: the mean validation error over the first epochs, when there are enough
     assert R.run_metrics(history, early_epochs=2)["early"] == 27.0
     # the paper's protocol (no validation split): the best test error, the paper's own metric
@@ -149,9 +152,9 @@ def test_report_aggregates_seeds_and_derives_verdicts_by_the_stated_rule(tmp_pat
     assert "| 3x3, residuals | 13.73 | 17.60 ± 0.26 | 17.60 ± 0.26 | 17.60 ± 0.26 | 50.70 ± 0.70 | 17.50, 17.40, 17.90 |" in text
     claims = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ") and "`fast`, 160 epochs" in line}
     # paired by seed: 5x5 vs 3x3 residual differ by 1.8, 1.3, 0.6 (p = 0.07): no verdict, however the means look
-    assert "| inconclusive (paired t, n = 3/3, d = 1.23" in claims["true 5x5 beats 3x3 (residuals)"]
-    assert "| inconclusive (paired t" in claims["residuals beat plain (3x3)"]  # plain 3x3's seeds disagree by 6.6
-    assert "| supported (paired t" in claims["residuals converge faster (3x3)"]  # 10 points in every seed
+    assert "| exploratory (not pre-registered): inconclusive (paired t, n = 3/3, d = 1.23" in claims["true 5x5 beats 3x3 (residuals)"]
+    assert ": inconclusive (paired t" in claims["residuals beat plain (3x3)"]  # plain 3x3's seeds disagree by 6.6
+    assert "| exploratory (not pre-registered): supported (paired t" in claims["residuals converge faster (3x3)"]
     assert all("Holm p" in line for line in claims.values())
     assert "Welch" not in "".join(claims.values())  # the runs share seeds: every test is paired
     assert "validation protocol: 5,000 training images" in text and "seeds [0, 1, 2]" in text
@@ -164,7 +167,7 @@ def test_a_short_run_never_contradicts_a_claim_about_the_papers_end(tmp_path):
     claim = next(line for line in text.splitlines() if line.startswith("| true 5x5 beats 3x3 (residuals) |"))
     assert "not comparable at 10 epochs (the paper's claim is at the end of 160)" in claim and "contradicted" not in claim
     early = next(line for line in text.splitlines() if line.startswith("| residuals converge faster (5x5) |"))
-    assert "| supported (paired t" in early  # an early claim is tested on the first epochs, exactly
+    assert "| exploratory (not pre-registered): supported (paired t" in early  # the first epochs, exactly
 
 
 def test_holm_adjusts_across_the_whole_report():
@@ -183,32 +186,6 @@ def test_a_run_from_a_recipe_that_changed_is_marked_stale(tmp_path):
     assert "| with aux **stale: the paper recipe changed since (lr 0.05 -> 0.1)** |" in text
     assert "| without aux |" in text
     assert "the paper's protocol: the test set selects" in text and "val-selected" not in text
-
-
-def test_plan_arithmetic(tmp_path):
-    plan = R.plan_configs(["aux"], tmp_path, recipes=("fast",), epochs=10, model_args={"stem": "imagenet"})
-    configs = R.unique_configs(plan)
-    est = R.estimate(configs, jobs=2, throughput=11000)
-    # 10 epochs x (45,000 trained + (10,000 test + 5,000 val) x 2 flips / 3) images, at 11,000 img/s + 15 s start-up
-    assert [r["images"] for r in est["runs"]] == [550_000, 550_000]
-    assert est["minutes"] == pytest.approx(2 * (50 + 15) / 2 / 60)
-    measured = R.estimate(configs, jobs=1)
-    assert measured["runs"][0]["source"].startswith("H100") and measured["minutes"] == pytest.approx(2 * (550_000 / 16000 + 15) / 60)
-
-
-def test_plan_merges_equal_configurations_counts_disk_and_names_what_it_cannot_test(tmp_path):
-    plan = R.plan_configs(["fig6", "vgg-patience"], tmp_path, recipes=("paper",), epochs=30)
-    configs = R.unique_configs(plan)
-    assert len(configs) == 3 + 5 - 1  # fig6's VGG19 is patience 5, the paper's own: one run
-    est = R.estimate(configs)
-    vgg = next(r for r in est["runs"] if r["run"] == "cifar10-paper-vgg19-val5000")
-    assert vgg["disk_gb"] == pytest.approx(139.6e6 * 12 / 1e9, rel=0.01)  # VGG19's 1.1 GB state and its model
-    assert est["peak_disk_gb"] > est["disk_gb"]
-    lines = R.untestable(plan)
-    assert any("patience 10 beats patience 5" in line and "not comparable at 30 epochs" in line for line in lines)
-    assert not any("converges faster" in line for line in lines)  # the first 30 epochs, exactly: early claims hold
-    compressed = R.untestable(R.plan_configs(["fig6"], tmp_path, recipes=("paper",), epochs=30, compress=True))
-    assert any("converges faster than GoogLeNet" in line and "compressed" in line for line in compressed)
 
 
 def test_shortened_paper_step_schedules_are_compressed_on_request_and_say_so(tmp_path):
@@ -241,3 +218,88 @@ def test_fig7_early_is_the_preregistered_design(tmp_path):
     # the metric: the mean validation error over epochs 1..5, whatever the test error or the later epochs
     history = rows([90.0] * 6, val_errs=[50.0, 40.0, 30.0, 20.0, 10.0, 0.0])
     assert R.run_metrics(history, exp.early_epochs)["early"] == 30.0
+
+
+def test_a_squeezed_one_cycle_schedule_is_not_comparable_for_early_claims(tmp_path):
+    """reports/h100: the fast recipe's one-cycle schedule (lr 0.2 to zero over 30 epochs) run with --epochs 10 decays
+    to zero by epoch 10, so its first epochs are not the recipe's; run at its own length it is comparable."""
+    kw = dict(recipes=("fast",), seeds=(0, 1, 2), model_args={"stem": "imagenet"})
+    squeezed = R.plan_configs(["fig7"], tmp_path, epochs=10, **kw)["fig7"]
+    cfg = next(iter(squeezed.values()))
+    assert "squeezed from 30 epochs into 10" in R.compressed(cfg)
+    claim = R.RESIDUAL_3X3_EARLY
+    assert "not comparable: its one-cycle schedule" in R.scope_problem(claim, [(c, 10) for c in squeezed.values()], 5)
+    full = R.plan_configs(["fig7"], tmp_path, **kw)["fig7"]
+    assert R.compressed(next(iter(full.values()))) == ""
+    assert R.scope_problem(claim, [(c, 30) for c in full.values()], 5) is None
+    paper = R.plan_configs(["fig7"], tmp_path, recipes=("paper",), epochs=5)["fig7"]  # a step schedule, cut: exact
+    assert R.compressed(next(iter(paper.values()))) == ""
+
+
+def test_every_verdict_row_says_whether_it_was_pre_registered(tmp_path):
+    """fig7-early's own design is confirmatory; the same claim on other runs is exploratory."""
+    d = R.FIG7_EARLY_DESIGN
+    kw = dict(recipes=(d["recipe"],), epochs=d["epochs"], seeds=tuple(range(d["seeds"])), val_split=d["val_split"])
+    for (label, _, seed), cfg in R.plan_configs(["fig7-early"], tmp_path, **kw)["fig7-early"].items():
+        start = 50.0 if label == "3x3, residuals" else 55.0 + 0.3 * seed
+        write_run(cfg, rows([start + e for e in range(5)], val_errs=[start + e for e in range(5)]))
+    text = R.reproduce("fig7-early", tmp_path, report_only=True, **kw).read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| residuals converge faster (3x3) |"))
+    assert "| confirmatory (pre-registered: reports/cpu-fig7-early/README.md" in row and "supported" in row
+    assert "MDE at the pooled seed sd: " in row
+    fewer = dict(kw, seeds=tuple(range(9)))  # not the declared design: exploratory
+    text = R.reproduce("fig7-early", tmp_path, report_only=True, **fewer).read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| residuals converge faster (3x3) |"))
+    assert "| exploratory (not pre-registered): supported" in row
+
+
+def test_claims_on_several_runs(tmp_path):
+    """"slower than the other variants" is tested against all three; a contrast of sums compares two effects."""
+    claim = next(c for c in R.EXPERIMENTS["fig7"].claims if c.text.startswith("5x5 (residuals) converges more slowly"))
+    assert claim.sides == (("3x3, no residuals", "5x5, no residuals", "3x3, residuals"), ("5x5, residuals",))
+    seeds = {label: {"early": dict(enumerate(values))} for label, values in
+             (("3x3, no residuals", (40.0, 41.3, 41.7)), ("5x5, no residuals", (41.0, 42.4, 42.8)),
+              ("3x3, residuals", (39.0, 40.6, 40.9)), ("5x5, residuals", (45.0, 46.0, 47.0)))}
+    assert R.claim_verdict(claim, seeds).outcome == "supported" and "3 pairs" in R.claim_verdict(claim, seeds).test
+    seeds["5x5, no residuals"]["early"] = {0: 46.0, 1: 47.2, 2: 47.9}  # one variant slower still: not all three
+    assert R.claim_verdict(claim, seeds).outcome != "supported"
+    contrast = next(c for c in R.EXPERIMENTS["aux"].claims if c.combine == "sum")
+    assert R.sd_factor(contrast) == pytest.approx(math.sqrt(6))  # residual + no-aux - 2 x plain
+    values = {"3x3, residuals": [13.7, 13.9, 13.6], "without aux": [14.7, 14.6, 14.9], "with aux": [14.5, 14.6, 14.6]}
+    seeds = {k: {"selected": dict(enumerate(v))} for k, v in values.items()}
+    v = R.claim_verdict(contrast, seeds)
+    assert v.effect == pytest.approx(statistics.fmean(
+        r + n - 2 * w for r, n, w in zip(*values.values())))
+
+
+def test_every_claim_of_the_issue_is_encoded():
+    texts = {c.text for e in R.EXPERIMENTS.values() for c in e.claims}
+    for expected in ("GoogLeNet converges faster than VGG19", "ResNet18's error is about 10.73 points above GoogLeNet's",
+                     "VGG19 stabilises before GoogLeNet", "ResNet18 stabilises at about epoch 9",
+                     "GoogLeNet stabilises at about epoch 81", "VGG19 stabilises at about epoch 70",
+                     "VGG19 stabilises later on CIFAR-10 than on MNIST",
+                     "GoogLeNet's train-test gap stays constant after it stabilises (within 1 point)",
+                     "5x5 with residuals is the best variant", "5x5, residuals: best error about 13.39%",
+                     "without aux: best error about 14.69%", "identity mapping lowers the error more than aux heads do",
+                     "patience 5: best error at about epoch 88", "patience 0: lr at the best epoch about 1e-08",
+                     "lowering the momentum to 0.5 enlarges patience 10's gain over patience 0"):
+        assert expected in texts, expected
+    aux = next(c for c in R.EXPERIMENTS["aux"].claims if "converge" in c.text)
+    assert (aux.metric, aux.horizon) == ("early", "early")  # the paper's "converge", not the final error
+    vgg = next(c for c in R.EXPERIMENTS["fig5"].claims if "from the first epoch" in c.paper)
+    assert vgg.metric == "epoch1"
+    for exp in R.EXPERIMENTS.values():
+        for c in exp.claims:
+            assert set(c.labels) <= {r.label for r in exp.runs} and c.metric in R.METRICS, c.text
+
+
+def test_facts_include_the_papers_counts_and_its_mistake():
+    checked = {f.text: R.check_fact(f) for f in R.FACTS}
+    assert checked["GoogLeNet has 7 Inception modules"] == ("9", "differs")  # the paper is wrong: GoogLeNet has 9
+    for text in ("VGG19 has 19 weight layers", "ResNet18 has 18 weight layers", "GoogLeNet has 22 weight layers"):
+        assert checked[text][1] == "holds", text
+    assert checked["ResNet152 has about 8x the weight layers of VGG19"] == ("8.00x (152 / 19)", "holds")
+    assert checked["GoogLeNet needs about 26x fewer operations than VGG19"][1] == "differs"  # 13x, like with like
+    assert checked["a 1x1 reduction cuts a 5x5 branch from about 120M multiply-adds"][1] == "holds"
+    assert checked["auxiliary heads add training compute"][1] == "holds"
+    assert any("AlexNet" in what for what in R.OUT_OF_SCOPE)

@@ -20,7 +20,8 @@ from zoo.inference import predict
 from zoo.recipes import RECIPES
 from zoo.registry import BUNDLED_DIR, TAGS_FILE, list_models, model_info
 from zoo.release import release
-from zoo.reproduce import EXPERIMENTS, estimate, plan_configs, reproduce, unique_configs, untestable
+from zoo.plan import MACHINES, estimate, machines, power_plan, untestable
+from zoo.reproduce import EXPERIMENTS, plan_configs, reproduce, unique_configs
 from zoo.train import TrainConfig, evaluate_checkpoint, train
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -88,20 +89,43 @@ def seed_list(values: list[int]) -> tuple[int, ...]:
     return tuple(range(values[0])) if len(values) == 1 else tuple(values)
 
 
+def _number(x: float | None, digits: int = 2) -> str:
+    return "-" if x is None or x != x else f"{x:.{digits}f}"
+
+
+def print_plan(plan: dict, args: argparse.Namespace) -> None:
+    """The runs' cost on each machine the plan is for, then each claim's power, then what it cannot test."""
+    configs = unique_configs(plan)
+    for machine in machines(args.device):
+        est = estimate(configs, machine, jobs=args.jobs, throughput=args.throughput)
+        unit = "CPU" if machine == "cpu" else "GPU"
+        print(f"## {MACHINES[machine]}\n")
+        print(format_table([{**r, "img_s": _number(r["img_s"], 0), "minutes": _number(r["minutes"]),
+                             "disk_gb": f"{r['disk_gb']:.2f}"} for r in est["runs"]],
+                           ["run", "epochs", "images", "img_s", "minutes", "disk_gb", "source"]))
+        missing = f"; {est['unmeasured']} runs have no recorded rate here and are not counted" if est["unmeasured"] else ""
+        print(f"\n{len(est['runs'])} runs (configurations shared by experiments counted once), {est['images']:,} images "
+              f"(evaluation counted at 1/3), {args.jobs} at a time: about {est['minutes']:.1f} {unit} minutes{missing}; "
+              f"disk {est['disk_gb']:.1f} GB kept (states and models), {est['peak_disk_gb']:.1f} GB at peak\n")
+    seeds = len(seed_list(args.seeds))
+    rows = power_plan(plan, seeds)
+    print(f"## Power at {seeds} seeds per run (80% power, alpha 0.05 per claim; the seed sd pooled from recorded runs)\n")
+    print(format_table([{**r, "effect": _number(r["effect"]), "sd": _number(r["sd"]), "needed": r["needed"] or "-",
+                         "power": _number(r["power"]), "mde": _number(r["mde"]), "decides": r["why"] or "yes"}
+                        for r in rows], ["experiment", "recipe", "claim", "metric", "effect", "sd", "needed", "power",
+                                         "mde", "decides"]))
+    for source in sorted({r["source"] for r in rows if r["source"]}):
+        print(f"sd from {source}")
+    for line in untestable(plan):
+        print(f"cannot test: {line}")
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     options = dict(epochs=args.epochs, recipes=tuple(args.recipe) if args.recipe else None, seeds=seed_list(args.seeds),
                    val_split=args.val_split, model_args=dict(args.model_arg), skip=tuple(args.skip),
                    compress=args.compress, dataset=args.dataset)
     if args.plan:
-        plan = plan_configs(args.experiment, Path(args.out), **options)
-        est = estimate(unique_configs(plan), jobs=args.jobs, throughput=args.throughput)
-        print(format_table([{**r, "img_s": f"{r['img_s']:.0f}", "minutes": f"{r['minutes']:.2f}", "disk_gb": f"{r['disk_gb']:.2f}"}
-                            for r in est["runs"]], ["run", "epochs", "images", "img_s", "minutes", "disk_gb", "source"]))
-        print(f"\n{len(est['runs'])} runs (configurations shared by experiments counted once), {est['images']:,} images "
-              f"(evaluation counted at 1/3), {args.jobs} at a time: about {est['minutes']:.1f} GPU minutes; disk "
-              f"{est['disk_gb']:.1f} GB kept (states and models), {est['peak_disk_gb']:.1f} GB at peak")
-        for line in untestable(plan):
-            print(f"cannot test: {line}")
+        print_plan(plan_configs(args.experiment, Path(args.out), **options), args)
         return 0
     report = reproduce(args.experiment, args.out, quick=args.quick, data_dir=args.data_dir, device=args.device,
                        jobs=args.jobs, report_only=args.report_only, **options)
@@ -278,7 +302,7 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
                    help=f"run every experiment on another registered dataset ({', '.join(list_datasets())})")
     p.add_argument("--skip", action="append", default=[], metavar="RUN",
                    help="leave out a run (its label or arch, e.g. vgg19); the report marks it left out")
-    p.add_argument("--plan", action="store_true", help="train nothing: print the runs, images and estimated GPU minutes")
+    p.add_argument("--plan", action="store_true", help="train nothing: print the runs, their minutes on each machine (from recorded runs' rates), disk, and each claim's power")
     p.add_argument("--throughput", type=positive(float), metavar="IMG_S", help="with --plan: img/s per process instead of the measured ones")
     p.set_defaults(func=cmd_reproduce)
 

@@ -10,6 +10,7 @@ interrupted one resumed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -20,6 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.fx
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
 from zoo import verdicts
 from zoo.files import atomic_write_bytes, check_writable
 from zoo.data import PAPER_CROP_SCALE, PAPER_JITTER, PAPER_ROTATION_DEG, find_npz
@@ -27,7 +33,7 @@ from zoo.datasets import get_spec
 from zoo.errors import ArgumentError, DataError, RunStopped, TrainingError
 from zoo.plots import curves_png
 from zoo.recipes import get_recipe
-from zoo.registry import model_class, model_info
+from zoo.registry import build_model, meta_model, model_class, model_info
 from zoo.rundir import RunDir, RunRecord, directory_lock
 from zoo.train import TrainConfig, prepare_data, resolve_device, train
 from zoo.verdicts import summarize
@@ -74,26 +80,48 @@ class Run:
         return "-".join(str(p).lower() for p in parts)
 
 
+Side = str | tuple[str, ...]  # a run label, or several
+
+
 @dataclass(frozen=True)
 class Claim:
     """One of the paper's claims, declared here before the runs that test it, checked by zoo.verdicts.
 
     ``kind``: "better" (run ``a``'s metric is below run ``b``'s), "similar" (``a`` and ``b`` within
-    ``margin`` points of each other), "near" (``a`` within ``margin`` points of the paper's ``value``)
-    or "at_most" (``a``'s metric is at most ``value``). ``metric`` is one of :data:`METRICS`.
-    ``horizon``: "end" for a claim about the end of the paper's training (its best or final error),
-    which a run shorter than the paper's recipe cannot test; "early" for one about the first epochs.
+    ``margin`` points of each other), "gap" (``a`` - ``b`` within ``margin`` of the paper's ``value``),
+    "near" (``a`` within ``margin`` points of the paper's ``value``) or "at_most" (``a``'s metric is at most
+    ``value``). ``metric`` is one of :data:`METRICS`. A side of several runs is read by ``combine``: "each"
+    (the claim holds against every one of them: zoo.verdicts.all_of) or "sum" (the per-seed sum of their values:
+    a linear contrast, e.g. one effect against another). ``horizon``: "end" for a claim about the end of the
+    paper's training (its best or final error), which a run shorter than the paper's recipe cannot test;
+    "early" for one about the first epochs. ``effect``: the paper's effect in the metric's units where the
+    paper states one that its runs' numbers do not give (the power plan's target).
     """
 
     text: str
     kind: str
-    a: str
-    b: str | None = None
+    a: Side
+    b: Side | None = None
     metric: str = "selected"
     value: float | None = None
     margin: float | None = None
     paper: str = ""
     horizon: str = "end"
+    combine: str = "each"
+    effect: float | None = None
+
+    @property
+    def sides(self) -> tuple[tuple[str, ...], ...]:
+        return tuple(_labels(side) for side in (self.a, self.b) if side is not None)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Every run the claim reads, once, in order."""
+        return tuple(dict.fromkeys(label for side in self.sides for label in side))
+
+
+def _labels(side: Side) -> tuple[str, ...]:
+    return (side,) if isinstance(side, str) else side
 
 
 @dataclass(frozen=True)
@@ -120,6 +148,51 @@ epochs exactly (its step schedule holds lr 0.1 for 8), 10 seeds per side paired 
 images per seed; the one claim is judged alone (a family of one), two-sided at alpha 0.05."""
 
 
+@dataclass(frozen=True)
+class Preregistration:
+    """Claims and a design declared before the runs that test them: their verdicts are confirmatory on runs of
+    that design (recipe, seeds 0..n-1, epochs, validation split), exploratory on any other."""
+
+    design: dict[str, Any]
+    claims: tuple[str, ...]
+    record: str
+
+    def matches(self, recipe: str, cfgs: list[TrainConfig], epochs_run: int) -> bool:
+        d = self.design
+        return (recipe == d["recipe"] and epochs_run == d["epochs"] and {c.seed for c in cfgs} == set(range(d["seeds"]))
+                and all(c.val_split == d["val_split"] for c in cfgs))
+
+
+PREREGISTERED = {
+    "fig5": Preregistration(dict(recipe="paper", seeds=5, epochs=3, val_split=5000, device="cpu"),
+                            ("ResNet18 converges faster than GoogLeNet", "ResNet18's test error after epoch 1 is about 1.82%",
+                             "ResNet18 and GoogLeNet reach a similar final performance"),
+                            "reports/cpu-fig5/README.md, commit f91c47a"),
+    "fig7-early": Preregistration(FIG7_EARLY_DESIGN, (RESIDUAL_3X3_EARLY.text,), "reports/cpu-fig7-early/README.md, commit d1f6197"),
+}
+
+
+@dataclass(frozen=True)
+class PooledSd:
+    """One run's seed standard deviation of a metric, pooled over groups of runs that differ only in their seed."""
+
+    sd: float
+    df: int
+    source: str
+
+
+POOLED_SD = {
+    **{("cifar10", m): PooledSd(sd, 10, "reports/h100/runs: 5 GoogLeNet variants x 3 seeds, fast recipe, 10 epochs")
+       for m, sd in (("final", 1.639), ("selected", 1.639), ("best", 1.639), ("epoch1", 5.440), ("early", 3.261),
+                     ("stable", 0.365))},
+    **{("mnist", m): PooledSd(sd, df, "reports/cpu-fig5/runs: ResNet18 and GoogLeNet x 5 seeds, paper recipe, 3 epochs")
+       for m, sd, df in (("final", 0.768, 8), ("selected", 0.229, 8), ("best", 0.229, 8), ("epoch1", 0.989, 8),
+                         ("early", 0.300, 8), ("stable", 0.528, 7))},
+}
+"""The power plan's and the report's seed sds (tests/test_reproduce.py recomputes them from the records). Both
+come from short runs: the seed sd at the end of the paper's training is likely smaller."""
+
+
 def _three(dataset: str) -> tuple[Run, ...]:
     return (Run("VGG19", "vgg19", dataset), Run("ResNet18", "resnet18", dataset), Run("GoogLeNet", "googlenet", dataset))
 
@@ -132,6 +205,34 @@ def _fastest(paper: str) -> tuple[Claim, ...]:
     )
 
 
+def _near_paper(runs: tuple[Run, ...], margin: float, metric: str = "best") -> tuple[Claim, ...]:
+    """Each run's best error against the paper's table (the paper's metric: its best test error over epochs)."""
+    return tuple(Claim(f"{r.label}: best error about {r.paper_err:.2f}%", "near", r.label, metric=metric,
+                       value=r.paper_err, margin=margin, paper=f"{r.paper_err:.2f}% (table)") for r in runs)
+
+
+SLOW_TO_STABLE = 10.0  # epochs: the margin of the paper's stabilisation epochs (9, 81, "after 70")
+FIG7_RUNS = (
+    GOOGLENET_3X3[0],
+    Run("5x5, no residuals", "googlenet_5x5", "cifar10", paper_err=PAPER_FIG7["googlenet_5x5"]),
+    GOOGLENET_3X3[1],
+    Run("5x5, residuals", "googlenet_res5x5", "cifar10", paper_err=PAPER_FIG7["googlenet_res5x5"], paper_epoch=158),
+)
+AUX_RUNS = (
+    Run("with aux", "googlenet", "cifar10", paper_err=PAPER_AUX["with aux"]),
+    Run("without aux", "googlenet", "cifar10", {"aux_logits": False}, paper_err=PAPER_AUX["without aux"]),
+    Run("3x3, residuals", "googlenet_res3x3", "cifar10", paper_err=PAPER_FIG7["googlenet_res3x3"]),
+)
+LOW_MOMENTUM = 0.5  # "Lowering the momentum made this effect more pronounced": the paper gives no value
+PATIENCE_RUNS = tuple(
+    Run(f"patience {p}", "vgg19", "cifar10", recipe_overrides={"plateau_patience": p}, paper_err=err, paper_epoch=ep)
+    for p, (_, err, ep) in PAPER_PATIENCE.items()
+) + tuple(
+    Run(f"patience {p}, momentum {LOW_MOMENTUM}", "vgg19", "cifar10",
+        recipe_overrides={"plateau_patience": p, "momentum": LOW_MOMENTUM}) for p in (0, 10)
+)
+
+
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in [
@@ -139,7 +240,15 @@ EXPERIMENTS: dict[str, Experiment] = {
             "fig5", "Figure 5: VGG19, ResNet18 and GoogLeNet on MNIST", _three("mnist"),
             paper_notes=("\"ResNet achieves a test error of just 1.82% after the first epoch.\"",
                          "\"both networks [ResNet, GoogLeNet] achieve a similar final performance\""),
-            claims=_fastest("figure 5: ResNet18 is lowest from the first epoch") + (
+            claims=(
+                Claim("ResNet18 converges faster than VGG19", "better", "ResNet18", "VGG19", metric="early",
+                      horizon="early", paper="\"The difference in convergence speed between VGG and the other models\""),
+                Claim("ResNet18 converges faster than GoogLeNet", "better", "ResNet18", "GoogLeNet", metric="early",
+                      horizon="early", paper="\"residual nets are able to converge much faster\""),
+                Claim("GoogLeNet converges faster than VGG19", "better", "GoogLeNet", "VGG19", metric="early",
+                      horizon="early", paper="\"The difference in convergence speed between VGG and the other models\""),
+                Claim("ResNet18's error is below VGG19's from the first epoch", "better", "ResNet18", "VGG19",
+                      metric="epoch1", horizon="early", paper="figure 5: ResNet18 is lowest from the first epoch"),
                 Claim("ResNet18's test error after epoch 1 is about 1.82%", "near", "ResNet18", metric="epoch1",
                       value=1.82, margin=0.5, paper="1.82% after the first epoch", horizon="early"),
                 Claim("ResNet18 and GoogLeNet reach a similar final performance", "similar", "ResNet18", "GoogLeNet",
@@ -152,21 +261,42 @@ EXPERIMENTS: dict[str, Experiment] = {
             paper_notes=("\"VGG stabilising after 70 epochs, GoogLeNet on it's 81st and ResNet [...] on it's 9th epoch\"",
                          "\"a 10.73% gap in test error between the models\" (GoogLeNet better than ResNet18)"),
             claims=_fastest("ResNet18 stabilises on its 9th epoch, GoogLeNet on its 81st, VGG19 after 70") + (
-                Claim("GoogLeNet beats ResNet18", "better", "GoogLeNet", "ResNet18", paper="a 10.73-point gap"),
+                Claim("GoogLeNet beats ResNet18", "better", "GoogLeNet", "ResNet18", paper="a 10.73-point gap",
+                      effect=10.73),
+                Claim("ResNet18's error is about 10.73 points above GoogLeNet's", "gap", "ResNet18", "GoogLeNet",
+                      value=10.73, margin=2.0, paper="\"a 10.73% gap in test error between the models\""),
                 Claim("ResNet18 stabilises before GoogLeNet", "better", "ResNet18", "GoogLeNet", metric="stable",
-                      paper="epoch 9 vs epoch 81"),
+                      paper="epoch 9 vs epoch 81", effect=72.0),
                 Claim("ResNet18 stabilises before VGG19", "better", "ResNet18", "VGG19", metric="stable",
-                      paper="epoch 9 vs after epoch 70"),
+                      paper="epoch 9 vs after epoch 70", effect=61.0),
+                Claim("VGG19 stabilises before GoogLeNet", "better", "VGG19", "GoogLeNet", metric="stable",
+                      paper="after epoch 70 vs epoch 81", effect=11.0),
+            ) + tuple(
+                Claim(f"{label} stabilises at about epoch {epoch}", "near", label, metric="stable", value=float(epoch),
+                      margin=SLOW_TO_STABLE, paper=quote)
+                for label, epoch, quote in (("ResNet18", 9, "\"on it's 9th epoch\""), ("GoogLeNet", 81, "\"on it's 81st\""),
+                                            ("VGG19", 70, "\"VGG stabilising after 70 epochs\""))
+            ) + (
+                Claim("GoogLeNet's train-test gap stays constant after it stabilises (within 1 point)", "near",
+                      "GoogLeNet", metric="gap_growth", value=0.0, margin=1.0,
+                      paper="\"the difference between the test and train error in GoogLeNet is constant after convergence\""),
+                Claim("ResNet18's train-test gap grows more than GoogLeNet's after they stabilise", "better",
+                      "GoogLeNet", "ResNet18", metric="gap_growth",
+                      paper="\"in ResNet the train error continues to fall while the test error remains constant\""),
             ),
         ),
         Experiment(
-            "fig7", "Figure 7: GoogLeNet 3x3 vs 5x5, plain vs residual, CIFAR-10",
-            (
-                GOOGLENET_3X3[0],
-                Run("5x5, no residuals", "googlenet_5x5", "cifar10", paper_err=PAPER_FIG7["googlenet_5x5"]),
-                GOOGLENET_3X3[1],
-                Run("5x5, residuals", "googlenet_res5x5", "cifar10", paper_err=PAPER_FIG7["googlenet_res5x5"], paper_epoch=158),
+            "fig6-vs-fig5", "All three take longer to converge on CIFAR-10 than on MNIST",
+            tuple(dataclasses.replace(r, label=f"{r.label}, {name}")
+                  for name, dataset in (("MNIST", "mnist"), ("CIFAR-10", "cifar10")) for r in _three(dataset)),
+            claims=tuple(
+                Claim(f"{m} stabilises later on CIFAR-10 than on MNIST", "better", f"{m}, MNIST", f"{m}, CIFAR-10",
+                      metric="stable", paper="\"All three take longer to converge\"")
+                for m in ("VGG19", "ResNet18", "GoogLeNet")
             ),
+        ),
+        Experiment(
+            "fig7", "Figure 7: GoogLeNet 3x3 vs 5x5, plain vs residual, CIFAR-10", FIG7_RUNS,
             paper_notes=("\"both variants with residuals converge much faster\"",),
             claims=(
                 Claim("true 5x5 beats 3x3 (no residuals)", "better", "5x5, no residuals", "3x3, no residuals", paper="14.33 vs 14.56"),
@@ -178,10 +308,13 @@ EXPERIMENTS: dict[str, Experiment] = {
                 RESIDUAL_3X3_EARLY,
                 Claim("residuals converge faster (5x5)", "better", "5x5, residuals", "5x5, no residuals",
                       metric="early", paper="\"converge much faster\"", horizon="early"),
-                Claim("5x5 (residuals) converges more slowly than 3x3 (residuals)", "better", "3x3, residuals",
-                      "5x5, residuals", metric="early", horizon="early",
-                      paper="\"taking significantly longer to converge than the other variants\""),
-            ),
+                Claim("5x5 (residuals) converges more slowly than the other variants", "better",
+                      ("3x3, no residuals", "5x5, no residuals", "3x3, residuals"), "5x5, residuals", metric="early",
+                      horizon="early", paper="\"taking significantly longer to converge than the other variants\""),
+                Claim("5x5 with residuals is the best variant", "better", "5x5, residuals",
+                      ("3x3, no residuals", "5x5, no residuals", "3x3, residuals"),
+                      paper="13.39, the lowest of the table: \"the 5x5 variant with residuals is the best performing\""),
+            ) + _near_paper(FIG7_RUNS, 1.0),
         ),
         Experiment(
             "fig7-early", "Residual Inception modules converge faster: GoogLeNet 3x3 plain vs residual, CIFAR-10, "
@@ -191,25 +324,26 @@ EXPERIMENTS: dict[str, Experiment] = {
             claims=(RESIDUAL_3X3_EARLY,),
         ),
         Experiment(
-            "aux", "GoogLeNet with and without auxiliary classifiers, CIFAR-10",
-            (
-                Run("with aux", "googlenet", "cifar10", paper_err=PAPER_AUX["with aux"]),
-                Run("without aux", "googlenet", "cifar10", {"aux_logits": False}, paper_err=PAPER_AUX["without aux"]),
-            ),
+            "aux", "GoogLeNet with and without auxiliary classifiers, CIFAR-10", AUX_RUNS,
             paper_notes=("\"There is scant difference between how well the networks converge during training\"",),
             claims=(
-                Claim("aux heads make scant difference (within 1 point)", "similar", "with aux", "without aux", margin=1.0,
-                      paper="14.56 vs 14.69"),
-            ),
+                Claim("aux heads make scant difference to convergence (within 1 point)", "similar", "with aux",
+                      "without aux", metric="early", margin=1.0, horizon="early",
+                      paper="\"scant difference between how well the networks converge during training\""),
+                Claim("with and without aux heads reach a similar best error (within 1 point)", "similar", "with aux",
+                      "without aux", margin=1.0, paper="14.56 vs 14.69: \"a difference of only 0.13%\""),
+                Claim("identity mapping lowers the error more than aux heads do", "better",
+                      ("3x3, residuals", "without aux"), ("with aux", "with aux"), combine="sum",
+                      paper="13.73 vs 14.56 for residuals, 14.56 vs 14.69 for aux heads: \"a much larger impact on "
+                            "convergence and performance than adding auxiliary classifiers\"", effect=0.70),
+            ) + _near_paper(AUX_RUNS[:2], 1.0),
         ),
         Experiment(
             "vgg-patience", "VGG19 plateau patience sweep (the paper does not name the dataset; run on CIFAR-10)",
-            tuple(
-                Run(f"patience {p}", "vgg19", "cifar10", recipe_overrides={"plateau_patience": p}, paper_err=err, paper_epoch=ep)
-                for p, (_, err, ep) in PAPER_PATIENCE.items()
-            ),
-            recipes=("paper",),
-            paper_notes=("\"a higher patience resulted in better overall performance\"",),
+            PATIENCE_RUNS, recipes=("paper",),
+            paper_notes=("\"a higher patience resulted in better overall performance\"",
+                         f"\"Lowering the momentum made this effect more pronounced\" (the paper gives no value; "
+                         f"{LOW_MOMENTUM} here)"),
             claims=tuple(
                 Claim(f"patience {hi} beats patience {lo}", "better", f"patience {hi}", f"patience {lo}",
                       paper=f"{PAPER_PATIENCE[hi][1]} vs {PAPER_PATIENCE[lo][1]}")
@@ -217,6 +351,18 @@ EXPERIMENTS: dict[str, Experiment] = {
             ) + (
                 Claim("patience 15 and 10 are similar (within 0.5 points)", "similar", "patience 15", "patience 10",
                       margin=0.5, paper=f"{PAPER_PATIENCE[15][1]} vs {PAPER_PATIENCE[10][1]}: no gain past 10"),
+                Claim(f"lowering the momentum to {LOW_MOMENTUM} enlarges patience 10's gain over patience 0", "better",
+                      (f"patience 10, momentum {LOW_MOMENTUM}", "patience 0"),
+                      (f"patience 0, momentum {LOW_MOMENTUM}", "patience 10"), combine="sum",
+                      paper="\"Lowering the momentum made this effect more pronounced\""),
+            ) + _near_paper(PATIENCE_RUNS[:5], 1.0) + tuple(
+                Claim(f"patience {p}: best error at about epoch {ep}", "near", f"patience {p}", metric="best_epoch",
+                      value=float(ep), margin=SLOW_TO_STABLE, paper=f"epoch {ep} (table)")
+                for p, (_, _, ep) in PAPER_PATIENCE.items()
+            ) + tuple(
+                Claim(f"patience {p}: lr at the best epoch about {lr:g}", "near", f"patience {p}", metric="log_lr_at_best",
+                      value=math.log10(lr), margin=0.5, paper=f"{lr:g} (table; compared as log10, within half a decade)")
+                for p, (lr, _, _) in PAPER_PATIENCE.items()
             ),
         ),
     ]
@@ -224,14 +370,14 @@ EXPERIMENTS: dict[str, Experiment] = {
 
 # --------------------------------------------------------------------------- the paper's size and cost figures
 
-Quantity = tuple[str, dict[str, Any], str]  # (arch, kwargs, "params" | "macs" | "flops"), at 3x224x224
+Quantity = tuple[str, dict[str, Any], str]  # (arch, kwargs, one of MEASURES), at 3x224x224
 
 
 @dataclass(frozen=True)
 class Fact:
-    """A number the paper states about a model's size or cost, computed from our model (zoo.model_info at the
-    ImageNet input the figures are for), never trained. ``relation``: "about" (within ``tolerance``, relative, of
-    ``rhs``), "equal", "less" or "more" (than another quantity)."""
+    """A number the paper states about a model's size or cost, computed from our model (at the ImageNet input
+    the figures are for), never trained. ``relation``: "about" (within ``tolerance``, relative, of ``rhs``),
+    "equal", "less" or "more" (than another quantity). With ``over``, the quantity is the ratio lhs / over."""
 
     text: str
     paper: str
@@ -239,54 +385,157 @@ class Fact:
     relation: str
     rhs: float | Quantity
     tolerance: float = 0.2
+    over: Quantity | None = None
 
 
+IMAGENET_INPUT = (3, 224, 224)
+
+
+def _weight_layers(model: nn.Module) -> int:
+    """Weight layers (convolutions and fully connected layers) on the longest path through the model: the count
+    the paper's "19 / 22 / 18 weight layers" and "8x more weight layers" use (a parallel branch counts once)."""
+    graph, modules, depth = torch.fx.symbolic_trace(model).graph, dict(model.named_modules()), {}
+    for node in graph.nodes:
+        weighted = node.op == "call_module" and isinstance(modules[node.target], (nn.Conv2d, nn.Linear))
+        depth[node] = max((depth[n] for n in node.all_input_nodes), default=0) + weighted
+    return max(depth.values())
+
+
+def _training_macs(arch: str, kwargs: dict[str, Any]) -> int:
+    """Multiply-adds of one training-mode forward pass (auxiliary heads included), on the meta device."""
+    with torch.device("meta"):
+        model = build_model(arch, **kwargs).train()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad(), torch.device("meta"):
+        model(torch.empty(2, *IMAGENET_INPUT))  # batch 2: batch norm in training mode needs more than one value
+    return counter.get_total_flops() // 4  # per image, MACs = FLOPs / 2
+
+
+def _inception_5x5_macs(arch: str, kwargs: dict[str, Any], reduced: bool) -> int:
+    """Multiply-adds of inception 3a's 5x5 branch per image, with its 1x1 reduction or as one 5x5 convolution on
+    the module's whole input (the paper's "~120M to ~12M", Szegedy et al.'s example)."""
+    model, shapes = meta_model(arch, **kwargs), {}
+    with torch.device("meta"):
+        hook = model.inception3a.register_forward_hook(lambda m, args, out: shapes.update(x=args[0].shape))
+        try:
+            model(torch.empty(1, *IMAGENET_INPUT))
+        finally:
+            hook.remove()
+    _, channels, height, width = shapes["x"]
+    reduce, conv = model.inception3a.branch3[0].conv, model.inception3a.branch3[1].conv
+    taps = conv.kernel_size[0] * conv.kernel_size[1]
+    if reduced:
+        return height * width * (reduce.out_channels * channels + conv.out_channels * taps * reduce.out_channels)
+    return height * width * conv.out_channels * taps * channels
+
+
+MEASURES = {
+    "params": lambda arch, kw: model_info(arch, input_size=IMAGENET_INPUT, **kw)["params"],
+    "macs": lambda arch, kw: model_info(arch, input_size=IMAGENET_INPUT, **kw)["macs"],
+    "flops": lambda arch, kw: model_info(arch, input_size=IMAGENET_INPUT, **kw)["flops"],
+    "fp32_bytes": lambda arch, kw: 4 * model_info(arch, input_size=IMAGENET_INPUT, **kw)["params"],
+    "training_macs": _training_macs,
+    "weight_layers": lambda arch, kw: _weight_layers(meta_model(arch, **kw)),
+    "inception_modules": lambda arch, kw: sum(type(m).__name__ == "Inception" for m in meta_model(arch, **kw).modules()),
+    "5x5_branch_macs": lambda arch, kw: _inception_5x5_macs(arch, kw, reduced=True),
+    "5x5_branch_macs_unreduced": lambda arch, kw: _inception_5x5_macs(arch, kw, reduced=False),
+}
+"""What a fact can measure: parameters, MACs (multiply-adds, FLOPs / 2: convolutions and matrix products, eval
+mode, zoo.model_info), FLOPs, the weights' size in fp32, MACs of a training-mode pass, weight layers on the
+longest path, Inception modules, and the 5x5 branch of inception 3a with and without its 1x1 reduction."""
+
+NO_AUX = {"aux_logits": False}
 FACTS = (
     Fact("VGG19 has 144M parameters", "\"VGG19 has 144M learnt parameters\"", ("vgg19", {}, "params"), "about", 144e6, 0.05),
+    Fact("VGG19's weights take about 1 GB", "\"storing the weights requires ~1GB of disk space\"",
+         ("vgg19", {}, "fp32_bytes"), "about", 1e9),
     Fact("VGG19 needs about 40 G-ops", "\"inference requires approximately 40 G-ops\"", ("vgg19", {}, "flops"), "about", 40e9),
+    Fact("VGG19 has 19 weight layers", "\"VGG19 consists of 19 weight layers\"", ("vgg19", {}, "weight_layers"), "equal", 19.0),
     Fact("ResNet18 has about 11M parameters", "\"just ~11M parameters\"", ("resnet18", {}, "params"), "about", 11e6),
+    Fact("ResNet18 has about 10x fewer parameters than VGG19", "\"~11M parameters, a 10x improvement\"",
+         ("vgg19", {}, "params"), "about", 10.0, over=("resnet18", {}, "params")),
     Fact("ResNet18 needs about 3 G-ops", "\"requires just ~3 G-ops\"", ("resnet18", {}, "flops"), "about", 3e9),
+    Fact("ResNet18 has 18 weight layers", "\"ResNet18 has 18 weight layers\"", ("resnet18", {}, "weight_layers"), "equal", 18.0),
     Fact("ResNet152 needs about 22 G-ops", "\"152 layer variant uses ~22 G-ops\"", ("resnet152", {}, "flops"), "about", 22e9),
+    Fact("ResNet152 needs about 1.8x fewer ops than VGG19", "\"~22 G-ops – 1.8x fewer than VGG19\"",
+         ("vgg19", {}, "flops"), "about", 1.8, over=("resnet152", {}, "flops")),
+    Fact("ResNet152 has about 8x the weight layers of VGG19", "\"while having 8x more weight layers\"",
+         ("resnet152", {}, "weight_layers"), "about", 8.0, over=("vgg19", {}, "weight_layers")),
     Fact("GoogLeNet (10 classes, aux heads) has about 10M parameters", "\"a total of ~10M parameters\"",
          ("googlenet", {"num_classes": 10}, "params"), "about", 10e6),
     Fact("GoogLeNet stays within 1.5 billion multiply-adds", "\"a computational budget of 1.5 billion multiply-adds\"",
          ("googlenet", {}, "macs"), "about", 1.5e9, 0.05),
+    Fact("GoogLeNet needs about 26x fewer operations than VGG19", "\"1.5 billion multiply-adds (approximately a 26x "
+         "decrease compared to VGG19)\"; compared like with like, multiply-adds to multiply-adds",
+         ("vgg19", {}, "macs"), "about", 26.0, over=("googlenet", {}, "macs")),
+    Fact("GoogLeNet has 22 weight layers", "\"GoogLeNet consists of 22 weight layers\"",
+         ("googlenet", {}, "weight_layers"), "equal", 22.0),
+    Fact("GoogLeNet has 7 Inception modules", "\"The main body has 7 Inception modules\"",
+         ("googlenet", {}, "inception_modules"), "equal", 7.0),
+    Fact("a 1x1 reduction cuts a 5x5 branch from about 120M multiply-adds", "\"from ~120M to ~12M\"",
+         ("googlenet_5x5", {}, "5x5_branch_macs_unreduced"), "about", 120e6),
+    Fact("... to about 12M", "\"from ~120M to ~12M\"", ("googlenet_5x5", {}, "5x5_branch_macs"), "about", 12e6),
     Fact("GoogLeNet has fewer parameters than ResNet18 (10 classes)", "\"GoogLeNet has slightly fewer parameters\"",
          ("googlenet", {"num_classes": 10}, "params"), "less", ("resnet18", {"num_classes": 10}, "params")),
+    Fact("auxiliary heads add parameters", "\"auxiliary classifiers should be removed to reduce the computational cost "
+         "during training\"", ("googlenet", {}, "params"), "more", ("googlenet", NO_AUX, "params")),
+    Fact("auxiliary heads add training compute", "\"to reduce the computational cost during training\"",
+         ("googlenet", {}, "training_macs"), "more", ("googlenet", NO_AUX, "training_macs")),
     Fact("identity shortcuts add no parameters", "\"Identity mapping, which requires no additional parameters\"",
          ("googlenet_res3x3", {}, "params"), "equal", ("googlenet", {}, "params")),
     Fact("true 5x5 branches cost more compute", "\"the additional computational cost\"",
          ("googlenet_5x5", {}, "macs"), "more", ("googlenet", {}, "macs")),
 )
-IMAGENET_INPUT = (3, 224, 224)
+
+OUT_OF_SCOPE = {
+    "AlexNet's numbers (top-5 error 15.3% against 26.2%, 60 million parameters, 8 weighted layers, ~2.5 G-ops, "
+    "LRN's 2%, ReLU's 35 against fewer than 10 epochs)": "cited from Krizhevsky et al., not the paper's own "
+    "measurements, and AlexNet is not among zoo's models",
+    "VGG's and ResNet's results on ImageNet (deeper is better; 34 against 18 layers)": "cited from Simonyan et al. "
+    "and He et al.; the paper trained neither on ImageNet",
+}
+"""What the paper states that zoo does not test, and why (the report lists these)."""
 
 
 def _quantity(q: Quantity) -> float:
     arch, kwargs, what = q
-    return float(model_info(arch, input_size=IMAGENET_INPUT, **kwargs)[what])
+    return _measure(arch, json.dumps(kwargs, sort_keys=True), what)
+
+
+@functools.lru_cache(maxsize=128)
+def _measure(arch: str, kwargs_json: str, what: str) -> float:
+    return float(MEASURES[what](arch, json.loads(kwargs_json)))
+
+
+def _shown(x: float) -> str:
+    return f"{x / 1e9:.2f} G" if x >= 1e9 else f"{x / 1e6:.2f} M" if x >= 1e6 else f"{x:.3g}"
 
 
 def check_fact(fact: Fact) -> tuple[str, str]:
     """(ours, "holds" or "differs") for one of the paper's size or cost figures."""
     ours = _quantity(fact.lhs)
+    shown = _shown(ours)
+    if fact.over is not None:
+        below = _quantity(fact.over)
+        ours, shown = ours / below, f"{ours / below:.2f}x ({shown} / {_shown(below)})"
     other = fact.rhs if isinstance(fact.rhs, float) else _quantity(fact.rhs)
     holds = {"about": abs(ours - other) <= fact.tolerance * other, "equal": ours == other,
              "less": ours < other, "more": ours > other}[fact.relation]
-    shown = f"{ours / 1e9:.2f} G" if ours >= 1e9 else f"{ours / 1e6:.2f} M"
     if not isinstance(fact.rhs, float):
-        shown += f" vs {other / 1e9:.2f} G" if other >= 1e9 else f" vs {other / 1e6:.2f} M"
+        shown += f" vs {_shown(other)}"
     return shown, "holds" if holds else "differs"
 
 
 def facts_section() -> str:
     lines = ["## The paper's size and cost figures, computed", "",
              "Computed from zoo's models at 3x224x224 (`zoo.model_info`: parameters; MACs = multiply-adds, FLOPs = 2 x "
-             "MACs, counting convolutions and matrix products; \"G-ops\" read as FLOPs), not trained. \"about\" "
-             "allows 20% (5% for the two precise figures).", "",
+             "MACs, counting convolutions and matrix products; \"G-ops\" read as FLOPs; weight layers on the longest "
+             "path; weights in fp32), not trained. \"about\" allows 20% (5% for the two precise figures).", "",
              "| the paper's figure | the paper | ours | check |", "|---|---|---|---|"]
     for fact in FACTS:
         ours, verdict = check_fact(fact)
         lines.append(f"| {fact.text} | {fact.paper} | {ours} | {verdict} |")
+    lines += ["", "Not tested, and why:", "", *(f"- {what}: {why}" for what, why in OUT_OF_SCOPE.items())]
     return "\n".join(lines) + "\n\n"
 
 
@@ -404,7 +653,7 @@ def _run_record(cfg: TrainConfig) -> RunRecord | None:
 
 # --------------------------------------------------------------------------- metrics, declared before the runs
 
-METRICS = ("final", "selected", "best", "epoch1", "early", "stable")
+METRICS = ("final", "selected", "best", "epoch1", "early", "stable", "best_epoch", "log_lr_at_best", "gap_growth")
 STABLE_BAND = 1.0
 """The "stable" metric: the first epoch from which every later epoch's error stays within this many points of
 the run's lowest (the paper's "stabilising after 70 epochs", made a rule)."""
@@ -414,7 +663,10 @@ def run_metrics(history: list[dict[str, Any]], early_epochs: int = 5) -> dict[st
     """A run's numbers: test errors (%) of the final weights, at the reported epoch, the best over epochs and
     after epoch 1; "early", the mean validation error over epochs 1..``early_epochs`` (how fast a run
     converges, judged without the test set; absent without a validation split or with fewer epochs);
-    "stable", the epoch the watched error stabilises at (:data:`STABLE_BAND`; absent when it has not).
+    "stable", the epoch the watched error stabilises at (:data:`STABLE_BAND`; absent when it has not);
+    "best_epoch" and "log_lr_at_best", the epoch of the best test error and log10 of its learning rate (the
+    paper's patience table); "gap_growth", how much the test-train error gap grew from the stable epoch to the
+    last (absent when the run has not stabilised).
 
     The reported ("selected") epoch is the one with the lowest validation error when the run held out a
     validation split; without one (the paper's protocol) it is the one with the lowest test error, the
@@ -428,9 +680,13 @@ def run_metrics(history: list[dict[str, Any]], early_epochs: int = 5) -> dict[st
         "best": min(r["test_err"] for r in history),
         "epoch1": history[0]["test_err"],
     }
+    best = min(history, key=lambda r: r["test_err"])
+    metrics.update(best_epoch=float(best["epoch"]), log_lr_at_best=math.log10(best["lr"]) if best["lr"] > 0 else math.nan)
     stable = [e for e in range(1, len(errors) + 1) if max(errors[e - 1:]) <= min(errors) + STABLE_BAND]
     if stable:  # absent when the last epoch itself strays from the lowest: the run has not stabilised
         metrics["stable"] = float(stable[0])
+        gap = [r["test_err"] - r["train_err"] for r in history]
+        metrics["gap_growth"] = gap[-1] - gap[stable[0] - 1]
     if watch == "val_err" and len(history) >= early_epochs:
         metrics["early"] = sum(r["val_err"] for r in history[:early_epochs]) / early_epochs
     return metrics
@@ -458,6 +714,17 @@ def _paper_epochs(cfg: TrainConfig) -> int:
     return get_recipe("paper", cfg.arch, cfg.dataset, **cfg.recipe_overrides).epochs
 
 
+def compressed(cfg: TrainConfig) -> str:
+    """How ``--epochs`` changed the run's schedule, not only its length ("" when it did not): a step schedule
+    compressed on request, or a one-cycle schedule, whose linear decay to zero always ends at the last epoch."""
+    if squeezed := cfg.recipe_overrides.get("compress_from"):
+        return f"its step schedule was compressed from {squeezed} epochs"
+    full = get_recipe(cfg.recipe, cfg.arch, cfg.dataset, **cfg.recipe_overrides)
+    if full.schedule == "onecycle" and cfg.epochs and cfg.epochs != full.epochs:
+        return f"its one-cycle schedule (lr {full.lr:g} down to zero) was squeezed from {full.epochs} epochs into {cfg.epochs}"
+    return ""
+
+
 def scope_problem(claim: Claim, runs: list[tuple[TrainConfig, int]], early_epochs: int) -> str | None:
     """Why ``runs`` (each config with the epochs it ran) cannot test ``claim``, or None. A claim about the end of the
     paper's training needs every run as long as the paper's recipe for it; one about early epochs needs its first
@@ -470,8 +737,8 @@ def scope_problem(claim: Claim, runs: list[tuple[TrainConfig, int]], early_epoch
             return f"not comparable at {epochs} epochs (the paper's claim is at the end of {paper})"
         return None
     cfgs = [c for c, _ in runs]
-    if any(c.recipe_overrides.get("compress_from") for c in cfgs):
-        return "not comparable: a compressed schedule's first epochs are not the paper's"
+    if squeezed := next(filter(None, map(compressed, cfgs)), ""):
+        return f"not comparable: {squeezed}, so its first epochs are not the recipe's"
     if claim.metric == "early" and not all(c.val_split for c in cfgs):
         return "not measured: the early metric is a validation error, and these runs held out no validation split"
     if claim.metric == "early" and epochs_run < early_epochs:
@@ -479,18 +746,43 @@ def scope_problem(claim: Claim, runs: list[tuple[TrainConfig, int]], early_epoch
     return None
 
 
-def claim_verdict(claim: Claim, seeds: Seeds) -> verdicts.Verdict:
-    """The claim's test on the per-seed values; two sides on the same seeds are paired by seed."""
-    a = seeds[claim.a][claim.metric]
-    if claim.kind == "at_most":
-        return verdicts.at_most(a, claim.value)
-    if claim.kind == "near":
-        return verdicts.near(a, claim.value, claim.margin)
-    b = seeds[claim.b][claim.metric]
+def _summed(seeds: Seeds, side: tuple[str, ...], metric: str) -> dict[int, float]:
+    """A side's per-seed sum over its runs (a run named twice counts twice), on the seeds all of them ran."""
+    common = set.intersection(*(set(seeds[label][metric]) for label in side))
+    return {s: sum(seeds[label][metric][s] for label in side) for s in sorted(common)}
+
+
+def _pair_verdict(claim: Claim, a: dict[int, float], b: dict[int, float]) -> verdicts.Verdict:
     paired = bool(a) and set(a) == set(b)
     if claim.kind == "similar":
         return verdicts.similar(a, b, claim.margin, paired=paired)
+    if claim.kind == "gap":
+        return verdicts.gap(a, b, claim.value, claim.margin, paired=paired)
     return verdicts.better(a, b, paired=paired)
+
+
+def claim_verdict(claim: Claim, seeds: Seeds) -> verdicts.Verdict:
+    """The claim's test on the per-seed values; two sides on the same seeds are paired by seed."""
+    if claim.kind in ("near", "at_most"):
+        a = seeds[claim.a][claim.metric]
+        return verdicts.near(a, claim.value, claim.margin) if claim.kind == "near" else verdicts.at_most(a, claim.value)
+    side_a, side_b = claim.sides
+    if claim.combine == "sum":
+        return _pair_verdict(claim, _summed(seeds, side_a, claim.metric), _summed(seeds, side_b, claim.metric))
+    pairs = [_pair_verdict(claim, seeds[x][claim.metric], seeds[y][claim.metric]) for x in side_a for y in side_b]
+    return pairs[0] if len(pairs) == 1 else verdicts.all_of(pairs)
+
+
+def sd_factor(claim: Claim) -> float:
+    """The tested per-seed quantity's sd in units of one run's seed sd, for independent runs (no credit for
+    pairing): 1 for a claim about one run, sqrt(2) for a difference, the root of the summed squared weights for a
+    contrast of sums."""
+    if claim.kind in ("near", "at_most"):
+        return 1.0
+    if claim.combine == "sum":
+        weights = [side.count(label) for side in claim.sides for label in set(side)]
+        return math.sqrt(sum(w * w for w in weights))
+    return math.sqrt(2)
 
 
 @dataclass
@@ -513,7 +805,7 @@ def _section(exp: Experiment, recipe: str, group: Group) -> Section:
     epochs_run = min(lengths, default=0)
     problems, raw = [], []
     for claim in exp.claims:
-        sides = [claim.a] + [claim.b] * bool(claim.b)
+        sides = claim.labels
         if any(s not in group for s in sides):
             problems.append("not run (left out)")
             raw.append(None)
@@ -594,26 +886,43 @@ def _run_rows(sec: Section, columns: list[str]) -> list[str]:
     return lines
 
 
-def _values(sec: Section, side: str, metric: str) -> str:
-    if side not in sec.seeds:
+def _values(sec: Section, side: tuple[str, ...], metric: str, joiner: str) -> str:
+    if any(label not in sec.seeds for label in side):
         return "left out"
-    values = list(sec.seeds[side][metric].values())
-    return str(summarize(values)) if values else "-"
+    cells = [str(summarize(list(sec.seeds[label][metric].values()))) for label in side]
+    return joiner.join("-" if c == "not run" else c for c in cells)
+
+
+def _standing(sec: Section, claim: Claim) -> str:
+    """How the verdict stands: confirmatory when the claim and the design of these runs were declared before them
+    (:data:`PREREGISTERED`), exploratory otherwise."""
+    reg = PREREGISTERED.get(sec.exp.name)
+    cfgs = [c for label in claim.labels for c in sec.group.get(label, [])]
+    if reg and claim.text in reg.claims and reg.matches(sec.recipe, cfgs, sec.epochs_run):
+        return f"confirmatory (pre-registered: {reg.record})"
+    return "exploratory (not pre-registered)"
+
+
+def _pooled_mde(sec: Section, claim: Claim, raw: verdicts.Verdict) -> str:
+    dataset = sec.group[claim.labels[0]][0].dataset
+    if (pooled := POOLED_SD.get((dataset, claim.metric))) is None or math.isnan(raw.p):
+        return ""
+    return f"; MDE at the pooled seed sd: {verdicts.mde(pooled.sd * sd_factor(claim), min(raw.n), raw.kind):.2f}"
 
 
 def _claim_rows(sec: Section) -> list[str]:
     lines = ["| the paper's claim | metric | scope | ours (mean ± sd) | the paper | verdict |", "|---|---|---|---|---|---|"]
     scope = f"`{sec.recipe}`, {sec.epochs_run} epochs"
     for claim, problem, raw, decided in zip(sec.exp.claims, sec.problems, sec.raw, sec.decided):
-        sides = [claim.a] + [claim.b] * bool(claim.b)
-        ours = " vs ".join(_values(sec, side, claim.metric) for side in sides)
+        joiner = " + " if claim.combine == "sum" else ", "
+        ours = " vs ".join(_values(sec, side, claim.metric, joiner) for side in claim.sides)
         if problem is None:
-            verdict = str(decided)
+            verdict = f"{_standing(sec, claim)}: {decided}{_pooled_mde(sec, claim, raw)}"
         elif raw is None or math.isnan(raw.effect):
             verdict = problem
         else:  # the statistics at this length, never a verdict on the paper's claim
-            ci = f" [{raw.ci[0]:.2f}, {raw.ci[1]:.2f}]" if math.isfinite(raw.ci[0]) else f" (n={min(raw.n)})"
-            verdict = f"{problem}; at {sec.epochs_run} epochs: {raw.test}, d = {raw.effect:.2f}{ci}"
+            ci = raw.interval() if math.isfinite(raw.ci[0]) else f"(n={min(raw.n)})"
+            verdict = f"{problem}; exploratory, at {sec.epochs_run} epochs: {raw.test}, d = {raw.effect:.2f} {ci}"
         lines.append(f"| {claim.text} | {claim.metric} | {scope} | {ours} | {claim.paper} | {verdict} |")
     return lines
 
@@ -665,83 +974,6 @@ def _header() -> str:
         f"of the run's lowest.\n\n"
         f"Settings the paper does not state, and the values used:\n\n{unstated}\n\n"
     )
-
-
-# Measured training throughput, images per second per process, with the concurrency it was measured at;
-# (family, stem or head, recipe) -> (img/s, where). `zoo reproduce --plan` turns them into GPU minutes.
-THROUGHPUT: dict[tuple[str, str, str], tuple[float, str]] = {
-    ("googlenet", "imagenet", "fast"): (16000, "H100, 5 processes at once (reports/h100)"),
-    ("googlenet", "imagenet", "paper"): (8000, "H200, 5 processes at once (reports/h200)"),
-    ("googlenet", "cifar", "fast"): (8800, "H200, alone, batch 512 (reports/h200/throughput)"),
-    ("resnet", "imagenet", "paper"): (24700, "H200, 6 processes at once, MNIST (reports/h200)"),
-    ("resnet", "cifar", "fast"): (42400, "H200, alone (reports/h200)"),
-    ("vgg", "imagenet", "paper"): (19100, "H200, 6 processes at once, MNIST (reports/h200)"),
-    ("vgg", "cifar", "fast"): (29600, "H200, 6 processes at once, MNIST (reports/h200)"),
-}
-UNMEASURED = (10000.0, "not measured: a guess")
-STARTUP_S = 15.0  # per run: interpreter, data onto the GPU, cuDNN autotuning
-
-
-def _throughput(cfg: TrainConfig) -> tuple[float, str]:
-    recipe = get_recipe(cfg.recipe, cfg.arch, cfg.dataset, **cfg.recipe_overrides)
-    kwargs = {**recipe.model_kwargs, **cfg.model_kwargs}
-    cls = model_class(cfg.arch)
-    return THROUGHPUT.get((cls.family, kwargs.get(cls.variant_arg, "imagenet"), cfg.recipe), UNMEASURED)
-
-
-BYTES_PER_PARAM = {"state": 8, "model": 4}
-"""Disk per parameter: the resume state (fp32 weights and the SGD momentum) and the finished model (fp32)."""
-
-
-def estimate(configs: list[TrainConfig], jobs: int = 1, throughput: float | None = None) -> dict[str, Any]:
-    """Runs, images, GPU minutes and disk of training ``configs`` with ``jobs`` processes at once.
-
-    Each epoch trains on the training set less the validation split and evaluates the test and
-    validation sets (twice with flip-averaging); an evaluated image costs a third of a trained one
-    (forward only). Minutes = the runs' seconds (images / measured img/s per process, plus start-up)
-    shared among ``jobs`` processes. ``throughput`` (img/s per process) overrides the measurements.
-    Disk: every run keeps its resume state and its model; at peak, ``jobs`` states are being rewritten
-    (each written beside the old one, then renamed over it).
-    """
-    rows, seconds, kept, states = [], 0.0, 0, []
-    for cfg in configs:
-        spec = get_spec(cfg.dataset)
-        if spec.splits is None:
-            raise DataError(f"dataset {spec.name!r} states no split sizes (DataSpec.splits): --plan cannot count its images")
-        recipe = get_recipe(cfg.recipe, cfg.arch, spec, epochs=cfg.epochs, **cfg.recipe_overrides)
-        train_images, test_images = spec.splits[0] - cfg.val_split, spec.splits[1]
-        eval_images = (test_images + cfg.val_split) * (2 if recipe.tta_flip else 1)
-        images = recipe.epochs * (train_images + eval_images / 3)
-        img_s, source = (throughput, "--throughput") if throughput else _throughput(cfg)
-        run_s = images / img_s + STARTUP_S
-        seconds += run_s
-        params = model_info(cfg.arch, input_size=spec.input_size,
-                            **{**recipe.model_kwargs, **cfg.model_kwargs, "num_classes": spec.num_classes})["params"]
-        states.append(params * BYTES_PER_PARAM["state"])
-        kept += params * sum(BYTES_PER_PARAM.values())
-        rows.append({"run": Path(cfg.out).name, "epochs": recipe.epochs, "images": int(images), "img_s": img_s,
-                     "source": source, "minutes": run_s / 60, "disk_gb": params * sum(BYTES_PER_PARAM.values()) / 1e9})
-    minutes = seconds / max(1, min(jobs, len(configs))) / 60
-    peak = kept + sum(sorted(states, reverse=True)[:jobs])
-    return {"runs": rows, "images": sum(r["images"] for r in rows), "jobs": jobs, "minutes": minutes,
-            "disk_gb": kept / 1e9, "peak_disk_gb": peak / 1e9}
-
-
-def untestable(plan: dict[str, dict[tuple[str, str, int], TrainConfig]]) -> list[str]:
-    """The claims a plan's runs cannot test, and why (too short, a compressed schedule, no early epochs)."""
-    out = []
-    for name, cfgs in plan.items():
-        exp = EXPERIMENTS[name]
-        for recipe in sorted({r for _, r, _ in cfgs}):
-            labels = {label for label, r, _ in cfgs if r == recipe}
-            for claim in exp.claims:
-                if claim.a not in labels or (claim.b and claim.b not in labels):
-                    continue
-                runs = [(c, get_recipe(c.recipe, c.arch, c.dataset, epochs=c.epochs, **c.recipe_overrides).epochs)
-                        for (label, r, _), c in cfgs.items() if r == recipe and label in (claim.a, claim.b)]
-                if problem := scope_problem(claim, runs, exp.early_epochs):
-                    out.append(f"{name} ({recipe}): \"{claim.text}\": {problem}")
-    return out
 
 
 def plan_configs(
