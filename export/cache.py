@@ -62,7 +62,8 @@ def _hit(path: Path, record: Path, key: dict[str, Any]) -> bool:
 
 def cached(key: dict[str, Any], make: Callable[[Path], Any], suffix: str = ".onnx") -> tuple[Path, bool]:
     """The cached file for ``key`` and True, or else the file ``make(path)`` writes, cached, and False."""
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    key = json.loads(json.dumps(key, default=str))  # as the record reads back: tuples become lists
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
     folder = cache_dir()
     path, record = folder / f"{digest}{suffix}", folder / f"{digest}.json"
     if _hit(path, record, key):
@@ -70,5 +71,5 @@ def cached(key: dict[str, Any], make: Callable[[Path], Any], suffix: str = ".onn
     with atomic_path(path) as tmp:
         make(tmp)
     atomic_write_bytes(record, (json.dumps({"key": key, "bytes": path.stat().st_size, "sha256": sha256_file(path)},
-                                           indent=1, default=str) + "\n").encode())
+                                           indent=1) + "\n").encode())
     return path, False

@@ -218,7 +218,7 @@ def batch_chart(results: dict[str, Any]) -> Figure:
     ax.set_xscale("log", base=2)
     ax.set_xticks(results["settings"]["batch_sizes"], [str(b) for b in results["settings"]["batch_sizes"]])
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    _log_ticks(ax.yaxis)
     ax.set_xlabel("batch size")
     ax.set_ylabel("latency, median (ms)")
     ax.set_title("latency against batch size")
@@ -249,12 +249,20 @@ def peak_chart(results: dict[str, Any]) -> Figure:
     ax.set_xscale("log")
     ax.set_yscale("log")
     for axis in (ax.xaxis, ax.yaxis):
-        axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        _log_ticks(axis)
     ax.set_xlabel("work per call: MACs x batch (millions, log scale)")
     ax.set_ylabel("GMAC/s at the median latency (log scale)")
     ax.set_title("distance to the limit: each engine's rate under the machine's GEMM peaks")
     return _finish(fig, ax)
+
+
+def _log_ticks(axis: Any) -> None:
+    """A log axis labelled at 1, 2 and 5 of each decade in plain numbers, so that a narrow range still has labels."""
+    import matplotlib.ticker  # lazy: matplotlib costs start-up time; only the charts need it
+
+    axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
 NOISY_LEGEND = "hollow: noisy (interval > +-10% or CPU contended)"

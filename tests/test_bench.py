@@ -541,23 +541,24 @@ def test_a_noisy_figure_is_remeasured_unless_other_processes_took_the_cpu(others
     assert (len(rounds["noisy"]) > cfg.rounds) is more_rounds and share == pytest.approx(others)
 
 
-def test_the_onnx_cache_hits_misses_on_a_new_key_and_remakes_a_damaged_file(onnx_cache):
+def test_the_onnx_cache_hits_misses_on_a_new_key_and_remakes_a_damaged_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path))
     made = []
 
     def make(path: Path) -> None:
         made.append(path)
         path.write_bytes(b"onnx bytes %d" % len(made))
 
-    key = {"arch": "toy", "kwargs": {"a": 1}, "weights_sha256": "0" * 64, "torch": "2", "onnx": "1", "opset": None}
+    key = {"arch": "toy", "kwargs": {"a": 1}, "input_size": (1, 32, 32), "torch": "2", "onnx": "1", "opset": None}
     path, hit = cached(key, make)
-    assert not hit and path.parent == onnx_cache / "onnx" and path.read_bytes() == b"onnx bytes 1"
+    assert not hit and path.parent == tmp_path / "onnx" and path.read_bytes() == b"onnx bytes 1"
     assert cached(key, make) == (path, True) and len(made) == 1
     assert cached({**key, "opset": 20}, make)[1] is False and len(made) == 2  # any part of the key: a new entry
     path.write_bytes(b"onnx bytes X")  # same size, other bytes: the sha256 check on read catches it
     assert cached(key, make) == (path, False) and path.read_bytes() == b"onnx bytes 3"
     with pytest.raises(RuntimeError):
         cached({**key, "arch": "broken"}, lambda p: (p.write_bytes(b"half"), (_ for _ in ()).throw(RuntimeError()))[0])
-    assert sorted(p.suffix for p in (onnx_cache / "onnx").iterdir()) == [".json"] * 2 + [".onnx"] * 2  # nothing half-written
+    assert sorted(p.suffix for p in (tmp_path / "onnx").iterdir()) == [".json"] * 2 + [".onnx"] * 2  # nothing half-written
 
 
 @pytest.mark.slow
