@@ -1,8 +1,10 @@
 """The benchmark's outputs: the markdown table people read first, the CSV, the charts, and a comparison of runs.
 
 Every figure is printed with its 95% interval, and a noisy one is marked ``~``
-(its interval is wider than +-10%): a number printed plain is one a re-run
-should confirm. The engines' columns, CSV rows and chart styles come from the
+(its interval is wider than +-10%, or other processes took the CPU meanwhile)
+and drawn hollow in the charts: a number printed plain is one a re-run should
+confirm. The header names the CPU's instruction-set features and the GEMM peaks
+every figure's GMAC/s is a share of. The engines' columns, CSV rows and chart styles come from the
 results' ``engines`` (export.bench's records), so a new engine needs nothing here.
 """
 from __future__ import annotations
@@ -22,12 +24,15 @@ from zoo.plots import png_bytes
 if TYPE_CHECKING:  # matplotlib is imported lazily, by the charts only
     from matplotlib.figure import Figure
 
-__all__ = ["COMPARABLE", "SCHEMA", "batch_chart", "compare", "cost_chart", "read_results", "table_rows", "write_results"]
+__all__ = ["COMPARABLE", "SCHEMA", "batch_chart", "compare", "cost_chart", "peak_chart", "read_results", "table_rows",
+           "write_results"]
 
-SCHEMA = "zoo.bench/3"
+SCHEMA = "zoo.bench/4"
 """The results document export.bench writes; /3 added ``engines`` (what each engine is: label, baseline, device,
-chart style) and each model's ``build`` (how each engine's build went)."""
-COMPARABLE = ("zoo.bench/2", SCHEMA)
+chart style) and each model's ``build`` (how each engine's build went); /4 added the CPU's ``cpu_features`` (in
+``environment``), ``peak_gmacs`` per thread count, ``unavailable`` engines, each engine's ``precision``, and each
+latency's ``gmacs`` and ``of_peak``."""
+COMPARABLE = ("zoo.bench/2", "zoo.bench/3", SCHEMA)
 """Schemas whose figures (``latency_ms``, ``speedup``) --compare reads alike."""
 BUILD_SHOWN_S = 1.0
 """A build this long is worth a word in the table (torch.compile's compile, int8's calibration); a failed one always is."""
@@ -98,20 +103,37 @@ def write_markdown(results: dict[str, Any], path: Path) -> Path:
     accuracy = ("" if data is None or not measured else f" Top-1 on {data['test_images']:,} test images"
                 + (" (zoo's shipped sample of the test set, not the full set)." if data["sample"] else " (the full test set)."))
     header = (
-        f"Input {'x'.join(map(str, settings['input_size']))} ({settings['input']}), {env['cpu']}, "
+        f"Input {'x'.join(map(str, settings['input_size']))} ({settings['input']}), {env['cpu']} ({features_line(env)}), "
         f"load {env['load_average_1min']:.2f} -> {env['load_average_1min_after']:.2f}. Latency: median over "
         f"{settings['rounds']}+ interleaved rounds [95% interval], ms; a speed-up is the median per-round ratio "
         f"(>1: the first engine named is faster). ~ marks a noisy figure: its interval is wider than +-{env['noisy_beyond']:.0%}, "
         f"or other processes took more than {env['noisy_when_others_take']:.0%} of the CPU while it was timed."
         f"{accuracy}"
     )
-    atomic_write_bytes(path, f"{header}\n\n{format_table(rows, columns)}\n".encode())
+    notes = "".join(f"\n- {n}" for n in _notes(results))
+    atomic_write_bytes(path, f"{header}\n{notes}\n\n{format_table(rows, columns)}\n".encode())
     return path
 
 
+def features_line(env: dict[str, Any]) -> str:
+    """The CPU's instruction-set features as one line: ``avx2 avx512f -avx512_vnni ...`` (``-``: absent)."""
+    features = env.get("cpu_features")
+    return " ".join(k if v else f"-{k}" for k, v in features.items()) if features else "features not recorded"
+
+
+def _notes(results: dict[str, Any]) -> list[str]:
+    """The peaks every GMAC/s is a share of, what each engine is, and one line per engine that could not run."""
+    peaks = [f"{t} threads: " + ", ".join(f"{p} {v:g}" for p, v in by.items()) for t, by in results.get("peak_gmacs", {}).items()]
+    engines = results["engines"]
+    what = ", ".join(f"{d['label']} = {e} ({d['precision']}" + (f", vs {engines.get(d['baseline'], {}).get('label', d['baseline'])})"
+                                                              if d["baseline"] else ")") for e, d in engines.items())
+    return [f"GEMM peak, GMAC/s (each figure's `of_peak` in results.json and the CSV is a share of its precision's): "
+            f"{'; '.join(peaks)}", f"Engines: {what}.", *(f"{e}: {why}" for e, why in results.get("unavailable", {}).items())]
+
+
 def write_csv(results: dict[str, Any], path: Path) -> Path:
-    """Flat numbers per model, engine and batch size: latency (median and interval ends), the speed-up over the
-    engine's baseline where measured (batch 1 and the largest), accuracy."""
+    """Flat numbers per model, engine and batch size: latency (median and interval ends), GMAC/s and its share of
+    the peak, the speed-up over the engine's baseline where measured (batch 1 and the largest), accuracy."""
     speedup_at = {str(max(results["settings"]["batch_sizes"])): "throughput", "1": "latency_b1"}
     rows = []
     for m in results["models"]:
@@ -121,6 +143,8 @@ def write_csv(results: dict[str, Any], path: Path) -> Path:
                 rows.append({"model": m["name"], "threads": m["threads"], "engine": engine,
                              "device": results["engines"][engine]["device"], "batch": batch, "latency_ms": fig["median"],
                              "ci95_low": fig["ci95"][0], "ci95_high": fig["ci95"][1], "noisy": fig["noisy"],
+                             "precision": results["engines"][engine]["precision"], "gmacs": fig["gmacs"],
+                             "of_peak": fig["of_peak"],
                              "baseline": results["engines"][engine]["baseline"], **_speedup_cells(speedup),
                              "accuracy": (m["accuracy"] or {}).get(engine)})
     buf = io.StringIO(newline="")
@@ -152,11 +176,11 @@ def cost_chart(results: dict[str, Any], accuracy: bool) -> Figure:
         for engine, d in engines.items():
             if engine in m["latency_ms"] and (not accuracy or engine in m["accuracy"]):
                 y = m["accuracy"][engine] * 100 if accuracy else m["macs"] / 1e6
-                ax.scatter(m["latency_ms"][engine]["1"]["median"], y, color=_colour(i), marker=d["marker"], s=60, alpha=0.85)
+                fig1 = m["latency_ms"][engine]["1"]
+                _point(ax, fig1["median"], y, _colour(i), d["marker"], fig1["noisy"])
                 drawn.add(engine)
         ax.scatter([], [], color=_colour(i), marker="o", label=f"{m['name']} ({m['threads']} thr)")
-    for engine in (e for e in engines if e in drawn):
-        ax.scatter([], [], color="black", marker=engines[engine]["marker"], label=engine)
+    _engine_legend(ax, engines, drawn)
     ax.set_xscale("log")
     if not accuracy:  # 30M to 500M MACs: a log axis keeps the GoogLeNets apart
         ax.set_yscale("log")
@@ -183,20 +207,81 @@ def batch_chart(results: dict[str, Any]) -> Figure:
         for engine, by_batch in m["latency_ms"].items():
             batches = sorted(by_batch, key=int)
             xs = [int(b) for b in batches]
-            ax.plot(xs, [by_batch[b]["median"] for b in batches], linestyle=engines[engine]["line"], color=_colour(i), marker=".")
+            ax.plot(xs, [by_batch[b]["median"] for b in batches], linestyle=engines[engine]["line"], color=_colour(i))
+            for x, b in zip(xs, batches):
+                _point(ax, x, by_batch[b]["median"], _colour(i), engines[engine]["marker"], by_batch[b]["noisy"], size=18)
             ax.fill_between(xs, [by_batch[b]["ci95"][0] for b in batches], [by_batch[b]["ci95"][1] for b in batches],
                             color=_colour(i), alpha=0.1, lw=0)
         ax.plot([], [], color=_colour(i), label=f"{m['name']} ({m['threads']} thr)")
     for engine in (e for e in engines if any(e in m["latency_ms"] for m in results["models"])):
-        ax.plot([], [], linestyle=engines[engine]["line"], color="black", label=engine)
+        ax.plot([], [], linestyle=engines[engine]["line"], marker=engines[engine]["marker"], color="black", label=engine)
+    ax.scatter([], [], facecolors="none", edgecolors="black", marker="o", label=NOISY_LEGEND)
     ax.set_xscale("log", base=2)
     ax.set_xticks(results["settings"]["batch_sizes"], [str(b) for b in results["settings"]["batch_sizes"]])
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    _log_ticks(ax.yaxis)
     ax.set_xlabel("batch size")
     ax.set_ylabel("latency, median (ms)")
     ax.set_title("latency against batch size")
     return _finish(fig, ax)
+
+
+def peak_chart(results: dict[str, Any]) -> Figure:
+    """Roofline-style: each figure's rate (GMAC/s) against the work of one call (MACs x batch), under the GEMM
+    peaks drawn as ceilings; one colour per model, one marker per engine, noisy figures hollow. Left, per-operator
+    overhead on small work keeps every engine far below the ceiling; right, the distance left is the engine's."""
+    import matplotlib.ticker  # lazy: matplotlib costs start-up time; only the charts need it
+    from matplotlib.figure import Figure  # lazy: as above
+
+    fig = Figure(figsize=(9, 5.5))
+    ax = fig.subplots()
+    engines, drawn = results["engines"], set()
+    for i, m in enumerate(results["models"]):
+        for engine, by_batch in m["latency_ms"].items():
+            for batch, f in by_batch.items():
+                _point(ax, m["macs"] * int(batch) / 1e6, f["gmacs"], _colour(i), engines[engine]["marker"], f["noisy"])
+                drawn.add(engine)
+        ax.scatter([], [], color=_colour(i), marker="o", label=f"{m['name']} ({m['threads']} thr)")
+    _engine_legend(ax, engines, drawn)
+    for j, (threads, peaks) in enumerate(results.get("peak_gmacs", {}).items()):
+        for k, (precision, value) in enumerate(peaks.items()):
+            ax.axhline(value, color="grey", linestyle=("-", "--", ":")[k % 3], lw=1, alpha=0.8 - 0.2 * j,
+                       label=f"peak {precision}, {threads} thr: {value:g} GMAC/s")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        _log_ticks(axis)
+    ax.set_xlabel("work per call: MACs x batch (millions, log scale)")
+    ax.set_ylabel("GMAC/s at the median latency (log scale)")
+    ax.set_title("distance to the limit: each engine's rate under the machine's GEMM peaks")
+    return _finish(fig, ax)
+
+
+def _log_ticks(axis: Any) -> None:
+    """A log axis labelled at 1, 2 and 5 of each decade in plain numbers, so that a narrow range still has labels."""
+    import matplotlib.ticker  # lazy: matplotlib costs start-up time; only the charts need it
+
+    axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+NOISY_LEGEND = "hollow: noisy (interval > +-10% or CPU contended)"
+
+
+def _point(ax: Any, x: float, y: float, colour: Any, marker: str, noisy: bool, size: float = 60) -> None:
+    """One figure's point: filled, or hollow when noisy."""
+    if noisy:
+        ax.scatter(x, y, facecolors="none", edgecolors=[colour], marker=marker, s=size, linewidths=1.3)
+    else:
+        ax.scatter(x, y, color=colour, marker=marker, s=size, alpha=0.85)
+
+
+def _engine_legend(ax: Any, engines: dict[str, dict[str, Any]], drawn: set[str]) -> None:
+    """A black marker per engine drawn, and what a hollow one means."""
+    for engine in (e for e in engines if e in drawn):
+        ax.scatter([], [], color="black", marker=engines[engine]["marker"], label=engine)
+    ax.scatter([], [], facecolors="none", edgecolors="black", marker="o", label=NOISY_LEGEND)
 
 
 def _finish(fig: Figure, ax: Any) -> Figure:
@@ -213,13 +298,18 @@ def write_results(results: dict[str, Any], out: Path) -> list[Path]:
     paths = [out / "results.json"]
     atomic_write_bytes(paths[0], (json.dumps(results, indent=2) + "\n").encode())
     paths += [write_csv(results, out / "results.csv"), write_markdown(results, out / "results.md")]
-    charts = {"macs_vs_latency.png": cost_chart(results, accuracy=False), "latency_vs_batch.png": batch_chart(results)}
+    charts = {"macs_vs_latency.png": cost_chart(results, accuracy=False), "latency_vs_batch.png": batch_chart(results),
+              "gmacs_vs_peak.png": peak_chart(results)}
     if any(m["accuracy"] for m in results["models"]):
         charts["accuracy_vs_latency.png"] = cost_chart(results, accuracy=True)
     for name, fig in charts.items():
         atomic_write_bytes(out / name, png_bytes(fig, dpi=120))
         paths.append(out / name)
     return paths
+
+
+_BASELINES_BEFORE_3 = {"onnxruntime": "torch", "int8": "onnxruntime", "compile": "torch"}
+"""The baselines of zoo.bench/2, whose results did not record them: a speed-up compares only over the same baseline."""
 
 
 def _figures(results: dict[str, Any]) -> dict[tuple, dict[str, Any]]:
@@ -229,8 +319,9 @@ def _figures(results: dict[str, Any]) -> dict[tuple, dict[str, Any]]:
             for batch, fig in by_batch.items():
                 found[(m["name"], m["threads"], f"{engine} latency b{batch}")] = fig
         for engine, figs in m["speedup"].items():
+            over = results.get("engines", {}).get(engine, {}).get("baseline") or _BASELINES_BEFORE_3.get(engine)
             for what, fig in figs.items():
-                found[(m["name"], m["threads"], f"{engine} speed-up {what}")] = fig
+                found[(m["name"], m["threads"], f"{engine}/{over} speed-up {what}")] = fig
     return found
 
 
@@ -277,6 +368,7 @@ def compare(old_path: Path, results: dict[str, Any]) -> str:
     except ArgumentError as e:
         return str(e)
     before, now = _figures(old), _figures(results)
+    warning = _features_warning(old, results)
     changed = [
         {"model": k[0], "threads": k[1], "figure": k[2], "before": fmt(before[k]), "now": fmt(now[k]),
          "change": f"{now[k]['median'] / before[k]['median'] - 1:+.0%}"}
@@ -284,5 +376,17 @@ def compare(old_path: Path, results: dict[str, Any]) -> str:
         and (now[k]["ci95"][0] > before[k]["ci95"][1] or now[k]["ci95"][1] < before[k]["ci95"][0])
     ]
     if not changed:
-        return f"compared with {old_path}: no figure changed beyond its interval ({len(set(now) & set(before))} compared)"
-    return f"compared with {old_path}: changed beyond the intervals\n\n" + format_table(changed, list(changed[0]))
+        return f"{warning}compared with {old_path}: no figure changed beyond its interval ({len(set(now) & set(before))} compared)"
+    return f"{warning}compared with {old_path}: changed beyond the intervals\n\n" + format_table(changed, list(changed[0]))
+
+
+def _features_warning(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """A warning line when the two runs' CPUs differ in instruction-set features (or one did not record them):
+    then int8 and bf16 ran other kernels, and a change says more about the machine than about the code."""
+    before, now = (r.get("environment", {}).get("cpu_features") for r in (old, new))
+    if before == now:
+        return ""
+    differ = sorted(k for k in set(before or {}) | set(now or {}) if (before or {}).get(k) != (now or {}).get(k))
+    said = f"they differ in {', '.join(differ)}" if before and now else "one run did not record them"
+    return (f"warning: the CPUs' instruction-set features differ ({said}: {features_line(old.get('environment', {}))} "
+            f"then, {features_line(new.get('environment', {}))} now); int8 and bf16 figures are not comparable\n")

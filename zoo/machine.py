@@ -1,12 +1,18 @@
-"""What this machine and this code are, for records of where a number was measured: the CPU, its cores, the commit."""
+"""What this machine and this code are, for records of where a number was measured: the CPU, its cores, its
+instruction-set features, the commit."""
 from __future__ import annotations
 
 import os
 import platform
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["cpu_name", "git_commit", "physical_cores"]
+__all__ = ["ISA_FEATURES", "cpu_flags", "cpu_name", "git_commit", "has_bf16", "has_vnni", "isa_features", "physical_cores"]
+
+ISA_FEATURES = ("avx2", "avx512f", "avx_vnni", "avx512_vnni", "avx512_bf16", "amx")
+"""The instruction-set features that decide which CPU inference paths are fast: AVX2 for fp32, VNNI (the AVX-512 or
+the AVX (Alder Lake) form) for int8 dot products, AVX512_BF16 or AMX (tiles with bf16 and int8) for bf16."""
 
 
 def _cpuinfo() -> list[tuple[str, str]]:
@@ -15,6 +21,28 @@ def _cpuinfo() -> list[tuple[str, str]]:
     except OSError:
         return []
     return [(key.strip(), value.strip()) for key, _, value in (line.partition(":") for line in lines)]
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags, as the kernel reports them (/proc/cpuinfo's first ``flags`` line); none elsewhere."""
+    return frozenset(next((value.split() for key, value in _cpuinfo() if key == "flags"), []))
+
+
+def isa_features(flags: Iterable[str] | None = None) -> dict[str, bool]:
+    """Each of ISA_FEATURES, from ``flags`` (kernel flag names; this machine's when None): the record a benchmark
+    keeps of the machine and chooses its int8 and bf16 settings from. ``amx`` is any AMX tile unit."""
+    flags = cpu_flags() if flags is None else frozenset(flags)
+    return {name: (any(f.startswith("amx") for f in flags) if name == "amx" else name in flags) for name in ISA_FEATURES}
+
+
+def has_vnni(features: dict[str, bool]) -> bool:
+    """int8 dot products in one instruction (VNNI or AMX): no 16-bit overflow, so int8 needs no reduced range."""
+    return features.get("avx512_vnni", False) or features.get("avx_vnni", False) or features.get("amx", False)
+
+
+def has_bf16(features: dict[str, bool]) -> bool:
+    """bf16 arithmetic in hardware (AVX512_BF16 or AMX): elsewhere bf16 is emulated, slower than fp32."""
+    return features.get("avx512_bf16", False) or features.get("amx", False)
 
 
 def cpu_name() -> str:
