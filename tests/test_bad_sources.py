@@ -242,7 +242,7 @@ def weights_file(path: Path, model, edit: str, value: float) -> Path:
     tensors = state_dict_of(model)
     tensors[edit] = tensors[edit].clone().fill_(value)
     meta = CheckpointMeta(arch="resnet18", model_kwargs={"num_classes": 3}, num_classes=3, in_chans=3,
-                          input_size=(3, 224, 224), zoo_version="test")
+                          data=model.data_config, zoo_version="test")
     save_tensors(path, tensors, meta.to_metadata())
     return path
 
