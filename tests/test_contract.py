@@ -48,16 +48,22 @@ class TinyNet(ZooModel):
         self.default_input_size, self.min_input_size = (in_chans, 32, 32), 1
         self.conv1 = nn.Conv2d(in_chans, 8, 3, stride=2 if stem == "imagenet" else 1, padding=1)
         self.blocks = nn.ModuleList(nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()) for _ in range(4))
-        self.num_features = 8
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = classifier(8, num_classes)
         self.feature_info = feature_info([8] * 5, [1] * 5, ["conv1", *(f"blocks.{i}" for i in range(4))])
+        self.set_global_pool("avg", num_classes)  # avgpool, num_features, head_hidden_size
+        self.fc = classifier(self.head_hidden_size, num_classes)
 
     def stages(self) -> list[list[nn.Module]]:
         return [[self.conv1], *([b] for b in self.blocks)]
 
-    def pool(self, x: Tensor) -> Tensor:
-        return torch.flatten(self.avgpool(x), 1)
+    def forward_layers(self, x: Tensor) -> Tensor:
+        x = self.conv1(x)
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = self.pool_features(x)
+        return x if pre_logits else self.fc(x)
 
 
 def tinynet(**kwargs) -> TinyNet:

@@ -219,7 +219,8 @@ def test_global_pool_choices_and_reset_classifier(name, config):
         built = meta(name, num_classes=10, global_pool=pool, **variant(name, config))
         model.reset_classifier(5, global_pool=pool)
         for m in (built, model):
-            assert m.num_features == expected[pool].shape[1] == m.get_classifier().in_features
+            assert m.head_hidden_size == expected[pool].shape[1] == m.get_classifier().in_features
+            assert m.num_features == channels  # timm's: the last feature map's, whatever the pool
         torch.testing.assert_close(model.forward_head(features, pre_logits=True), expected[pool])
         assert model.forward_head(features).shape == (2, 5)
     model.reset_classifier(0, global_pool="")  # timm's way to the unpooled feature maps

@@ -268,7 +268,9 @@ def data_config(model: nn.Module, tag: PretrainedTag | None = None) -> dict[str,
     data its configuration is for (zoo.datasets.spec_for_model: a dataset with its channels and classes, or
     32x32 data for a CIFAR stem or head), else ImageNet's."""
     base = {"first_conv": model.first_conv, "classifier": model.classifier_names, "license": "mit",
-            "paper_name": "Deeper Networks for Image Classification", "fixed_input_size": False, "crop_mode": "center"}
+            "paper_name": "Deeper Networks for Image Classification", "fixed_input_size": False, "crop_mode": "center",
+            # forward_features' (h, w) at the input size (head_hidden_size is the model's: timm's PretrainedCfg has none)
+            "pool_size": model.pool_size(getattr(_data_spec(model, tag), "input_size", model.default_input_size))}
     if tag is not None:
         return {**base, "tag": tag.tag, "num_classes": len(tag.label_names), "input_size": tuple(tag.input_size),
                 "mean": tuple(tag.mean), "std": tuple(tag.std), "label_names": tuple(tag.label_names),
