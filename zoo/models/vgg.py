@@ -89,10 +89,8 @@ class VGG(ZooModel):
         pools = [i for i, m in enumerate(self.features) if isinstance(m, nn.MaxPool2d)]
         self.stage_ends = pools  # the features after each 2x2 max pool: /2 .. /32
         self.feature_info = feature_info([64, 128, 256, 512, 512], [2, 4, 8, 16, 32], [f"features.{i}" for i in pools])
-        self.set_global_pool(global_pool, num_classes)  # cifar head: avgpool, num_features, head_hidden_size
+        self.set_global_pool(global_pool, num_classes)  # avgpool, num_features, head_hidden_size
         if head == "imagenet":
-            self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
-            self.num_features, self.head_hidden_size = 512, 4096  # timm's: the last feature map's, the MLP's
             self.classifier: nn.Module = nn.Sequential(
                 _linear(512 * 7 * 7, 4096),
                 nn.ReLU(True),
@@ -125,20 +123,26 @@ class VGG(ZooModel):
         return [list(self.features[a : b + 1]) for a, b in zip(starts, self.stage_ends)]
 
     def set_global_pool(self, global_pool: str, num_classes: int) -> None:
-        """The cifar head's pool (see :meth:`ZooModel.set_global_pool`); the imagenet head's is torchvision's."""
-        if self.head == "cifar":
-            super().set_global_pool(global_pool, num_classes)
-        elif global_pool != "avg":
+        """The cifar head's pool (see :meth:`ZooModel.set_global_pool`). The imagenet head's is torchvision's 7x7 average
+        pool, which its 4096-wide MLP reads (``head_hidden_size``, timm's); or none, without a classifier: the model
+        then returns the last feature maps, as every zoo and timm model does with ``global_pool=""``."""
+        if self.head == "imagenet" and global_pool not in ("avg", ""):
             raise ArgumentError(
-                f"VGG with head='imagenet' supports global_pool='avg' only, got {global_pool!r}: its classifier reads "
-                f"torchvision's 7x7 average pool (head='cifar' takes {', '.join(map(repr, GLOBAL_POOLS))})"
+                f"VGG with head='imagenet' supports global_pool='avg' (or '', with num_classes=0) only, got "
+                f"{global_pool!r}: its classifier reads torchvision's 7x7 average pool (head='cifar' takes "
+                f"{', '.join(map(repr, GLOBAL_POOLS))})"
             )
+        super().set_global_pool(global_pool, num_classes)
+        if self.head == "imagenet" and global_pool:
+            self.avgpool, self.head_hidden_size = nn.AdaptiveAvgPool2d((7, 7)), 4096
 
     def forward_layers(self, x: Tensor) -> Tensor:
         return self.features(x)  # N x 512 x H/32 x W/32
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         if self.mlp_head:
+            if self.global_pool == "":  # no pool, no classifier: the last feature maps, N x 512 x h x w
+                return x
             # N x 512 x h x w -> N x 512*7*7 through the 4096-4096 MLP (classifier.0-5, its pre-logits) to classifier.6
             x = torch.flatten(self.avgpool(x), 1)
             for i, layer in enumerate(self.classifier):
