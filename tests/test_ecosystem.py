@@ -112,14 +112,15 @@ def test_timm_model_api(name, variant, config):
     x = torch.randn(2, 3, 64, 64)
     features = model.forward_features(x)
     pooled = model.forward_head(features, pre_logits=True)
-    assert pooled.shape == (2, model.num_features) and model.get_classifier().in_features == model.num_features
+    assert pooled.shape == (2, model.head_hidden_size) and model.get_classifier().in_features == model.head_hidden_size
+    assert features.shape[1] == model.num_features
     torch.testing.assert_close(model.forward_head(features), model(x))
     model.reset_classifier(5)
     assert model(x).shape == (2, 5) and model.num_classes == 5
     model.reset_classifier(0)  # timm's convention: no classifier, the pooled features
     torch.testing.assert_close(model(x), pooled)
     headless = zoo.create_model(name, num_classes=0, **{variant: config}).eval()
-    assert headless(x).shape == (2, headless.num_features)
+    assert headless(x).shape == (2, headless.head_hidden_size)
 
 
 @pytest.mark.parametrize("name", ["resnet18", "vgg11", *GOOGLENETS])

@@ -219,7 +219,8 @@ def test_global_pool_choices_and_reset_classifier(name, config):
         built = meta(name, num_classes=10, global_pool=pool, **variant(name, config))
         model.reset_classifier(5, global_pool=pool)
         for m in (built, model):
-            assert m.num_features == expected[pool].shape[1] == m.get_classifier().in_features
+            assert m.head_hidden_size == expected[pool].shape[1] == m.get_classifier().in_features
+            assert m.num_features == channels  # timm's: the last feature map's, whatever the pool
         torch.testing.assert_close(model.forward_head(features, pre_logits=True), expected[pool])
         assert model.forward_head(features).shape == (2, 5)
     model.reset_classifier(0, global_pool="")  # timm's way to the unpooled feature maps
@@ -240,10 +241,13 @@ def test_googlenet_aux_heads_keep_their_width_whatever_the_pool():
 
 def test_global_pool_refused_where_it_means_nothing():
     meta("vgg11", global_pool="avg")
-    with pytest.raises(ArgumentError, match="VGG with head='imagenet' supports global_pool='avg' only"):
+    with pytest.raises(ArgumentError, match=r"VGG with head='imagenet' supports global_pool='avg' \(or '', with num_"):
         meta("vgg11", global_pool="max")
-    with pytest.raises(ArgumentError, match="supports global_pool='avg' only"):
-        meta("vgg11").reset_classifier(0, global_pool="")
+    with pytest.raises(ArgumentError, match="pass num_classes=0 too"):
+        meta("vgg11").reset_classifier(10, global_pool="")
+    vgg = meta("vgg11")
+    vgg.reset_classifier(0, global_pool="")  # timm's way to the unpooled feature maps: the MLP head is passed by
+    assert vgg(torch.empty(2, 3, 64, 64, device="meta")).shape == (2, 512, 2, 2)
     with pytest.raises(ArgumentError, match="global_pool='fast' is not one of 'avg', 'max', 'avgmax', 'catavgmax', ''"):
         meta("resnet18", global_pool="fast")
     with pytest.raises(ArgumentError, match="global_pool='fast' is not one of"):
@@ -261,7 +265,7 @@ def test_timm_passes_its_kwargs_through(timm):
         assert timm.create_model("zoo_vgg11", drop_rate=0.0).classifier[2].p == 0.0  # timm's train.py passes drop_rate
         assert timm.create_model("zoo_googlenet_res5x5", drop_rate=0.0).dropout.p == 0.0
         assert timm.create_model("zoo_resnet50", global_pool="catavgmax").fc.in_features == 4096
-        with pytest.raises(ArgumentError, match="supports global_pool='avg' only"):
+        with pytest.raises(ArgumentError, match="supports global_pool='avg'"):
             timm.create_model("zoo_vgg11", global_pool="max")
         with pytest.raises(ArgumentError, match="no residual branches"):
             timm.create_model("zoo_googlenet", drop_path_rate=0.1)

@@ -266,7 +266,10 @@ def describe(model: nn.Module, arch: str, kwargs: dict[str, Any], tag: Pretraine
     save_for_hf need no repeat of them) and its data contract (:func:`set_data_config`): its tag's, else the
     one its configuration is for (:func:`default_data_config`)."""
     model._zoo_arch, model._model_args = arch, dict(kwargs)
-    return set_data_config(model, tag.data if tag else default_data_config(model), tag.tag if tag else None)
+    if tag is None:
+        return set_data_config(model, default_data_config(model))
+    own = model.num_classes == tag.model_kwargs.get("num_classes")  # the tag's head: its labels and its name
+    return set_data_config(model, tag.data.for_model(model.in_chans, model.num_classes), tag.tag if own else None)
 
 
 def set_data_config(model: nn.Module, data: DataConfig, tag: str | None = None) -> nn.Module:
@@ -283,7 +286,9 @@ def pretrained_cfg(model: nn.Module, data: DataConfig, tag: str | None = None) -
     with the model's own timm facts."""
     cfg = {"architecture": TIMM_PREFIX + model._zoo_arch, "first_conv": model.first_conv,
            "classifier": model.classifier_names, "license": "mit", "paper_name": "Deeper Networks for Image Classification",
-           "fixed_input_size": False, "num_classes": model.num_classes, **data.timm_cfg()}
+           "fixed_input_size": False, "num_classes": model.num_classes, **data.timm_cfg(),
+           # forward_features' (h, w) at the input (head_hidden_size is the model's: timm's PretrainedCfg has none)
+           "pool_size": model.pool_size(data.input_size)}
     return {**cfg, "tag": tag} if tag else cfg
 
 

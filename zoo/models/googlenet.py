@@ -13,8 +13,6 @@ kept so torchvision checkpoints load. The paper's variants:
 ``res`` adds no parameter to its plain twin; ``resall`` adds its projections
 (with aux heads and 10 classes: googlenet_resall3x3 11.95M, googlenet 9.96M).
 """
-from __future__ import annotations
-
 from typing import Literal, NamedTuple
 
 import torch
@@ -110,13 +108,13 @@ class Inception(nn.Module):
 
 
 class InceptionAux(nn.Module):
-    num_features = 1024  # what its classifier, fc2, reads
+    head_hidden_size = 1024  # what its classifier, fc2, reads
 
     def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.7) -> None:
         super().__init__()
         self.conv = BasicConv2d(in_channels, 128, kernel_size=1)
-        self.fc1 = nn.Linear(2048, self.num_features)
-        self.fc2 = classifier(self.num_features, num_classes)
+        self.fc1 = nn.Linear(2048, self.head_hidden_size)
+        self.fc2 = classifier(self.head_hidden_size, num_classes)
         self.dropout = nn.Dropout(p=dropout)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -212,9 +210,9 @@ class GoogLeNet(ZooModel):
             [2, 4, 8, 16, 32] if stem == "imagenet" else [1, 1, 1, 2, 4],
             ["conv1", "conv3", "inception3b", "inception4e", "inception5b"],
         )
-        self.set_global_pool(global_pool, num_classes)  # avgpool, num_features
+        self.set_global_pool(global_pool, num_classes)  # avgpool, num_features, head_hidden_size
         self.dropout = nn.Dropout(p=classifier_drop_rate("GoogLeNet", dropout, drop_rate, 0.2))
-        self.fc = classifier(self.num_features, num_classes)
+        self.fc = classifier(self.head_hidden_size, num_classes)
 
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -255,15 +253,43 @@ class GoogLeNet(ZooModel):
             [self.maxpool4, self.inception5a, self.inception5b],
         ]
 
-    def pool(self, x: Tensor) -> Tensor:
-        # N x 1024 x h x w -> N x num_features (1024, twice that for catavgmax)
-        return self.dropout(self.pool_features(x))
+    def forward_layers(self, x: Tensor) -> Tensor:
+        return self._from_4e(self._to_4d(self._to_4a(x)))
+
+    def _to_4a(self, x: Tensor) -> Tensor:
+        # the stages' shapes: see stages(); this ends with N x 512 x H/16 (imagenet stem) or H/2 (cifar stem)
+        if self.transform is not None:
+            x = self.transform(x)
+        x = self.maxpool2(self.conv3(self.conv2(self.maxpool1(self.conv1(x)))))
+        return self.inception4a(self.maxpool3(self.inception3b(self.inception3a(x))))
+
+    def _to_4d(self, x: Tensor) -> Tensor:
+        return self.inception4d(self.inception4c(self.inception4b(x)))  # N x 528 x H/16 (H/2)
+
+    def _from_4e(self, x: Tensor) -> Tensor:
+        return self.inception5b(self.inception5a(self.maxpool4(self.inception4e(x))))  # N x 1024 x H/32 (H/4)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        # N x 1024 x h x w -> N x head_hidden_size (1024, twice that for catavgmax)
+        x = self.dropout(self.pool_features(x))
+        return x if pre_logits else self.fc(x)
 
     def forward(self, x: Tensor) -> Tensor | GoogLeNetOutputs:
-        if not (self.training and self.aux_logits):
-            return super().forward(x)
-        # in training, the aux heads read the outputs of 4a (N x 512) and 4d (N x 528): stage 4 runs in three parts
-        self.check_input(x)
+        if self.aux1 is None or self.aux2 is None or not self.training:
+            return self.forward_head(self.forward_features(x))
+        # in training, the aux heads read the outputs of 4a (N x 512) and 4d (N x 528)
+        if not torch.jit.is_scripting():
+            self.check_input(x)
+            if self.checkpointing():
+                return self._checkpointed(x)
+        x = self._to_4a(x)
+        aux1 = self.aux1(x)
+        x = self._to_4d(x)
+        aux2 = self.aux2(x)
+        return GoogLeNetOutputs(self.forward_head(self._from_4e(x)), aux2, aux1)
+
+    def _checkpointed(self, x: Tensor) -> GoogLeNetOutputs:
+        """The training forward with aux heads in seven checkpointed regions: stage 4 runs in three parts."""
         stages = self.stages()
         for stage in stages[:3]:
             x = self.run(stage, x)
@@ -280,12 +306,16 @@ class TransformInput(nn.Module):
     """torchvision's ``transform_input``: ImageNet-normalised RGB to the (x - 0.5) / 0.5 scale of Google's original
     weights, which torchvision's pretrained GoogLeNet expects."""
 
-    MEAN, STD = IMAGENET_MEAN_STD
+    def __init__(self) -> None:
+        super().__init__()
+        # Python floats, not buffers or tensors: nothing to save, nothing left unset when a model is built on the
+        # meta device, no copy to the device per call
+        mean, std = IMAGENET_MEAN_STD
+        self.scale, self.shift = [s / 0.5 for s in std], [(m - 0.5) / 0.5 for m in mean]
 
     def forward(self, x: Tensor) -> Tensor:
-        # Python constants, not buffers or tensors: nothing to save, nothing left unset when a model is built on the
-        # meta device, no copy to the device per call; torchvision's arithmetic, channel by channel
-        return torch.cat([x[:, i : i + 1] * (s / 0.5) + (m - 0.5) / 0.5 for i, (m, s) in enumerate(zip(self.MEAN, self.STD))], 1)
+        # torchvision's arithmetic, channel by channel
+        return torch.cat([x[:, i : i + 1] * self.scale[i] + self.shift[i] for i in range(3)], 1)
 
 
 @register_model

@@ -1,10 +1,12 @@
 """Small pieces shared by the model families, what every family declares about itself, and the
-timm model API every family gets from it (forward_features / forward_head / forward_intermediates,
-get_classifier / reset_classifier, global pooling, feature_info, gradient checkpointing)."""
-from __future__ import annotations
+timm model API every family gets from it (forward_features / forward_intermediates, get_classifier /
+reset_classifier, global pooling, feature_info, gradient checkpointing, pool_size, group_matcher).
 
+No ``from __future__ import annotations`` here or in the families: TorchScript reads the annotations of
+what it compiles (forward and what it calls, the attributes' class annotations) and cannot read strings."""
+import re
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -34,12 +36,14 @@ class ZooModel(nn.Module):
     Hooks the other layers call instead of asking which family a model is: :meth:`inference_kwargs` (the
     configuration users get when a run is released) and :meth:`card_notes` (what its card must say). Per model (set in ``__init__``): ``num_classes``,
     ``in_chans``, ``default_input_size``, ``min_input_size``, ``classifier_names`` (the first is the
-    classifier; the owners of the others, auxiliary heads, declare what they read as their ``num_features``),
-    ``num_features`` (what the classifier reads), ``feature_info`` (the five stages' channels, reduction
-    and module, timm's format) and ``global_pool``.
+    classifier; the owners of the others, auxiliary heads, declare what they read as their ``head_hidden_size``),
+    ``num_features`` (the channels of the last feature map), ``head_hidden_size`` (what the classifier reads,
+    the width of ``forward_head(x, pre_logits=True)``), ``feature_info`` (the five stages' channels, reduction
+    and module, timm's format) and ``global_pool``; timm's names and meanings.
 
-    A family implements ``stages()`` (the modules of each of the five stages, in forward order) and
-    ``pool(x)`` (stage-5 features to the classifier's input, e.g. :meth:`pool_features` then dropout);
+    A family implements ``stages()`` (the modules of each of the five stages, in forward order: features,
+    gradient checkpointing), ``forward_layers(x)`` (the same modules called one by one, which TorchScript
+    compiles) and ``forward_head(x, pre_logits)`` (the pool, e.g. :meth:`pool_features`, then the classifier);
     the rest is here. ``num_classes=0`` leaves no classifier: the model returns pooled features, timm's
     convention; with ``global_pool=""`` as well, the last stage's feature maps.
     """
@@ -55,8 +59,10 @@ class ZooModel(nn.Module):
     default_input_size: tuple[int, int, int]
     min_input_size: int
     classifier_names: str | tuple[str, ...]
+    __jit_ignored_attributes__: ClassVar[list[str]] = ["classifier_names"]  # no TorchScript type; forward reads none
 
     num_features: int
+    head_hidden_size: int
     feature_info: list[dict[str, Any]]
     global_pool: str = "avg"
     grad_checkpointing: bool = False
@@ -86,12 +92,17 @@ class ZooModel(nn.Module):
         so no stage may begin with an in-place op."""
         raise NotImplementedError
 
-    def pool(self, x: Tensor) -> Tensor:
+    def forward_layers(self, x: Tensor) -> Tensor:
+        """The modules of :meth:`stages`, called one by one: what TorchScript compiles, which reads no list of modules."""
+        raise NotImplementedError
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """Pooled features, ``head_hidden_size`` wide (``pre_logits``), or the logits, from :meth:`forward_features`."""
         raise NotImplementedError
 
     def set_global_pool(self, global_pool: str, num_classes: int) -> None:
         """Pool the last stage with ``global_pool`` (:data:`GlobalPool`) in ``avgpool``, torchvision's name;
-        ``num_features`` follows. "" pools nothing, which only a model without classifier can do."""
+        ``head_hidden_size`` follows. "" pools nothing, which only a model without classifier can do."""
         arch = type(self).__name__
         if global_pool not in GLOBAL_POOLS:
             choices = ", ".join(map(repr, GLOBAL_POOLS))
@@ -102,32 +113,36 @@ class ZooModel(nn.Module):
                 "pass num_classes=0 too, or pool them (global_pool='avg')"
             )
         self.global_pool, self.avgpool = global_pool, make_global_pool(global_pool)
-        self.num_features = self.feature_info[-1]["num_chs"] * (2 if global_pool == "catavgmax" else 1)
+        self.num_features = self.feature_info[-1]["num_chs"]
+        self.head_hidden_size = self.num_features * (2 if global_pool == "catavgmax" else 1)
 
     def pool_features(self, x: Tensor) -> Tensor:
-        # N x C x h x w -> N x num_features, or, unpooled (global_pool=""), N x C x h x w
+        # N x C x h x w -> N x head_hidden_size (C, 2C for catavgmax), or, unpooled (global_pool=""), N x C x h x w
         x = self.avgpool(x)
-        return torch.flatten(x, 1) if self.global_pool else x
+        return x if self.global_pool == "" else torch.flatten(x, 1)
 
     def run(self, modules: Sequence[nn.Module], x: Tensor) -> Tensor:
         """``modules`` in order (a stage, or part of one); under gradient checkpointing one region, whose
         activations are recomputed in backward. One region, not one per module: checkpointing keeps a
         region's input for the recomputation, which an in-place ReLU on its own would modify."""
-        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+        if self.checkpointing():
             return checkpoint(run_modules, modules, x, use_reentrant=False)
         return run_modules(modules, x)
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        """The last stage's feature map, (N, C, h, w)."""
-        self.check_input(x)
-        for stage in self.stages():
-            x = self.run(stage, x)
-        return x
+    def checkpointing(self) -> bool:
+        """Whether a forward now runs its stages as checkpointed regions (see :meth:`run`)."""
+        return self.grad_checkpointing and self.training and torch.is_grad_enabled()
 
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        """Pooled features (``pre_logits``) or the logits, from :meth:`forward_features`' output."""
-        x = self.pool(x)
-        return x if pre_logits else self.get_classifier()(x)
+    def forward_features(self, x: Tensor) -> Tensor:
+        """The last stage's feature map, (N, C, h, w). In eager mode, bad input is refused first (TorchScript
+        leaves the checks out, as it does gradient checkpointing)."""
+        if not torch.jit.is_scripting():
+            self.check_input(x)
+            if self.checkpointing():
+                for stage in self.stages():
+                    x = self.run(stage, x)
+                return x
+        return self.forward_layers(x)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
@@ -169,11 +184,43 @@ class ZooModel(nn.Module):
         for i, name in enumerate(_names(self.classifier_names)):
             parent, _, attr = name.rpartition(".")
             owner = self.get_submodule(parent) if parent else self
-            setattr(owner, attr, classifier(owner.num_features if i else self.num_features, num_classes))
+            setattr(owner, attr, classifier(owner.head_hidden_size if i else self.head_hidden_size, num_classes))
         self.num_classes = num_classes
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
+
+    def pool_size(self, input_size: Sequence[int]) -> tuple[int, int]:
+        """timm's ``pool_size``: the (h, w) of :meth:`forward_features`' output for images of ``input_size`` ((C,) H, W),
+        the last stage's reduction rounded up; exact where the sides are multiples of it (every configuration's
+        input size is), as timm's configurations state it only at their input size. Running the model on the meta
+        device instead would cost every build 0.4-0.9 s for a ResNet-50 or a GoogLeNet (batch norm's meta kernel is
+        Python)."""
+        reduction = self.feature_info[-1]["reduction"]
+        return -(-input_size[-2] // reduction), -(-input_size[-1] // reduction)
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """timm's parameter groups (layer-wise learning-rate decay in timm.optim), regular expressions on parameter
+        names: the first stage is the stem, then a group per stage (``coarse``) or per block; what no group matches,
+        the classifier and auxiliary heads, timm puts last."""
+        names = {id(m): n for n, m in self.named_modules()}
+        stem, *stages = [[names[id(m)] for m in stage] for stage in self.stages()]
+        if not coarse:  # each module of a stage, a Sequential's (a ResNet layer's) block by block, as timm's
+            stages = [[block] for stage in stages for name in stage for block in self._blocks(name)]
+        return {"stem": _prefixes(stem), "blocks": [(_prefixes(group), (i,)) for i, group in enumerate(stages)]}
+
+    def _blocks(self, name: str) -> list[str]:
+        module = self.get_submodule(name)
+        return [f"{name}.{child}" for child, _ in module.named_children()] if isinstance(module, nn.Sequential) else [name]
+
+    def no_weight_decay(self) -> set[str]:
+        """timm's parameters kept from weight decay besides every 1-D one (biases, norms): none."""
+        return set()
+
+
+def _prefixes(names: Iterable[str]) -> str:
+    """A regular expression matching the parameters of the modules ``names``."""
+    return rf"^(?:{'|'.join(re.escape(n) for n in names)})\."
 
 
 def run_modules(modules: Sequence[nn.Module], x: Tensor) -> Tensor:
@@ -230,10 +277,10 @@ class DropPath(nn.Module):
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self.training or not self.p:
+        if not self.training or self.p == 0.0:
             return x
         # N x C x h x w times a per-sample N x 1 x 1 x 1 mask
-        keep = x.new_empty(x.shape[0], 1, 1, 1).bernoulli_(1 - self.p)
+        keep = x.new_empty([x.shape[0], 1, 1, 1]).bernoulli_(1 - self.p)
         return x * keep / (1 - self.p)
 
     def extra_repr(self) -> str:

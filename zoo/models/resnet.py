@@ -1,6 +1,4 @@
 """ResNet (He et al. 2016) with torchvision's module names, and a CIFAR stem."""
-from __future__ import annotations
-
 from typing import Literal
 
 from torch import Tensor, nn
@@ -126,9 +124,9 @@ class ResNet(ZooModel):
             [first * (2 if stem == "imagenet" and i else 1) * 2 ** max(i - 1, 0) for i in range(5)],
             ["relu", "layer1", "layer2", "layer3", "layer4"],
         )
-        self.set_global_pool(global_pool, num_classes)  # avgpool, num_features
+        self.set_global_pool(global_pool, num_classes)  # avgpool, num_features, head_hidden_size
         self.dropout = nn.Dropout(p=drop_rate)
-        self.fc = classifier(self.num_features, num_classes)
+        self.fc = classifier(self.head_hidden_size, num_classes)
 
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -156,9 +154,15 @@ class ResNet(ZooModel):
         # cifar stem: the same channels at H, H, H/2, H/4, H/8
         return [[self.conv1, self.bn1, self.relu], [self.maxpool, self.layer1], [self.layer2], [self.layer3], [self.layer4]]
 
-    def pool(self, x: Tensor) -> Tensor:
-        # N x 512*expansion x h x w -> N x num_features (512*expansion, twice that for catavgmax)
-        return self.dropout(self.pool_features(x))
+    def forward_layers(self, x: Tensor) -> Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        # the stages' shapes: see stages()
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        # N x 512*expansion x h x w -> N x head_hidden_size (512*expansion, twice that for catavgmax)
+        x = self.dropout(self.pool_features(x))
+        return x if pre_logits else self.fc(x)
 
 
 @register_model

@@ -1,7 +1,5 @@
 """VGG (Simonyan & Zisserman 2014) with torchvision's module names, and a CIFAR head."""
-from __future__ import annotations
-
-from typing import Literal
+from typing import Final, Literal
 
 import torch
 from torch import Tensor, nn
@@ -61,6 +59,7 @@ class VGG(ZooModel):
     arch_args = ("cfg", "batch_norm")
     first_conv = "features.0"
     quick_kwargs = {"head": "cifar"}  # the ImageNet head's 120M FC parameters make a 1.1 GB resume state
+    mlp_head: Final[bool]  # TorchScript compiles only the branch of forward_head this model has
 
     def __init__(
         self,
@@ -83,17 +82,15 @@ class VGG(ZooModel):
                 "(the ResNets and the residual GoogLeNets take it)"
             )
         rate = classifier_drop_rate("VGG", dropout, drop_rate, 0.5 if head == "imagenet" else 0.0)
-        self.num_classes, self.in_chans, self.head = num_classes, in_chans, head
+        self.num_classes, self.in_chans, self.head, self.mlp_head = num_classes, in_chans, head, head == "imagenet"
         self.default_input_size = (in_chans, 224, 224) if head == "imagenet" else (in_chans, 32, 32)
         self.min_input_size = 32  # five 2x2 max pools must leave one pixel
         self.features = make_features(cfg, batch_norm, in_chans)
         pools = [i for i, m in enumerate(self.features) if isinstance(m, nn.MaxPool2d)]
         self.stage_ends = pools  # the features after each 2x2 max pool: /2 .. /32
         self.feature_info = feature_info([64, 128, 256, 512, 512], [2, 4, 8, 16, 32], [f"features.{i}" for i in pools])
-        self.set_global_pool(global_pool, num_classes)  # cifar head: avgpool, num_features
+        self.set_global_pool(global_pool, num_classes)  # avgpool, num_features, head_hidden_size
         if head == "imagenet":
-            self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
-            self.num_features = 4096
             self.classifier: nn.Module = nn.Sequential(
                 _linear(512 * 7 * 7, 4096),
                 nn.ReLU(True),
@@ -106,7 +103,7 @@ class VGG(ZooModel):
             self.classifier_names = "classifier.6"
         else:
             self.dropout = nn.Dropout(p=rate)
-            self.classifier = classifier(self.num_features, num_classes)
+            self.classifier = classifier(self.head_hidden_size, num_classes)
             self.classifier_names = "classifier"
 
         for m in self.modules():
@@ -126,24 +123,35 @@ class VGG(ZooModel):
         return [list(self.features[a : b + 1]) for a, b in zip(starts, self.stage_ends)]
 
     def set_global_pool(self, global_pool: str, num_classes: int) -> None:
-        """The cifar head's pool (see :meth:`ZooModel.set_global_pool`); the imagenet head's is torchvision's."""
-        if self.head == "cifar":
-            super().set_global_pool(global_pool, num_classes)
-        elif global_pool != "avg":
+        """The cifar head's pool (see :meth:`ZooModel.set_global_pool`). The imagenet head's is torchvision's 7x7 average
+        pool, which its 4096-wide MLP reads (``head_hidden_size``, timm's); or none, without a classifier: the model
+        then returns the last feature maps, as every zoo and timm model does with ``global_pool=""``."""
+        if self.head == "imagenet" and global_pool not in ("avg", ""):
             raise ArgumentError(
-                f"VGG with head='imagenet' supports global_pool='avg' only, got {global_pool!r}: its classifier reads "
-                f"torchvision's 7x7 average pool (head='cifar' takes {', '.join(map(repr, GLOBAL_POOLS))})"
+                f"VGG with head='imagenet' supports global_pool='avg' (or '', with num_classes=0) only, got "
+                f"{global_pool!r}: its classifier reads torchvision's 7x7 average pool (head='cifar' takes "
+                f"{', '.join(map(repr, GLOBAL_POOLS))})"
             )
+        super().set_global_pool(global_pool, num_classes)
+        if self.head == "imagenet" and global_pool:
+            self.avgpool, self.head_hidden_size = nn.AdaptiveAvgPool2d((7, 7)), 4096
 
-    def pool(self, x: Tensor) -> Tensor:
-        # imagenet head: N x 512 x h x w -> N x 512*7*7 through the 4096-4096 MLP (its pre-logits);
-        # cifar head: N x 512 x h x w -> N x num_features (512, twice that for catavgmax)
-        if self.head == "cifar":
-            return self.dropout(self.pool_features(x))
-        x = torch.flatten(self.avgpool(x), 1)
-        for layer in list(self.classifier)[:-1]:
-            x = layer(x)
-        return x
+    def forward_layers(self, x: Tensor) -> Tensor:
+        return self.features(x)  # N x 512 x H/32 x W/32
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        if self.mlp_head:
+            if self.global_pool == "":  # no pool, no classifier: the last feature maps, N x 512 x h x w
+                return x
+            # N x 512 x h x w -> N x 512*7*7 through the 4096-4096 MLP (classifier.0-5, its pre-logits) to classifier.6
+            x = torch.flatten(self.avgpool(x), 1)
+            for i, layer in enumerate(self.classifier):
+                if i < 6 or not pre_logits:
+                    x = layer(x)
+            return x
+        # N x 512 x h x w -> N x head_hidden_size (512, twice that for catavgmax)
+        x = self.dropout(self.pool_features(x))
+        return x if pre_logits else self.classifier(x)
 
 
 def _vgg(cfg: str, batch_norm: bool, **kwargs) -> VGG:
