@@ -186,3 +186,25 @@ def test_every_third_party_package_zoo_imports_is_a_declared_dependency():
                if not {_normal(d) for d in owners.get(name, [name])} & declared}
     assert not missing, f"imported but not declared in pyproject.toml: {missing}"
     assert "pillow" in declared and (REPO / "LICENSE").is_file() and project.get("urls")
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_the_mnist_tag_fine_tuned_on_real_digits_keeps_its_accuracy_with_the_defaults(data_dir, tmp_path):
+    """Real greyscale digits as a folder (PNG, from the MNIST test set): with the defaults (no mirror flips for a
+    folder) the fine-tune trains exactly as with flips off, and keeps the tag's accuracy."""
+    with np.load(data_dir / "mnist.npz") as npz:
+        x, y = npz["x_test"][:200], npz["y_test"][:200]
+    for i, (a, k) in enumerate(zip(x, y)):
+        (tmp_path / "digits" / str(k)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(a).save(tmp_path / "digits" / str(k) / f"{i}.png")
+    runs = {}
+    for name, extra in (("defaults", []), ("no-mirror", ["--no-mirror"])):
+        out = tmp_path / name
+        assert main(["train", "googlenet_res5x5", "--init", "googlenet_res5x5.mnist_paper", "--dataset",
+                     f"folder:{tmp_path / 'digits'}", "--epochs", "2", "--device", "cpu", "--quiet", "--out", str(out),
+                     *extra]) == 0
+        runs[name] = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert runs["defaults"] == [{**r, "epoch_s": d["epoch_s"], "img_s": d["img_s"], "train_seconds": d["train_seconds"]}
+                                for r, d in zip(runs["no-mirror"], runs["defaults"])]
+    assert runs["defaults"][-1]["test_err"] <= 3.0
