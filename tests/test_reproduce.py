@@ -303,3 +303,13 @@ def test_facts_include_the_papers_counts_and_its_mistake():
     assert checked["a 1x1 reduction cuts a 5x5 branch from about 120M multiply-adds"][1] == "holds"
     assert checked["auxiliary heads add training compute"][1] == "holds"
     assert any("AlexNet" in what for what in R.OUT_OF_SCOPE)
+
+
+def test_a_run_whose_records_hold_all_its_epochs_is_done_without_its_weights(tmp_path):
+    """reports/ keep run.json and metrics.jsonl only: a reproduction spanning sessions goes on from them instead of
+    training the finished runs again; a run with fewer epochs recorded (and no state to resume) starts anew."""
+    plan = R.plan_configs(["fig7-early"], tmp_path, recipes=("paper",), epochs=2, seeds=(0, 1), val_split=5000)
+    full, short, untouched = list(plan["fig7-early"].values())[:3]
+    write_run(full, rows([60.0, 50.0], val_errs=[61.0, 51.0]))
+    write_run(short, rows([60.0], val_errs=[61.0]))
+    assert [R._status(c) for c in (full, short, untouched)] == ["done", "new", "new"]

@@ -584,7 +584,13 @@ def _config(run: Run, recipe: str, out: Path, *, quick: bool, epochs: int | None
 
 
 def _status(cfg: TrainConfig) -> str:
-    return RunDir(cfg.out).status()
+    """The run directory's status; a run whose records hold all its epochs is done even without its weights and
+    state (reports keep only run.json and metrics.jsonl, so a reproduction spanning sessions goes on from them)."""
+    run_dir = RunDir(cfg.out)
+    status = run_dir.status()
+    if status == "new" and cfg.epochs and run_dir.run_json.exists() and len(run_dir.read_history()) >= cfg.epochs:
+        return "done"
+    return status
 
 
 def _cli_args(cfg: TrainConfig) -> list[str]:
