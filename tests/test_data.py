@@ -124,23 +124,42 @@ def test_colour_jitter_is_torchvisions_arithmetic(channels):
     assert not torch.allclose(ours, x, atol=1e-3)  # negative control: the factors did something
 
 
-@pytest.fixture
-def toy_dataset():
-    """The README's 'add a dataset' step: one spec, registered, backed by arrays (3 classes of 28x28 RGB entering
-    zero-padded to 32x32, as MNIST does, so every family takes them)."""
+@pytest.fixture(params=[3, 1], ids=["rgb", "grey"])
+def toy_dataset(request):
+    """The README's 'add a dataset' step: one spec, registered, backed by arrays (3 classes of 28x28 images, RGB or
+    greyscale, entering zero-padded to 32x32, as MNIST does, so every family takes them)."""
+    c = request.param
     rng = np.random.default_rng(0)
-    protos = rng.integers(0, 256, (3, 28, 28, 3))
+    shape = (28, 28, 3) if c == 3 else (28, 28)
+    protos = rng.integers(0, 256, (3, *shape))
 
     def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
         y = np.arange(n) % 3
-        return np.clip(protos[y] + rng.normal(0, 20, (n, 28, 28, 3)), 0, 255).astype(np.uint8), y.astype(np.uint8)
+        return np.clip(protos[y] + rng.normal(0, 20, (n, *shape)), 0, 255).astype(np.uint8), y.astype(np.uint8)
 
     (x_train, y_train), (x_test, y_test) = draw(96), draw(30)
     arrays = dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-    spec = register_dataset(DataSpec("toy", "Toy", ("red", "green", "blue"), (0.5,) * 3, (0.25,) * 3, (3, 32, 32), pad=2,
+    spec = register_dataset(DataSpec("toy", "Toy", ("red", "green", "blue"), (0.5,) * c, (0.25,) * c, (c, 32, 32), pad=2,
                                      splits=(96, 30), arrays=lambda: arrays))
     yield spec
     unregister_dataset("toy")
+
+
+def test_a_registered_dataset_trains_predicts_and_plans_with_no_other_edit(toy_dataset, tmp_path, capsys):
+    """The dataset guide's fast check, for a greyscale and an RGB dataset: its record reaches the model, predict and
+    the plan (whose 1-channel case once crashed)."""
+    run = tmp_path / "run"
+    assert main(["train", "resnet18", "--dataset", "toy", "--recipe", "paper", "--epochs", "1", "--batch-size", "32",
+                 "--device", "cpu", "--out", str(run), "--quiet"]) == 0
+    model = zoo.load_model(run / "model")
+    data = model.data_config
+    assert (data.input_size, data.label_names, data.crop_pct) == (toy_dataset.input_size, ("red", "green", "blue"), 32 / 28)
+    capsys.readouterr()
+    Image.fromarray(np.zeros((64, 48, 3), np.uint8)).save(tmp_path / "x.png")
+    assert main(["predict", str(tmp_path / "x.png"), "--model", str(run / "model"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["top"][0]["label"] in {"red", "green", "blue"}
+    assert main(["reproduce", "fig5", "--dataset", "toy", "--plan", "--out", str(tmp_path / "r")]) == 0
+    assert "toy-paper-resnet18-val5000" in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -157,6 +176,6 @@ def test_a_registered_dataset_works_everywhere_with_no_other_edit(toy_dataset, t
     assert main(["bench", "resnet18", "--input", "toy", "--weights", f"resnet18={run / 'model'}", "--batch-sizes", "1",
                  "--rounds", "2", "--threads", "1", "--out", str(tmp_path / "bench"), "--quiet"]) == 0
     results = json.loads((tmp_path / "bench" / "results.json").read_text())
-    assert results["settings"]["input_size"] == [3, 32, 32] and results["data"]["test_images"] == 30
+    assert results["settings"]["input_size"] == list(toy_dataset.input_size) and results["data"]["test_images"] == 30
     assert main(["reproduce", "fig5", "--dataset", "toy", "--plan", "--out", str(tmp_path / "r")]) == 0
     assert "toy-paper-resnet18-val5000" in capsys.readouterr().out
