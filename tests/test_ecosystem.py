@@ -201,12 +201,12 @@ def test_images(tmp_path_factory):
 def test_predict_real_test_images_with_the_bundled_weights_torch_and_onnx(dataset, test_images, tmp_path, capsys):
     tag = f"googlenet_res5x5.{dataset}_paper"
     paths, labels = zip(*test_images[dataset])
-    names = zoo.get_pretrained_tag(tag).label_names
+    names = zoo.get_pretrained_tag(tag).data.label_names
     results = predict(paths, tag, top_k=3)
     hits = sum(r["top"][0]["label"] == names[y] for r, y in zip(results, labels))
     assert hits >= (19 if dataset == "mnist" else 15), hits  # the tags' accuracy: 99.5% and 87.6%
     onnx_path = export_onnx(zoo.create_model(tag, pretrained=True), tmp_path / "m.onnx",
-                            input_size=zoo.get_pretrained_tag(tag).input_size)
+                            input_size=zoo.get_pretrained_tag(tag).data.input_size)
     via_onnx = predict(paths, onnx_path, top_k=3)
     assert [r["top"][0]["label"] for r in via_onnx] == [r["top"][0]["label"] for r in results]
     assert all(abs(a["top"][0]["probability"] - b["top"][0]["probability"]) < 1e-4 for a, b in zip(results, via_onnx))
@@ -223,7 +223,8 @@ def test_exported_onnx_describes_itself(tmp_path):
     config = json.loads(props["zoo.config"])
     assert props["zoo.arch"] == "googlenet_res5x5" and props["zoo.version"] == zoo.__version__
     assert props["zoo.weights_sha256"] == zoo.get_pretrained_tag("googlenet_res5x5.cifar10_paper").sha256
-    assert config["label_names"][0] == "airplane" and config["mean"][0] == 0.4914 and config["input_size"] == [3, 32, 32]
+    data = config["data"]
+    assert data["label_names"][0] == "airplane" and data["mean"][0] == 0.4914 and data["input_size"] == [3, 32, 32]
     assert "normalised" in proto.doc_string
 
 
