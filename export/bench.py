@@ -80,7 +80,7 @@ from .stats import NOISY, ratios, summary
 from .timing import CONTENDED, Round, Worker, cpu_clock, interleaved, others_share, time_round
 from zoo.arguments import Range, check_arguments
 from zoo.files import check_writable
-from zoo.cliutil import add_quiet, positive, run_command
+from zoo.console import add_quiet, positive, run_command
 from zoo.data import Dataset, DeviceLoader, load_dataset, load_sample, subset
 from zoo.datasets import DEFAULT_DATASET, get_spec, list_datasets
 from zoo.errors import ArgumentError, CheckpointError, DataError, ExportError, UnknownModelError

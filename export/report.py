@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.files import atomic_write_bytes, check_readable
-from zoo.cliutil import format_table
+from zoo.console import format_table
 from zoo.errors import ArgumentError
 from zoo.plots import png_bytes
 

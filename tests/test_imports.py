@@ -99,6 +99,17 @@ def test_zoo_never_imports_export():
     assert not wrong, wrong
 
 
+CLI_ONLY = {"zoo.cliutil": {"zoo.cli", "zoo.commands"}}
+"""Modules that belong to the command line, and the only modules that may import them: a library module (export's
+bench and report among them) prints and parses with zoo.console instead."""
+
+
+def test_only_the_cli_imports_the_cli_helpers():
+    wrong = [(m, t) for m, targets in GRAPH.items() for t in targets if t in CLI_ONLY and m not in CLI_ONLY[t]]
+    assert not wrong, f"library modules import the CLI: {wrong}; use zoo.console"
+    assert all(importers <= set(MODULES) for importers in CLI_ONLY.values())  # the table names real modules
+
+
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_no_project_import_hidden_in_a_function(module):
     hidden = [(t, line) for t, uses in GRAPH[module].items() for line, inside in uses if inside]
