@@ -49,7 +49,6 @@ caller pays them. Only CPU engines exist so far.
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import functools
 import os
@@ -351,7 +350,7 @@ def int8_settings(features: dict[str, bool]) -> dict[str, Any]:
 def quantize_int8(src: Path, dst: Path, data: Dataset, n_images: int, settings: dict[str, Any] | None = None) -> Path:
     """Static int8 quantization of ``src`` into ``dst`` with ``settings`` (int8_settings; this CPU's when None),
     calibrated (min-max) on ``n_images`` training images."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static  # lazy: only int8 needs it
+    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static  # noqa: PLC0415 lazy: only int8 needs it
 
     settings = settings or int8_settings(isa_features())
     prepared = dst.with_name(dst.stem + ".pre.onnx")

@@ -142,8 +142,8 @@ def test_mnist_padding_rule_travels_with_the_weights(tmp_path):
 def test_timm_discovers_the_tags_and_a_probe_does_not_switch_the_bridge_off():
     assert {f"zoo_{TAG}", f"zoo_{MNIST_TAG}"} <= set(timm.list_pretrained("zoo_*"))
     assert timm.is_model_pretrained(f"zoo_{TAG}") and not timm.is_model_pretrained("zoo_vgg11")
-    code = ("import importlib.util, torch; torch.hub.load(%r, 'resnet18', source='local'); "
-            "importlib.util.find_spec('timm'); import timm; print(len(timm.list_models('zoo_*')))" % str(REPO))
+    code = (f"import importlib.util, torch; torch.hub.load({str(REPO)!r}, 'resnet18', source='local'); "
+            "importlib.util.find_spec('timm'); import timm; print(len(timm.list_models('zoo_*')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
     assert int(out.split()[-1]) == len(zoo.list_models())
 
