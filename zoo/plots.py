@@ -109,7 +109,7 @@ def confusion_png(matrix: Sequence[Sequence[int]], labels: Sequence[str], title:
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     for i in range(len(labels)):
         for j in range(len(labels)):
-            ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=6, color="white" if rates[i, j] > 0.5 else "black")
+            ax.text(j, i, str(int(m[i, j])), ha="center", va="center", fontsize=6, color="white" if rates[i, j] > 0.5 else "black")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
