@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 import zoo
-from zoo.cliutil import key_value
+from zoo.console import key_value
 from zoo.data import DeviceLoader, PAPER_CROP_RATIO, PAPER_CROP_SCALE, PAPER_JITTER, PAPER_ROTATION_DEG, load_dataset, synthetic
 from zoo.datasets import get_spec
 from zoo.recipes import get_recipe

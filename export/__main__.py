@@ -15,7 +15,7 @@ from typing import Any
 
 from .onnx import PARITY_BATCHES, check_opset, check_parity, check_tolerance, export_onnx, load_model
 from zoo.files import atomic_path, check_writable
-from zoo.cliutil import add_quiet, key_value, run_command
+from zoo.console import add_quiet, key_value, run_command
 from zoo.errors import ArgumentError
 from zoo.progress import progress_bar
 from zoo.registry import check_input_size

@@ -49,7 +49,6 @@ caller pays them. Only CPU engines exist so far.
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import functools
 import os
@@ -80,7 +79,7 @@ from .stats import NOISY, ratios, summary
 from .timing import CONTENDED, Round, Worker, cpu_clock, interleaved, others_share, time_round
 from zoo.arguments import Range, check_arguments
 from zoo.files import check_writable
-from zoo.cliutil import add_quiet, positive, run_command
+from zoo.console import add_quiet, positive, run_command
 from zoo.data import Dataset, DeviceLoader, load_dataset, load_sample, subset
 from zoo.datasets import DEFAULT_DATASET, get_spec, list_datasets
 from zoo.errors import ArgumentError, CheckpointError, DataError, ExportError, UnknownModelError
@@ -283,7 +282,7 @@ def measure(engines: dict[Engine, Predict], batch: int, cfg: BenchConfig,
     noisy and other processes leave the machine to the benchmark, and the share of the machine's CPU they took."""
     x = np.random.default_rng(0).standard_normal((batch, *cfg.input_size), dtype=np.float32)
     rounds_of = {e.name: _round_of(e, p, x) for e, p in engines.items()}
-    workers = [p.pid for p in engines.values() if isinstance(p, Worker)]
+    workers = [p.pid for p in engines.values() if isinstance(p, Worker) and p.pid is not None]
     start = cpu_clock(workers)
     rounds = interleaved(rounds_of, cfg.rounds, cfg.warmup, cfg.round_s)
     while (time.perf_counter() < deadline and others_share(start, cpu_clock(workers)) <= CONTENDED
@@ -351,7 +350,7 @@ def int8_settings(features: dict[str, bool]) -> dict[str, Any]:
 def quantize_int8(src: Path, dst: Path, data: Dataset, n_images: int, settings: dict[str, Any] | None = None) -> Path:
     """Static int8 quantization of ``src`` into ``dst`` with ``settings`` (int8_settings; this CPU's when None),
     calibrated (min-max) on ``n_images`` training images."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static  # lazy: only int8 needs it
+    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static  # noqa: PLC0415 lazy: only int8 needs it
 
     settings = settings or int8_settings(isa_features())
     prepared = dst.with_name(dst.stem + ".pre.onnx")
@@ -374,10 +373,12 @@ def quantize_int8(src: Path, dst: Path, data: Dataset, n_images: int, settings: 
 def int8_file(s: Subject) -> Path:
     """``s``'s int8 copy, from the cache (export.cache) or quantized now: the same file for every engine running
     int8 and every thread count."""
-    settings = int8_settings(s.cfg.features)
-    key = {"int8_of": s.key, **settings, "calibration_images": s.cfg.calibration_images, "data": s.data.sha256,
+    if s.data is None:  # run_bench refuses --quantize without data before any work
+        raise DataError("int8 quantization calibrates on real images: pass data (--data-dir DIR with the input's NAME.npz)")
+    data, settings = s.data, int8_settings(s.cfg.features)
+    key = {"int8_of": s.key, **settings, "calibration_images": s.cfg.calibration_images, "data": data.sha256,
            "onnxruntime": ort.__version__}
-    path, _ = cached(key, lambda dst: quantize_int8(s.onnx, dst, s.data, s.cfg.calibration_images, settings))
+    path, _ = cached(key, lambda dst: quantize_int8(s.onnx, dst, data, s.cfg.calibration_images, settings))
     return path
 
 
@@ -634,7 +635,8 @@ def run_bench(names: list[str], cfg: BenchConfig, *, weights: dict[str, str] | N
     if cfg.quantize and data is None:
         raise DataError("int8 quantization calibrates on real images: pass data (--data-dir DIR with the input's NAME.npz)")
     previous = torch.get_num_threads()
-    env, start, peaks = environment(cfg), time.perf_counter(), {}
+    env, start = environment(cfg), time.perf_counter()
+    peaks: dict[str, Any] = {}
     bar = progress_bar(progress, len(cfg.threads) * len(names), "bench", unit="model")
     try:
         models = _bench_all(names, cfg, weights or {}, data, bar, peaks)

@@ -16,7 +16,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch._inductor.config
@@ -69,7 +69,7 @@ def compile_model(model: nn.Module, batch_sizes: tuple[int, ...], input_size: tu
     it failed, ran past ``limit_s`` or gives logits further than ``tolerance`` (relative, as export.onnx's
     parity check) from eager ones."""
     torch._dynamo.reset()  # instances of one class share their forward's recompile limit: start each model afresh
-    compiled = torch.compile(model.eval(), dynamic=False)
+    compiled = cast(nn.Module, torch.compile(model.eval(), dynamic=False))  # a module compiles to an OptimizedModule, typed as a plain callable
     generator = torch.Generator().manual_seed(0)
     start, diff = time.perf_counter(), 0.0
     # one graph per batch size, however many; the time limit innermost, so it is disarmed before the rest unwinds

@@ -109,8 +109,9 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     for m in list(folded.modules()):
         names = list(m._modules)
         for a, b in zip(names, names[1:]):
-            if isinstance(m._modules[a], nn.Conv2d) and isinstance(m._modules[b], nn.BatchNorm2d):
-                m._modules[a], m._modules[b] = fuse_conv_bn_eval(m._modules[a], m._modules[b]), nn.Identity()
+            conv, bn = m._modules[a], m._modules[b]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                m._modules[a], m._modules[b] = fuse_conv_bn_eval(conv, bn), nn.Identity()
     return folded
 
 
@@ -131,7 +132,7 @@ def export_onnx(
     dimension, otherwise the graph is fixed to ``batch_size``. ``opset=None``
     takes torch's default. The model's train/eval mode is restored afterwards.
     """
-    input_size = tuple(input_size)
+    input_size = (*input_size,)  # a list given is a tuple from here on
     check_opset(opset)
     _check_input_size(model, input_size)
     path = Path(path)
@@ -159,6 +160,8 @@ def export_onnx(
         ) from e
     finally:
         model.train(was_training)
+    if program is None:  # torch.onnx.export returns None only on its legacy (dynamo=False) path
+        raise ExportError(f"exporting {type(model).__name__} gave no ONNX program; upgrade torch")
     outputs = [v.name for v in program.model.graph.outputs]
     if outputs != [OUTPUT_NAME]:
         raise ExportError(

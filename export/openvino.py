@@ -34,7 +34,7 @@ def engine(path: str, threads: int, precision: str) -> tuple[Callable[[np.ndarra
     """The ONNX file at ``path`` compiled for OpenVINO's CPU plugin: ``threads`` inference threads, one stream,
     latency hint, inference precision ``precision`` ("bf16", or "f32" to leave an int8 graph's other operators in
     fp32); a predict function that returns a copy of the logits (as onnxruntime hands back a new array)."""
-    import openvino  # lazy: an optional runtime, imported only where an OpenVINO engine runs (its worker process)
+    import openvino  # noqa: PLC0415 lazy: an optional runtime, imported only where an OpenVINO engine runs (its worker process)
 
     core = openvino.Core()
     compiled = core.compile_model(path, "CPU", {

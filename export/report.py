@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.files import atomic_write_bytes, check_readable
-from zoo.cliutil import format_table
+from zoo.console import format_table
 from zoo.errors import ArgumentError
 from zoo.plots import png_bytes
 
@@ -40,7 +40,7 @@ BUILD_SHOWN_S = 1.0
 
 def _colour(i: int) -> Any:
     """One colour per model, 20 before any repeats; black is kept for the engines' legend."""
-    import matplotlib  # lazy: matplotlib costs start-up time; only the charts need it
+    import matplotlib  # noqa: PLC0415 lazy: matplotlib costs start-up time; only the charts need it
 
     return matplotlib.colormaps["tab20"](i % 20)
 
@@ -164,8 +164,8 @@ def _speedup_cells(fig: dict[str, Any] | None) -> dict[str, Any]:
 def cost_chart(results: dict[str, Any], accuracy: bool) -> Figure:
     """Accuracy (or MACs) against batch-1 latency: one colour per model, one marker per engine; the names are in
     the legend, not on the points, so that they never overlap."""
-    import matplotlib.ticker  # lazy: matplotlib costs start-up time; only the charts need it
-    from matplotlib.figure import Figure  # lazy: as above
+    import matplotlib.ticker  # noqa: PLC0415 lazy: matplotlib costs start-up time; only the charts need it
+    from matplotlib.figure import Figure  # noqa: PLC0415 lazy: as above
 
     fig = Figure(figsize=(9, 5.5))
     ax = fig.subplots()
@@ -197,8 +197,7 @@ def cost_chart(results: dict[str, Any], accuracy: bool) -> Figure:
 
 def batch_chart(results: dict[str, Any]) -> Figure:
     """Latency against batch size: one colour per model, one line style per engine, with the 95% interval."""
-    import matplotlib.ticker  # lazy: matplotlib costs start-up time; only the charts need it
-    from matplotlib.figure import Figure  # lazy: as above
+    from matplotlib.figure import Figure  # noqa: PLC0415 lazy: matplotlib costs start-up time; only the charts need it
 
     fig = Figure(figsize=(9, 5.5))
     ax = fig.subplots()
@@ -230,8 +229,7 @@ def peak_chart(results: dict[str, Any]) -> Figure:
     """Roofline-style: each figure's rate (GMAC/s) against the work of one call (MACs x batch), under the GEMM
     peaks drawn as ceilings; one colour per model, one marker per engine, noisy figures hollow. Left, per-operator
     overhead on small work keeps every engine far below the ceiling; right, the distance left is the engine's."""
-    import matplotlib.ticker  # lazy: matplotlib costs start-up time; only the charts need it
-    from matplotlib.figure import Figure  # lazy: as above
+    from matplotlib.figure import Figure  # noqa: PLC0415 lazy: matplotlib costs start-up time; only the charts need it
 
     fig = Figure(figsize=(9, 5.5))
     ax = fig.subplots()
@@ -259,7 +257,7 @@ def peak_chart(results: dict[str, Any]) -> Figure:
 
 def _log_ticks(axis: Any) -> None:
     """A log axis labelled at 1, 2 and 5 of each decade in plain numbers, so that a narrow range still has labels."""
-    import matplotlib.ticker  # lazy: matplotlib costs start-up time; only the charts need it
+    import matplotlib.ticker  # noqa: PLC0415 lazy: matplotlib costs start-up time; only the charts need it
 
     axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))

@@ -9,6 +9,7 @@ put on the machine (:func:`others_share`) counts a worker's CPU time as the benc
 """
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import statistics
@@ -151,7 +152,7 @@ def _serve(conn: Any, factory: Factory, args: tuple) -> None:
                 conn.send(("ok", predict(message[1])))
             else:
                 x, warmup, min_s = message[1:]
-                conn.send(("ok", time_round(lambda: predict(x), warmup, min_s)))
+                conn.send(("ok", time_round(functools.partial(predict, x), warmup, min_s)))
     except EOFError:  # the benchmark went away
         return
     except Exception as e:  # the runtime's own errors, of many types: reported to the benchmark as one line

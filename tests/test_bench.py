@@ -11,11 +11,14 @@ import dataclasses
 import functools
 import json
 import os
+import random
 import shutil
 import signal
 import time
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
 import torch
 from matplotlib.collections import PathCollection
@@ -25,10 +28,11 @@ import zoo
 from zoo.export import bench
 from zoo.export.bench import (
     DEFAULT_ENGINES, SCHEMA, BenchConfig, Engine, Subject, _summary, build_parser, int8_settings, main, measure,
-    model_names, prepare, run_bench, select_engines, torch_predict,
+    model_names, prepare, quantize_int8, run_bench, select_engines, torch_predict,
 )
 from zoo.export.cache import cached
 from zoo.export.inductor import compile_model
+from zoo.export.onnx import INPUT_NAME
 from zoo.export.peak import peak_gmacs
 from zoo.export.report import NOISY_LEGEND, batch_chart, compare, cost_chart, peak_chart, table_rows, write_results
 from zoo.export.stats import bootstrap_interval, is_noisy, ratios, summary
@@ -68,7 +72,11 @@ def test_bootstrap_interval_holds_the_median_and_shrinks_with_agreement():
     s_low, s_high = bootstrap_interval(spread)
     assert s_high - s_low > 3 * (high - low)
     assert bootstrap_interval([4.0]) == (4.0, 4.0)
-    assert bootstrap_interval(tight) == bootstrap_interval(tight)  # seeded: the same rounds, the same interval
+    rounds = [5 + 10 * (i * 0.618 % 1) for i in range(25)]  # 25 distinct values between 5 and 15
+    first = bootstrap_interval(rounds)
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)  # the global generators moved: the interval is its own seed's
+    assert bootstrap_interval(rounds) == first
+    assert len({bootstrap_interval(rounds, seed=k) for k in range(10)}) > 1  # negative control: the seed matters
 
 
 def test_noisy_flag_is_a_plus_minus_ten_percent_interval():
@@ -337,6 +345,8 @@ def test_compare_reports_only_what_moved_beyond_the_intervals(tmp_path):
     assert "no figure changed" in compare(old, doc(10.2, 9.8, 10.6))
     moved = compare(old, doc(20.0, 19.0, 21.0))
     assert "torch latency b1" in moved and "+100%" in moved
+    improved = compare(old, doc(5.0, 4.8, 5.2))  # faster beyond both intervals: reported as a change too
+    assert "changed beyond the intervals" in improved and "torch latency b1" in improved and "-50%" in improved
     old.write_text(json.dumps({**doc(10.0, 9.5, 10.5), "schema": "zoo.bench/1"}))
     assert "cannot compare" in compare(old, doc(10.0, 9.5, 10.5))
 
@@ -386,6 +396,32 @@ def test_the_shipped_sample_is_real_small_and_stratified():
         sample = load_sample(name)
         assert len(sample.y_test) == n_test and sample.y_test.bincount().tolist() == [n_test // 10] * 10
         assert len(sample.y_train) == 100  # calibration comes from training images, never the test ones
+
+
+def _input_scale(path: Path) -> float:
+    """The scale of the QuantizeLinear on the model's input: the calibrated range of the images, over 255."""
+    model = onnx.load(path)
+    (node,) = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == INPUT_NAME]
+    (scale,) = [onnx.numpy_helper.to_array(t) for t in model.graph.initializer if t.name == node.input[1]]
+    return float(scale)
+
+
+def test_int8_calibrates_on_the_training_images_only(tmp_path):
+    """Dark training images and bright test images: the input's calibrated range is the training images'."""
+    data = synthetic("mnist", 40, 40)
+    data = dataclasses.replace(data, x_train=data.x_train // 25, x_test=200 + data.x_test // 5)  # [0, 10] and [200, 251]
+    conv = onnx.helper.make_node("Conv", [INPUT_NAME, "w"], ["y"], pads=[1, 1, 1, 1])
+    w = onnx.numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 1, 3, 3)).astype(np.float32), "w")
+    graph = onnx.helper.make_graph(
+        [conv], "conv", [onnx.helper.make_tensor_value_info(INPUT_NAME, onnx.TensorProto.FLOAT, ["n", 1, 32, 32])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["n", 4, 32, 32])], [w])
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), tmp_path / "conv.onnx")
+    scale = _input_scale(quantize_int8(tmp_path / "conv.onnx", tmp_path / "int8.onnx", data, 32))
+    (mean,), (std,) = data.spec.mean, data.spec.std
+    low, high = (float(data.x_train.min()) / 255 - mean) / std, (float(data.x_train.max()) / 255 - mean) / std
+    assert scale == pytest.approx((max(high, 0) - min(low, 0)) / 255, rel=0.05)  # min-max, 0 always representable
+    bright = (float(data.x_test.max()) / 255 - mean) / std
+    assert scale < bright / 255 / 2  # negative control: the test images would have needed a scale over twice as wide
 
 
 # ---------------------------------------------------------------------------- the CPU's features and its fast paths

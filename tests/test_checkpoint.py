@@ -191,12 +191,18 @@ def test_read_checkpoint_checks_every_pinned_digest(tmp_path):
         read_checkpoint(path, sha256={"config.json": good, "tag x.y": "0" * 64})
 
 
-def test_compatible_weights_pass():
-    check_compatible(meta_model("resnet18", num_classes=10), weights_of("resnet18", num_classes=10),
-                     meta_for("resnet18", num_classes=10), "f", meta_model("resnet18", num_classes=10))
+def test_compatible_weights_pass_and_their_near_misses_do_not():
+    model, meta, tensors = meta_model("resnet18", num_classes=10), meta_for("resnet18", num_classes=10), weights_of("resnet18", num_classes=10)
+    assert check_compatible(model, tensors, meta, "f", meta_model("resnet18", num_classes=10)) is None
+    less = {k: v for k, v in tensors.items() if k != "fc.bias"}  # negative control: one tensor short
+    with pytest.raises(CheckpointError, match=r"missing fc.bias\): build it with zoo.create_model\('resnet18', num_classes=10\)"):
+        check_compatible(model, less, meta, "f", meta_model("resnet18", num_classes=10))
     # a dropout rate changes no weight: not an architecture difference
-    check_compatible(meta_model("googlenet", dropout=0.0), weights_of("googlenet"), meta_for("googlenet"), "f",
-                     meta_model("googlenet"))
+    assert check_compatible(meta_model("googlenet", dropout=0.0), weights_of("googlenet"), meta_for("googlenet"), "f",
+                            meta_model("googlenet")) is None
+    with pytest.raises(CheckpointError, match="wrong architecture: .*inception4b.residual"):  # the same shapes, residual
+        check_compatible(meta_model("googlenet_res3x3"), weights_of("googlenet"), meta_for("googlenet"), "f",
+                         meta_model("googlenet"))
 
 
 @pytest.mark.parametrize(

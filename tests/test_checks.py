@@ -433,7 +433,10 @@ def test_a_mirror_folder_linked_inside_the_mirror_loads(saved, tmp_path, monkeyp
     (mirror / "acme").mkdir()
     (mirror / "acme" / "r18").symlink_to(mirror / "store" / "r18")
     monkeypatch.setenv("ZOO_HUB_DIR", str(mirror))
-    load_weights(zoo.create_model("resnet18", num_classes=7, in_chans=1, stem="cifar"), "hf-hub:acme/r18")
+    torch.manual_seed(1)  # a model initialised otherwise than the saved one: only the load can make them equal
+    model = load_weights(zoo.create_model("resnet18", num_classes=7, in_chans=1, stem="cifar"), "hf-hub:acme/r18")
+    saved_tensors, _ = load_tensors(saved / "model.safetensors")
+    assert saved_tensors and all(torch.equal(model.state_dict()[k], v) for k, v in saved_tensors.items())
 
 
 def test_resume_refuses_an_empty_run_record_in_one_line_and_writes_nothing(run, capsys):

@@ -26,7 +26,7 @@ from zoo.export.__main__ import main as export_main
 from zoo.files import atomic_write_bytes, staged_dir
 from zoo.weights import load_tensors, save_tensors
 from zoo.cli import main
-from zoo.cliutil import EXIT_STOPPED, key_value, run_command
+from zoo.console import EXIT_STOPPED, key_value, run_command
 from zoo.data import load_dataset
 from zoo.errors import ArgumentError, CheckpointError, DataError, HubError, RunStopped, TrainingError, ZooInputError
 from zoo.hub import load_weights, save_pretrained

@@ -53,6 +53,10 @@ def test_pretrained_with_other_classes_or_channels_keeps_the_trained_backbone(bu
         assert model.pretrained_cfg["label_names"][0] == "airplane"
     else:
         assert "label_names" not in model.pretrained_cfg  # a fresh head has no class names
+    if 0 < classes != 10:  # a fresh head: none of its rows is one of the tag's trained classifier rows
+        tag_rows = tag_state["fc.weight"].float()
+        assert not (model.fc.weight[:, None] == tag_rows[None]).all(-1).any()
+        assert not torch.isin(model.fc.bias, tag_state["fc.bias"].float()).any()
     if chans == 1:  # timm's adapt_input_conv: a grey image gives what its RGB copy gave
         assert torch.allclose(model.conv1.conv.weight, tag_state["conv1.conv.weight"].float().sum(1, keepdim=True), rtol=1e-3)
         assert len(model.pretrained_cfg["mean"]) == 1
@@ -138,8 +142,8 @@ def test_mnist_padding_rule_travels_with_the_weights(tmp_path):
 def test_timm_discovers_the_tags_and_a_probe_does_not_switch_the_bridge_off():
     assert {f"zoo_{TAG}", f"zoo_{MNIST_TAG}"} <= set(timm.list_pretrained("zoo_*"))
     assert timm.is_model_pretrained(f"zoo_{TAG}") and not timm.is_model_pretrained("zoo_vgg11")
-    code = ("import importlib.util, torch; torch.hub.load(%r, 'resnet18', source='local'); "
-            "importlib.util.find_spec('timm'); import timm; print(len(timm.list_models('zoo_*')))" % str(REPO))
+    code = (f"import importlib.util, torch; torch.hub.load({str(REPO)!r}, 'resnet18', source='local'); "
+            "importlib.util.find_spec('timm'); import timm; print(len(timm.list_models('zoo_*')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
     assert int(out.split()[-1]) == len(zoo.list_models())
 

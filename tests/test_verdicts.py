@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from zoo.verdicts import (
     ALPHA, RULE, all_of, at_most, better, decide, gap, holm, mde, near, power, seeds_needed, similar, summarize, t_cdf,
@@ -104,13 +105,19 @@ def test_similar_by_tost():
     se = math.sqrt(0.01 / 3 + 0.01 / 3)
     half90 = t_ppf(0.95, v.df) * se  # TOST at 0.05: the 90% interval lies inside the margins
     assert -1.0 < v.effect - half90 and v.effect + half90 < 1.0
-    assert v.p == pytest.approx(max(t_cdf(-(v.effect + 1) / se, v.df), t_cdf((v.effect - 1) / se, v.df)))
+    a, b = np.array(close[0]), np.array(close[1])  # TOST as scipy computes it: two one-sided Welch tests, the larger p
+    lower = stats.ttest_ind(a, b - 1.0, equal_var=False, alternative="greater").pvalue
+    upper = stats.ttest_ind(a, b + 1.0, equal_var=False, alternative="less").pvalue
+    assert v.p == pytest.approx(max(lower, upper), rel=1e-6) and v.p < 0.05
     assert similar(*close, margin=0.05).outcome == "inconclusive"  # too tight a margin for 3 seeds to show
     assert similar([14.5, 14.6, 14.7], [21.0, 21.2, 21.1], margin=1.0).outcome == "contradicted"
     noisy = [14.0, 15.5, 13.1], [14.3, 15.9, 12.9]
     assert similar(*noisy, margin=1.0).outcome == "inconclusive"
     paired = similar(*noisy, margin=1.0, paired=True)  # the seeds move together
     assert (paired.outcome, paired.test) == ("supported", "TOST paired")
+    d = np.subtract(*noisy)
+    expected = max(stats.ttest_1samp(d, -1.0, alternative="greater").pvalue, stats.ttest_1samp(d, 1.0, alternative="less").pvalue)
+    assert paired.p == pytest.approx(expected, rel=1e-6)
 
 
 def test_near_and_at_most_against_the_paper():

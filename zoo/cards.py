@@ -283,10 +283,10 @@ def build_card(
 
 def read_run(run_dir: str | os.PathLike) -> tuple[RunRecord, list[dict[str, Any]]]:
     """``run.json`` and the rows of ``metrics.jsonl`` of a finished-epoch run directory written by zoo train."""
-    run_dir = RunDir(run_dir)
-    run, history = run_dir.read_run(), run_dir.read_history()
+    folder = RunDir(run_dir)
+    run, history = folder.read_run(), folder.read_history()
     if not history:
-        raise CheckpointError(f"{run_dir.metrics} has no finished epoch; train or resume the run first")
+        raise CheckpointError(f"{folder.metrics} has no finished epoch; train or resume the run first")
     return run, history
 
 
@@ -303,6 +303,8 @@ def write_bundle_card(
     """The card of a bundled tag (zoo.release): numbers measured on the released fp16 weights."""
     weights = folder / WEIGHTS_NAME
     meta = CheckpointMeta.from_metadata(read_metadata(weights), str(weights))
+    if meta is None:
+        raise CheckpointError(f"{weights} has no zoo metadata; release the run again")
     last = history[-1]
     selection = (f"final weights, epoch {last['epoch']} of {run.epochs}, fp16; "
                  f"{accuracy['images']:,} images, one view, fp32 on the CPU")

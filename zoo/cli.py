@@ -17,7 +17,8 @@ import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
 
-from zoo.cliutil import COMMANDS, EXIT_CODES, EXIT_STOPPED, run_command
+from zoo.cliutil import COMMANDS
+from zoo.console import EXIT_CODES, EXIT_STOPPED, run_command
 from zoo.version import __version__
 
 __all__ = ["PLUGIN_GROUP", "build_parser", "main", "plugins"]

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from zoo.cards import write_run_card
-from zoo.cliutil import COMMANDS, EXIT_STOPPED, add_quiet, dataset_name, format_table, key_value, positive, registered_dataset
+from zoo.cliutil import COMMANDS, dataset_name, registered_dataset
+from zoo.console import EXIT_STOPPED, add_quiet, format_table, key_value, positive
 from zoo.datasets import DEFAULT_DATASET, FOLDER_PREFIX, list_datasets
 from zoo.errors import ArgumentError, UnknownModelError
 from zoo.files import check_readable

@@ -23,7 +23,6 @@ import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -121,7 +120,7 @@ def _from_arrays(arrays: Mapping[str, np.ndarray], spec: DataSpec, where: str, s
 
 
 def _from_torchvision(root: Path, spec: DataSpec) -> Dataset:
-    import torchvision  # lazy: only the download path needs it
+    import torchvision  # noqa: PLC0415 lazy: only the download path needs it
 
     cls = getattr(torchvision.datasets, spec.torchvision)
     splits = [cls(str(root), train=train, download=True) for train in (True, False)]

@@ -179,7 +179,8 @@ class DataConfig:
             raise DataError(f"{where}: the data config must be an object with input_size, mean, std and only the "
                             f"fields {', '.join(sorted(_FIELDS))}; got {data!r:.200}")
         try:
-            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+            values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+            return cls(**values)
         except (DataError, TypeError) as e:
             raise DataError(f"{where}: {str(e).removeprefix('data config: ')}") from None
 

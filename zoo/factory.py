@@ -61,7 +61,7 @@ def create_model(
 
 def _features(model: nn.Module, out_indices: int | Sequence[int]) -> nn.Module:
     """timm's feature extractor around ``model``, as ``timm.create_model(..., features_only=True)`` builds it."""
-    from timm.models._features import FeatureGetterNet  # lazy: timm costs 1.7 s to import, and only this option needs it
+    from timm.models._features import FeatureGetterNet  # noqa: PLC0415 lazy: timm costs 1.7 s to import, and only this option needs it
 
     return FeatureGetterNet(model, out_indices=out_indices)
 
@@ -100,7 +100,7 @@ def _timm_entry(name: str):
     (into the backbone a features_only wrapper holds)."""
 
     def entry(pretrained: bool = False, **kwargs: Any) -> nn.Module:
-        from timm.models import build_model_with_cfg  # lazy: timm is imported already, it is calling us
+        from timm.models import build_model_with_cfg  # noqa: PLC0415 lazy: timm is imported already, it is calling us
 
         cfg = kwargs.get("pretrained_cfg")
         tag = None
@@ -144,7 +144,7 @@ default_cfgs: dict[str, Any] = {}
 
 def _timm_tags(name: str) -> Any:
     """timm's DefaultCfg of ``zoo_<name>``: one PretrainedCfg per tag, with the weights' file where one is bundled."""
-    from timm.models import DefaultCfg, PretrainedCfg  # lazy: only once timm is imported
+    from timm.models import DefaultCfg, PretrainedCfg  # noqa: PLC0415 lazy: only once timm is imported
 
     tags = registry.list_models(f"{name}.*", pretrained=True)
     cfgs = {"": PretrainedCfg(**meta_model(name).pretrained_cfg)}
@@ -159,7 +159,7 @@ def _timm_tags(name: str) -> Any:
 
 def _register_in_timm(name: str) -> None:
     """Make ``timm.create_model("zoo_<name>")`` build our model, weights included; our names never shadow timm's."""
-    from timm.models import register_model as timm_register_model  # lazy: only once timm is imported
+    from timm.models import register_model as timm_register_model  # noqa: PLC0415 lazy: only once timm is imported
 
     entry = _timm_entry(name)
     globals()[entry.__name__] = entry  # timm records the entry's module; the function must be reachable there

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,7 +42,7 @@ ONNX_PREFIX = "zoo."
 PROVIDER = "CPUExecutionProvider"
 """onnxruntime's execution provider for zoo's ONNX sessions (predict, export's checks, bench)."""
 
-ImageInput = Union[str, os.PathLike, Image.Image, Tensor]
+ImageInput = str | os.PathLike | Image.Image | Tensor
 """One image or a source of several: a file, a folder, a PIL image, a (C, H, W) or (N, C, H, W) tensor."""
 
 
@@ -85,8 +85,8 @@ def _labels(names: Sequence[str] | None, outputs: int) -> tuple[str, ...] | None
 def onnx_session(path: str | os.PathLike, options: Any = None) -> Any:
     """An onnxruntime CPU session of the ONNX file ``path`` (``options``: its SessionOptions); a missing, special,
     truncated or invalid file is an ArgumentError naming it."""
-    import onnxruntime as ort  # lazy: only .onnx models need it
-    from onnxruntime.capi import onnxruntime_pybind11_state as state  # lazy: as above
+    import onnxruntime as ort  # noqa: PLC0415 lazy: only .onnx models need it
+    from onnxruntime.capi import onnxruntime_pybind11_state as state  # noqa: PLC0415 lazy: as above
 
     check_readable(path, ArgumentError)
     if not Path(path).is_file():

@@ -19,8 +19,8 @@ def png_bytes(fig, dpi: int = 100) -> bytes:
 
 def history_png(history: Sequence[Mapping[str, Any]]) -> bytes:
     """Loss, top-1 error and learning rate per epoch of one run (the trainer's metrics.jsonl rows)."""
-    from matplotlib.figure import Figure  # lazy: matplotlib costs start-up time; only figures need it
-    from matplotlib.ticker import MaxNLocator  # lazy: matplotlib costs start-up time; only figures need it
+    from matplotlib.figure import Figure  # noqa: PLC0415 lazy: matplotlib costs start-up time; only figures need it
+    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415 lazy: matplotlib costs start-up time; only figures need it
 
     epochs = [row["epoch"] for row in history]
     fig = Figure(figsize=(12, 3.6))
@@ -47,7 +47,7 @@ def history_png(history: Sequence[Mapping[str, Any]]) -> bytes:
 
 def error_axis(ax, errors: Sequence[float]) -> None:
     """A log error axis where the errors that matter end below 10% (MNIST): a linear 0-90% axis hides them."""
-    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter  # lazy: matplotlib costs start-up time; only figures need it
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter  # noqa: PLC0415 lazy: matplotlib costs start-up time; only figures need it
 
     if errors and min(errors) < 10:
         ax.set_yscale("log")
@@ -62,9 +62,9 @@ def curves_png(runs: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]], title:
     Each run is a list of histories, one per seed: the lines are the means over seeds, the band
     around the test line spans the seeds' lowest to highest.
     """
-    import numpy as np  # lazy: with matplotlib, only figures need it
-    from matplotlib.figure import Figure  # lazy: matplotlib costs start-up time; only figures need it
-    from matplotlib.ticker import MaxNLocator  # lazy: matplotlib costs start-up time; only figures need it
+    import numpy as np  # noqa: PLC0415 lazy: with matplotlib, only figures need it
+    from matplotlib.figure import Figure  # noqa: PLC0415 lazy: matplotlib costs start-up time; only figures need it
+    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415 lazy: matplotlib costs start-up time; only figures need it
 
     fig = Figure(figsize=(7, 4.5))
     ax = fig.subplots()
@@ -97,8 +97,8 @@ def curves_png(runs: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]], title:
 
 def confusion_png(matrix: Sequence[Sequence[int]], labels: Sequence[str], title: str) -> bytes:
     """Row-normalised confusion matrix (rows: true class) with the counts written in."""
-    import numpy as np  # lazy: with matplotlib, only figures need it
-    from matplotlib.figure import Figure  # lazy: matplotlib costs start-up time; only figures need it
+    import numpy as np  # noqa: PLC0415 lazy: with matplotlib, only figures need it
+    from matplotlib.figure import Figure  # noqa: PLC0415 lazy: matplotlib costs start-up time; only figures need it
 
     m = np.asarray(matrix, dtype=float)
     rates = m / np.maximum(m.sum(1, keepdims=True), 1)
@@ -109,7 +109,7 @@ def confusion_png(matrix: Sequence[Sequence[int]], labels: Sequence[str], title:
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     for i in range(len(labels)):
         for j in range(len(labels)):
-            ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=6, color="white" if rates[i, j] > 0.5 else "black")
+            ax.text(j, i, str(int(m[i, j])), ha="center", va="center", fontsize=6, color="white" if rates[i, j] > 0.5 else "black")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)

@@ -16,6 +16,7 @@ import zoo.models  # noqa: F401  (registers the built-in families, which this mo
 from zoo.arguments import Range, check_arguments
 from zoo.datasets import Augment, DataSpec, get_spec
 from zoo.errors import TrainingError
+from zoo.models.layers import ZooModel
 from zoo.registry import model_class
 
 Schedule = Literal["plateau", "step", "onecycle"]
@@ -67,9 +68,9 @@ class Recipe:
         return dataclasses.asdict(self)
 
 
-def _family(arch: str) -> type:
+def _family(arch: str) -> type[ZooModel]:
     cls = model_class(arch)
-    if getattr(cls, "family", None) not in PAPER:
+    if not issubclass(cls, ZooModel) or cls.family not in PAPER:
         raise TrainingError(f"no recipes for {arch!r}: recipes exist for the {', '.join(PAPER)} families")
     return cls
 

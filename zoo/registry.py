@@ -391,7 +391,7 @@ def model_info(name: str, input_size: tuple[int, int, int] | None = None, **kwar
 
 @functools.lru_cache(maxsize=256)
 def _model_info(name: str, input_size: tuple[int, int, int] | None, kwargs_json: str) -> dict[str, Any]:
-    from torch.utils.flop_counter import FlopCounterMode  # lazy: torch.utils.flop_counter is only for this count
+    from torch.utils.flop_counter import FlopCounterMode  # noqa: PLC0415 lazy: torch.utils.flop_counter is only for this count
 
     model = meta_model(name, **json.loads(kwargs_json))
     size = tuple(input_size or model.default_input_size)

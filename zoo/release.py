@@ -62,20 +62,20 @@ def release(
         raise ArgumentError(f"tag {tag!r} must be lowercase letters, digits and underscores (e.g. cifar10_paper): "
                             "it names a folder and the timm config <arch>.<tag>")
     resolve_device(device)
-    run_dir = RunDir(run_dir)
-    run, history = read_run(run_dir.path)
+    record = RunDir(run_dir)
+    run, history = read_run(record.path)
     name = f"{run.arch}.{tag}"
     folder = Path(out_root) / name
     check_writable(folder, folder=True)
     check_writable(tags_file)
     entries = read_tags(Path(tags_file))  # a damaged tags file is refused before anything is written
     if run.dataset_source.startswith("synthetic"):
-        raise CheckpointError(f"{run_dir.path} was trained on synthetic images; only runs on the real dataset become tags")
+        raise CheckpointError(f"{record.path} was trained on synthetic images; only runs on the real dataset become tags")
     if card_only:
         if name not in entries:
             raise CheckpointError(f"{name} is not pinned in {tags_file}: release the run first (without --card-only)")
         return _refresh(folder, entries[name], run, history, data_dir, device)
-    trained = load_model(run_dir.model)
+    trained = load_model(record.model)
     bundle, kwargs = bundle_model(trained, run.model_kwargs, run.arch)
     # what users load: the fp16 weights upcast to fp32, one view, no autocast
     accuracy = evaluate_model(_upcast(bundle, run.arch, kwargs), run.dataset, data_dir, device=device, bf16=False,

@@ -30,7 +30,7 @@ from zoo import verdicts
 from zoo.files import atomic_write_bytes, check_writable
 from zoo.data import PAPER_CROP_SCALE, PAPER_JITTER, PAPER_ROTATION_DEG, find_npz
 from zoo.datasets import get_spec
-from zoo.errors import ArgumentError, DataError, RunStopped, TrainingError
+from zoo.errors import ArgumentError, RunStopped, TrainingError
 from zoo.plots import curves_png
 from zoo.recipes import get_recipe
 from zoo.registry import build_model, meta_model, model_class, model_info

@@ -210,7 +210,7 @@ class RunRecord:
         if missing:
             raise CheckpointError(f"{where} lacks {', '.join(missing)}: not a run record zoo train wrote; restore it or "
                                   "start a new --out")
-        values = {}
+        values: dict[str, Any] = {}
         for name in fields.keys() & data.keys():
             if not _fits(data[name], hints[name]):
                 raise CheckpointError(f"{where}: field {name} is {data[name]!r}, not {_kind(hints[name])}; restore the file")

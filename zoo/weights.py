@@ -225,8 +225,8 @@ class CheckpointMeta:
                       if k in _FIELDS or k in _LEGACY_DATA}
             legacy = {k: values.pop(k) for k in _LEGACY_DATA if k in values}
             data = legacy_data_config(legacy) if "data" not in values else values.pop("data")
-            values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-            return cls(**values, data=DataConfig.from_json(data, "the data config"))
+            fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+            return cls(**fields, data=DataConfig.from_json(data, "the data config"))
         except (TypeError, ValueError, KeyError) as e:  # CheckpointError and DataError included
             raise _malformed(where, str(e)) from e
 
@@ -246,7 +246,9 @@ def legacy_data_config(fields: dict[str, Any]) -> dict[str, Any]:
     registered dataset's (off for any other)."""
     size = fields["input_size"]
     spec = find_spec(fields.get("dataset"))
-    pad = fields.get("pad") if fields.get("pad") is not None else spec.pad if spec else 0
+    pad = fields.get("pad")
+    if pad is None:
+        pad = spec.pad if spec else 0
     out = {"input_size": size, "mean": fields.get("mean"), "std": fields.get("std"),
            "crop_pct": size[1] / (size[1] - 2 * pad), "mirror": bool(spec and spec.mirror),
            "label_names": fields.get("label_names"), "dataset": fields.get("dataset"),
@@ -411,9 +413,10 @@ def check_compatible(
     """
     model = unwrap_model(model)
     fix = f"build it with {meta.create_call}" if meta else "build the model these weights were saved from"
+    arch = repr(meta.arch) if meta else "another architecture's"
     if reference is not None and type(reference) is not type(model):
         raise CheckpointError(
-            f"wrong architecture: {where} holds {meta.arch!r} weights ({type(reference).__name__}), "
+            f"wrong architecture: {where} holds {arch} weights ({type(reference).__name__}), "
             f"the model is a {type(model).__name__}; {fix}"
         )
 
@@ -438,10 +441,10 @@ def check_compatible(
         raise CheckpointError(f"shape mismatch between {where} and the model ({shown}): {advice}")
 
     _check_dtypes(state, tensors, where)
-    detail = structure_difference(model, reference, meta.arch) if reference is not None else None
+    detail = structure_difference(model, reference, meta.arch) if reference is not None and meta else None
     if detail:
         raise CheckpointError(
-            f"wrong architecture: {where} holds {meta.arch!r} weights but the model differs ({detail}); {fix}"
+            f"wrong architecture: {where} holds {arch} weights but the model differs ({detail}); {fix}"
         )
 
 
