@@ -87,8 +87,10 @@ def _check_input_size(model: nn.Module, input_size: tuple[int, int, int]) -> Non
 
 def metadata(model: nn.Module, input_size: tuple[int, int, int]) -> dict[str, str]:
     """What an exported file says about itself (``metadata_props``): what zoo predict and users need to run it."""
-    data = dataclasses.replace(model.data_config, input_size=tuple(input_size))  # the contract, at the exported input
-    config = {"data": data.to_json(), "num_classes": model.num_classes, "tag": model.pretrained_cfg.get("tag")}
+    config: dict[str, Any] = {"num_classes": model.num_classes}
+    if getattr(model, "data_config", None) is not None:  # a zoo model: its contract, at the exported input
+        data = dataclasses.replace(model.data_config, input_size=tuple(input_size))
+        config.update(data=data.to_json(), tag=model.pretrained_cfg.get("tag"))
     props = {f"{ONNX_PREFIX}config": json.dumps(config), f"{ONNX_PREFIX}version": __version__}
     for key, attr in (("arch", "_zoo_arch"), ("weights_sha256", "_zoo_weights_sha256")):
         if getattr(model, attr, None):

@@ -113,7 +113,7 @@ def test_zoo_card_rewrites_card_and_curve_from_the_run(run_dir, tmp_path, capsys
     assert "| onnxruntime CPU, 2 threads, batch 1 | 0.812 |" in text and "## ONNX latency" in text
     assert table_value(text, "epochs") == "3" and table_value(text, "seed") == "0"
     assert table_value(text, "`momentum`") == "`0.9`"
-    assert "load_weights(model, 'hf-hub:acme/resnet18-mnist')" in text
+    assert "model = zoo.load_model('hf-hub:acme/resnet18-mnist')" in text
     assert "timm.create_model('hf-hub:acme/resnet18-mnist', pretrained=True)" in text
     assert (folder / CURVE_NAME).read_bytes() != old_curve
     assert {name: (folder / name).read_bytes() for name in kept} == kept
