@@ -149,12 +149,11 @@ def synthetic(name: str | DataSpec, n_train: int = 2048, n_test: int = 512, seed
     return _dataset(spec, x_train, y_train, x_test, y_test, source=f"synthetic:{n_train}+{n_test}:seed{seed}")
 
 
-def get_dataset_spec(name: str, data: DataConfig | None = None, in_chans: int | None = None,
-                     mirror: bool | None = None) -> DataSpec:
+def get_dataset_spec(name: str, data: DataConfig | None = None, in_chans: int | None = None) -> DataSpec:
     """The spec of a registered dataset, or of ``folder:PATH`` (:func:`folder_spec`: the folder options apply to it
     alone)."""
     if name.startswith(FOLDER_PREFIX):
-        return folder_spec(name[len(FOLDER_PREFIX):], data, in_chans, bool(mirror))
+        return folder_spec(name[len(FOLDER_PREFIX):], data, in_chans)
     return get_spec(name)
 
 
@@ -325,14 +324,13 @@ GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
 """PIL modes of single-channel images: a folder holding only these trains 1-channel models."""
 
 
-def folder_spec(root: str | os.PathLike, data: DataConfig | None = None, in_chans: int | None = None,
-                mirror: bool = False) -> DataSpec:
+def folder_spec(root: str | os.PathLike, data: DataConfig | None = None, in_chans: int | None = None) -> DataSpec:
     """The spec of an image folder (checked by :func:`scan_folder`): its classes, and the input of the model it
     trains. ``data``, the contract of the model being fine-tuned or evaluated, gives the input size, statistics and
     placement (fitted to ``in_chans`` when given: an adapted first convolution); else a new model's input is
     :data:`FOLDER_INPUT_SIZE` with ``in_chans`` channels, by default the folder's own (1 when every image is
-    greyscale, else 3), and statistics measured on the training images when they are loaded. ``mirror``: the
-    images are mirror-symmetric (flip augmentation and flip-averaged evaluation); a folder's default is no."""
+    greyscale, else 3), and statistics measured on the training images when they are loaded. A folder's images are
+    not taken as mirror-symmetric (no flips); ``zoo train --mirror`` says otherwise."""
     root = Path(root)
     labels, files = scan_folder(root)
     n_test = len(_test_indices([label for _, label in files], len(labels)))
@@ -342,7 +340,7 @@ def folder_spec(root: str | os.PathLike, data: DataConfig | None = None, in_chan
     else:
         chans = in_chans or (1 if all(_mode(path) in GREY_MODES for path, _ in files) else 3)
         size, stats, pad = (chans, *FOLDER_INPUT_SIZE[1:]), ((0.5,) * chans, (0.25,) * chans), 0
-    return DataSpec(f"{FOLDER_PREFIX}{root}", root.name, labels, *stats, size, pad=pad, mirror=mirror,
+    return DataSpec(f"{FOLDER_PREFIX}{root}", root.name, labels, *stats, size, pad=pad, mirror=False,
                     splits=(len(files) - n_test, n_test), root=root, measure_stats=data is None)
 
 

@@ -362,8 +362,8 @@ def _init_and_spec(cfg: TrainConfig, given: DataSpec | None = None) -> tuple[dic
         if arch != cfg.arch:
             raise TrainingError(f"--init {cfg.init} holds {arch!r} weights, not {cfg.arch!r}; train {arch} or pick "
                                 f"{cfg.arch} weights")
-    spec = given or get_dataset_spec(cfg.dataset, data=data, in_chans=cfg.model_kwargs.get("in_chans"), mirror=cfg.mirror)
-    if cfg.mirror is not None and spec.mirror != cfg.mirror:
+    spec = given or get_dataset_spec(cfg.dataset, data=data, in_chans=cfg.model_kwargs.get("in_chans"))
+    if cfg.mirror is not None:  # --mirror / --no-mirror over the dataset's own (a folder's: no)
         spec = dataclasses.replace(spec, mirror=cfg.mirror)
     return {k: v for k, v in inherited.items() if k not in ("num_classes", "in_chans")}, spec
 
