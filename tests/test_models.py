@@ -7,6 +7,7 @@ import torchvision
 
 import zoo
 import zoo.registry
+from zoo.errors import ArgumentError
 from zoo.models import GoogLeNetOutputs
 
 from conftest import ONE_PER_BLOCK_KIND
@@ -163,3 +164,7 @@ def test_stem_and_head_choices_are_checked():
         zoo.create_model("resnet18", stem="mnist")
     with pytest.raises(ValueError, match="head='tiny' is not one of 'imagenet', 'cifar'"):
         zoo.create_model("vgg11", head="tiny")
+    for name in {zoo.registry.model_class(n): n for n in ALL}.values():  # one per family, its class built directly
+        cls = zoo.registry.model_class(name)
+        with pytest.raises(ArgumentError, match=f"{cls.__name__}: {cls.variant_arg}='mnist' is not one of .*; pass"):
+            zoo.registry.factory(name)(**{cls.variant_arg: "mnist"})

@@ -21,11 +21,10 @@ from torch import Tensor, nn
 
 from zoo.errors import ArgumentError
 from zoo.models.layers import (
-    DropPath, GlobalPool, ZooModel, classifier, classifier_drop_rate, drop_path_rates, feature_info,
+    DropPath, GlobalPool, Variant, ZooModel, classifier, classifier_drop_rate, drop_path_rates, feature_info,
 )
 from zoo.registry import IMAGENET_MEAN_STD, register_model
 
-Stem = Literal["imagenet", "cifar"]
 Residual = Literal["none", "same", "all"]
 
 # torchvision's widths: in, 1x1, 3x3 reduce, 3x3, "5x5" reduce, "5x5", pool proj
@@ -166,7 +165,7 @@ class GoogLeNet(ZooModel):
         aux_logits: bool = True,
         kernel5x5: int = 3,
         residual: Residual = "none",
-        stem: Stem = "imagenet",
+        stem: Variant = "imagenet",
         dropout: float | None = None,
         dropout_aux: float = 0.7,
         transform_input: bool = False,
@@ -175,8 +174,7 @@ class GoogLeNet(ZooModel):
         global_pool: GlobalPool = "avg",
     ) -> None:
         super().__init__()
-        if stem not in ("imagenet", "cifar"):
-            raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
+        self.check_variant(stem)
         if residual not in ("none", "same", "all"):
             raise ValueError(f"residual must be 'none', 'same' or 'all', got {residual!r}")
         if kernel5x5 not in (3, 5):

@@ -21,6 +21,9 @@ from zoo.errors import ArgumentError, ZooInputError
 GlobalPool = Literal["avg", "max", "avgmax", "catavgmax", ""]
 """timm's global_pool values: average, max, their mean, both concatenated (twice the channels), "" none."""
 GLOBAL_POOLS: tuple[str, ...] = typing.get_args(GlobalPool)
+Variant = Literal["imagenet", "cifar"]
+"""What every family's ``variant_arg`` takes: the paper's ImageNet-sized layers, or the CIFAR ones (32x32 images)."""
+VARIANTS: tuple[str, ...] = typing.get_args(Variant)
 RATE = Range(0, 1)
 """The range of a dropout or stochastic-depth rate."""
 
@@ -29,8 +32,9 @@ class ZooModel(nn.Module):
     """The base of every zoo model: the facts other layers read (checkpoint, cards, recipes, export, timm).
 
     Per family (class attributes): ``family``; ``variant_arg``, the kwarg that picks the paper's
-    ImageNet-sized layers or the CIFAR ones ("stem" or "head"); ``arch_args``, the ``__init__``
-    arguments each registered name fixes (users pass the others); ``first_conv``; ``aux_prefixes``,
+    ImageNet-sized layers or the CIFAR ones ("stem" or "head"), annotated :data:`Variant` and checked by
+    :meth:`check_variant`; ``arch_args``,
+    the ``__init__`` arguments each registered name fixes (users pass the others); ``first_conv``; ``aux_prefixes``,
     the state_dict prefixes of training-only heads (a family with them takes ``aux_logits``, see
     ``takes_aux``); ``quick_kwargs``, what a quick CPU check of the machinery builds it with (small heads).
     Hooks the other layers call instead of asking which family a model is: :meth:`inference_kwargs` (the
@@ -66,6 +70,15 @@ class ZooModel(nn.Module):
     feature_info: list[dict[str, Any]]
     global_pool: str = "avg"
     grad_checkpointing: bool = False
+
+    def check_variant(self, variant: str) -> None:
+        """Refuse a ``variant_arg`` value that is not a :data:`Variant` (the registry refuses it first, from the
+        annotation; this catches the class built directly)."""
+        if variant not in VARIANTS:
+            raise ArgumentError(
+                f"{type(self).__name__}: {self.variant_arg}={variant!r} is not one of 'imagenet', 'cifar'; pass "
+                f"{self.variant_arg}='imagenet' (the paper's ImageNet-sized layers) or 'cifar' (for 32x32 images)"
+            )
 
     @classmethod
     def takes_aux(cls) -> bool:

@@ -1,12 +1,10 @@
 """ResNet (He et al. 2016) with torchvision's module names, and a CIFAR stem."""
-from typing import Literal
-
 from torch import Tensor, nn
 
-from zoo.models.layers import DropPath, GlobalPool, ZooModel, check_rate, classifier, drop_path_rates, feature_info
+from zoo.models.layers import (
+    DropPath, GlobalPool, Variant, ZooModel, check_rate, classifier, drop_path_rates, feature_info,
+)
 from zoo.registry import register_model
-
-Stem = Literal["imagenet", "cifar"]
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -93,14 +91,13 @@ class ResNet(ZooModel):
         layers: list[int],
         num_classes: int = 1000,
         in_chans: int = 3,
-        stem: Stem = "imagenet",
+        stem: Variant = "imagenet",
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         global_pool: GlobalPool = "avg",
     ) -> None:
         super().__init__()
-        if stem not in ("imagenet", "cifar"):
-            raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
+        self.check_variant(stem)
         check_rate("ResNet", "drop_rate", drop_rate)
         self.num_classes, self.in_chans, self.stem = num_classes, in_chans, stem
         self.default_input_size = (in_chans, 224, 224) if stem == "imagenet" else (in_chans, 32, 32)

@@ -1,14 +1,14 @@
 """VGG (Simonyan & Zisserman 2014) with torchvision's module names, and a CIFAR head."""
-from typing import Final, Literal
+from typing import Final
 
 import torch
 from torch import Tensor, nn
 
 from zoo.errors import ArgumentError
-from zoo.models.layers import GLOBAL_POOLS, GlobalPool, ZooModel, classifier, classifier_drop_rate, feature_info
+from zoo.models.layers import (
+    GLOBAL_POOLS, GlobalPool, Variant, ZooModel, classifier, classifier_drop_rate, feature_info,
+)
 from zoo.registry import register_model
-
-Head = Literal["imagenet", "cifar"]
 
 # Numbers are conv widths, "M" a 2x2 max pool: configurations A, B, D, E of the VGG paper.
 CFGS: dict[str, list[int | str]] = {
@@ -67,15 +67,14 @@ class VGG(ZooModel):
         batch_norm: bool = False,
         num_classes: int = 1000,
         in_chans: int = 3,
-        head: Head = "imagenet",
+        head: Variant = "imagenet",
         dropout: float | None = None,
         drop_rate: float | None = None,
         drop_path_rate: float = 0.0,
         global_pool: GlobalPool = "avg",
     ) -> None:
         super().__init__()
-        if head not in ("imagenet", "cifar"):
-            raise ValueError(f"head must be 'imagenet' or 'cifar', got {head!r}")
+        self.check_variant(head)
         if drop_path_rate:
             raise ArgumentError(
                 f"VGG has no residual branches to drop: drop_path_rate must be 0, got {drop_path_rate!r} "
