@@ -101,11 +101,12 @@ def metadata(model: nn.Module, input_size: tuple[int, int, int]) -> dict[str, st
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """An eval-mode copy of a zoo ``model`` with every BatchNorm2d folded into the Conv2d registered just before it.
 
-    In every zoo family a BatchNorm directly follows its convolution, and is registered right after it
-    (``conv``/``bn``, ``conv1``/``bn1``, ``Sequential(conv, bn, ...)``). Other models need not keep that
-    convention and are returned as they are; ``model`` itself is never changed.
+    A family declares ``folds_batchnorm`` (:class:`ZooModel`) where each BatchNorm directly follows its
+    convolution and is registered right after it (``conv``/``bn``, ``conv1``/``bn1``, ``Sequential(conv, bn, ...)``),
+    as zoo's do. Other models (a pre-activation family, a plain nn.Module) need not keep that convention and are
+    returned as they are; ``model`` itself is never changed.
     """
-    if not isinstance(model, ZooModel):
+    if not isinstance(model, ZooModel) or not model.folds_batchnorm:
         return model
     folded = copy.deepcopy(model).eval()
     for m in list(folded.modules()):

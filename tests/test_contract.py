@@ -1,7 +1,8 @@
 """The contract every model family keeps, checked for every registered model: zoo's own, and timm's (what timm's
 tests/test_models.py checks of a model: default cfgs, features, intermediates, fx, TorchScript, pretrained load, and
-the parameter groups of its optimizer factory). The README's "add a family" guide is proven on a toy family: the rest
-of zoo (recipes, training, saving, loading, cards) needs no other edit, and timm's contract holds for it too."""
+the parameter groups of its optimizer factory). The "add a family" guide (docs/extending.md) is proven on a toy family:
+the rest of zoo (recipes, training, saving, loading, cards, ONNX export) needs no other edit, and timm's contract holds
+for it too."""
 from __future__ import annotations
 
 import inspect
@@ -20,9 +21,11 @@ from torchvision.models.feature_extraction import create_feature_extractor, get_
 
 import zoo
 from zoo import recipes
-from zoo.models.layers import ZooModel, classifier, feature_info
+from zoo.models.layers import Variant, ZooModel, classifier, feature_info
 from zoo.registry import _MODELS, factory, meta_model, model_args, model_class, register_model
 from zoo.train import TrainConfig, train
+
+from test_export import check_exported, check_fold_rule, export_case, export_cases
 
 TORCHSCRIPT_DEPRECATED = pytest.mark.filterwarnings("ignore:`torch.jit.:FutureWarning")
 """torch 2.14 deprecates TorchScript; timm's contract and its users still ask for it."""
@@ -48,19 +51,25 @@ def test_every_registered_model_keeps_the_family_contract(name):
 
 
 class TinyNet(ZooModel):
-    """The README's example family: a first conv and four conv blocks, the five stages the contract asks for."""
+    """The guide's example family (docs/extending.md): a first conv and four pre-activation blocks (BatchNorm, ReLU,
+    conv: no BatchNorm follows a conv, so it declares ``folds_batchnorm = False``), the five stages the contract asks
+    for."""
 
     family = "tiny"
     variant_arg = "stem"
     first_conv = "conv1"
     classifier_names = "fc"
+    folds_batchnorm = False
 
-    def __init__(self, num_classes: int = 1000, in_chans: int = 3, stem: str = "cifar", global_pool: str = "avg") -> None:
+    def __init__(self, num_classes: int = 1000, in_chans: int = 3, stem: Variant = "cifar", global_pool: str = "avg") -> None:
         super().__init__()
+        self.check_variant(stem)
         self.num_classes, self.in_chans, self.stem = num_classes, in_chans, stem
         self.default_input_size, self.min_input_size = (in_chans, 32, 32), 1
         self.conv1 = nn.Conv2d(in_chans, 8, 3, stride=2 if stem == "imagenet" else 1, padding=1)
-        self.blocks = nn.ModuleList(nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()) for _ in range(4))
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1)) for _ in range(4)
+        )
         self.feature_info = feature_info([8] * 5, [1] * 5, ["conv1", *(f"blocks.{i}" for i in range(4))])
         self.set_global_pool(global_pool, num_classes)  # avgpool, num_features, head_hidden_size
         self.fc = classifier(self.head_hidden_size, num_classes)
@@ -96,6 +105,7 @@ def tiny_family(monkeypatch):
 @TORCHSCRIPT_DEPRECATED
 def test_a_new_family_needs_only_its_model_file_and_two_recipe_rows(tiny_family, tmp_path):
     test_every_registered_model_keeps_the_family_contract(tiny_family)
+    assert tiny_family in export_cases()  # tests/test_export.py exports it: see the next test
     test_default_cfg_says_what_the_model_is(tiny_family, "cifar")
     test_torchscript_gives_eager_outputs_in_eval_and_train(tiny_family, "cifar")
     test_timm_optimizer_factory_groups_layers_for_layer_decay(tiny_family, "cifar")
@@ -105,6 +115,18 @@ def test_a_new_family_needs_only_its_model_file_and_two_recipe_rows(tiny_family,
     loaded = zoo.load_model(tmp_path / "run" / "model")
     assert isinstance(loaded, TinyNet) and loaded.in_chans == 1 and loaded.stem == "cifar"
     assert "`tinynet`" in (tmp_path / "run" / "model" / "README.md").read_text()
+
+
+@pytest.mark.slow  # an export, 3-10 s on 2 cores
+@pytest.mark.filterwarnings("ignore:Overwriting zoo_tinynet:UserWarning")  # timm keeps the previous test's entry
+def test_a_new_family_exports_with_parity_as_its_batchnorm_declaration_says(tiny_family, tmp_path, monkeypatch):
+    """The guide's family in tests/test_export.py's export case: parity, the interface, and its declaration
+    ``folds_batchnorm = False`` (pre-activation blocks), without which the export check fails."""
+    exported = export_case(tiny_family, export_cases()[tiny_family], tmp_path)
+    check_exported(exported)
+    monkeypatch.setattr(TinyNet, "folds_batchnorm", True)  # a wrong declaration: its BatchNorms stay, and that is caught
+    with pytest.raises(AssertionError, match="folds_batchnorm = False"):
+        check_fold_rule(exported.model)
 
 
 # ---------------------------------------------------------------------------- timm's model contract

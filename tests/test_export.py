@@ -1,12 +1,13 @@
 """ONNX export: every family's code paths against torch under onnxruntime, the interface, the command line.
 
 Exporting costs 3-25 s per model on 2 cores (torch.export's tracing, not the input size), so one model per
-code path is exported, once, and shared by the tests that read it (``exported``); a cheap test checks that every
-registered model runs the code of one of them.
+code path is exported, once, and shared by the tests that read it (``exported``); the cases come from the registry
+(:func:`export_cases`), so a new family is exported with no edit here.
 """
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import io
 from dataclasses import dataclass
@@ -24,25 +25,8 @@ from zoo.export import check_parity, export_onnx
 from zoo.export.__main__ import build_parser, main
 from zoo.export.onnx import fold_batchnorm
 from zoo.errors import ExportError
-
-# One model per code path, with its variant options and input; the variants (CIFAR and ImageNet stems and heads,
-# 1 and 3 channels) are spread over them. googlenet is the paper's configuration at ImageNet size with its aux
-# heads, which must not be exported; vgg11's ImageNet head at CIFAR size is the 7x7 adaptive pool of a 1x1 map
-# that the TorchScript exporter refuses (the paper's VGG19 on CIFAR-10).
-CASES: dict[str, tuple[dict[str, Any], tuple[int, int, int]]] = {
-    "resnet18": ({"stem": "cifar"}, (1, 33, 33)),  # BasicBlock
-    "resnet50": ({"stem": "imagenet"}, (3, 33, 33)),  # Bottleneck
-    "vgg11": ({"head": "imagenet"}, (1, 33, 33)),
-    "vgg11_bn": ({"head": "cifar"}, (3, 33, 33)),
-    "googlenet": ({"stem": "imagenet", "aux_logits": True}, (3, 224, 224)),
-    "googlenet_5x5": ({"stem": "cifar"}, (1, 33, 33)),
-    "googlenet_res3x3": ({"stem": "cifar"}, (3, 33, 33)),
-    "googlenet_res5x5": ({"stem": "cifar"}, (1, 33, 33)),
-    "googlenet_resall3x3": ({"stem": "imagenet"}, (3, 33, 33)),
-    "googlenet_resall5x5": ({"stem": "cifar"}, (1, 33, 33)),
-}
-FAST = {"resnet18"}
-"""The case of the fast tier (2 s); the others take 2-15 s each on 2 cores."""
+from zoo.models.layers import VARIANTS
+from zoo.registry import _MODELS, meta_model, model_class
 
 
 def code_path(name: str) -> tuple[str, frozenset]:
@@ -50,9 +34,42 @@ def code_path(name: str) -> tuple[str, frozenset]:
     kernel size, residual or not), at its defaults on the meta device. resnet34 runs resnet18's code with more
     blocks, resnet101 and resnet152 resnet50's, vgg13/16/19 vgg11's (and with BN vgg11_bn's); the GoogLeNet
     variants differ in kernel sizes and shortcuts, so each is its own case."""
-    model = zoo.registry.meta_model(name)
+    model = meta_model(name)
     kinds = {(type(m).__name__, getattr(m, "kernel_size", None), getattr(m, "residual", None)) for m in model.modules()}
     return type(model).__name__, frozenset(kinds)
+
+
+PINNED: dict[str, tuple[dict[str, Any], tuple[int, int, int]]] = {
+    "googlenet": ({"stem": "imagenet", "aux_logits": True}, (3, 224, 224)),
+}
+"""Cases set by hand over the derived ones (:func:`export_cases`): googlenet is the paper's configuration at ImageNet
+size with its aux heads, which must not be exported."""
+
+
+def export_cases() -> dict[str, tuple[dict[str, Any], tuple[int, int, int]]]:
+    """One case per code path (:func:`code_path`) of the registered models: its first registered name (a family's file
+    registers its smallest model first), with its variant options and input. Within a family the cases take the
+    variants and channel counts in turn (cifar 1, imagenet 3, cifar 3, imagenet 1, ...), at 33x33 (odd: the ceil-mode
+    pools), or the model's minimum size where larger; then :data:`PINNED`. A new family, block or variant is a case
+    with no edit. vgg11_bn's ImageNet head at 33x33 is the 7x7 adaptive pool of a 1x1 map that the TorchScript
+    exporter refuses (the paper's VGG19 on CIFAR-10)."""
+    zoo.list_models()  # registers the built-in families
+    firsts: dict[tuple[str, frozenset], str] = {}
+    for name in list(_MODELS):  # registration order
+        firsts.setdefault(code_path(name), name)
+    turns: collections.Counter[str] = collections.Counter()
+    cases = {}
+    for (family, _), name in firsts.items():
+        turn, turns[family] = turns[family], turns[family] + 1
+        kwargs = {model_class(name).variant_arg: sorted(VARIANTS)[turn % 2]}  # cifar, imagenet
+        side = max(33, meta_model(name, **kwargs).min_input_size)
+        cases[name] = kwargs, ((1, 3)[(turn + turn // 2) % 2], side, side)
+    return {**cases, **PINNED}
+
+
+CASES = export_cases()
+FAST = {"resnet18"}
+"""The case of the fast tier (2 s); the others take 2-15 s each on 2 cores."""
 
 
 def with_real_bn_statistics(model: nn.Module, input_size: tuple[int, int, int]) -> nn.Module:
@@ -76,27 +93,32 @@ class Exported:
     kept_train_mode: bool  # exported from train mode, and still in it afterwards
 
 
+def export_case(name: str, case: tuple[dict[str, Any], tuple[int, int, int]], directory: Path) -> Exported:
+    """``name`` built as ``case`` says, with real BatchNorm statistics, exported from train mode into ``directory``."""
+    kwargs, input_size = case
+    torch.manual_seed(0)
+    model = zoo.create_model(name, num_classes=10, in_chans=input_size[0], **kwargs)
+    model = with_real_bn_statistics(model, input_size).train()
+    path = export_onnx(model, directory / f"{name}.onnx", input_size=input_size)
+    return Exported(model, path, input_size, model.training)
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """``exported(name)``: CASES[name] with real BatchNorm statistics, exported from train mode, once per module."""
+    """``exported(name)``: :func:`export_case` of CASES[name], once per module."""
     done: dict[str, Exported] = {}
 
     def export(name: str) -> Exported:
         if name not in done:
-            kwargs, input_size = CASES[name]
-            torch.manual_seed(0)
-            model = zoo.create_model(name, num_classes=10, in_chans=input_size[0], **kwargs)
-            model = with_real_bn_statistics(model, input_size).train()
-            path = export_onnx(model, tmp_path_factory.mktemp(name) / f"{name}.onnx", input_size=input_size)
-            done[name] = Exported(model, path, input_size, model.training)
+            done[name] = export_case(name, CASES[name], tmp_path_factory.mktemp(name))
         return done[name]
 
     return export
 
 
-@pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in CASES])
-def test_every_code_path_exports_with_parity(name, exported):
-    case = exported(name)
+def check_exported(case: Exported) -> None:
+    """The export of a case: parity with torch at two batch sizes, the graph's interface, no aux head, and the
+    family's BatchNorm declaration (:func:`check_fold_rule`)."""
     model, size = case.model.eval(), case.input_size
     assert case.kept_train_mode, "the module's train mode must be restored"
     with torch.no_grad():
@@ -108,17 +130,38 @@ def test_every_code_path_exports_with_parity(name, exported):
     assert graph.output[0].type.tensor_type.shape.dim[1].dim_value == 10
     batch_dim = graph.input[0].type.tensor_type.shape.dim[0]
     assert batch_dim.dim_param and not batch_dim.HasField("dim_value"), "the batch axis must be dynamic"
-    has_aux = any("aux" in n for n in model.state_dict())
-    assert has_aux == name.startswith("googlenet")  # on by default: the next check proves something for GoogLeNets
-    assert not [t.name for t in graph.initializer if "aux" in t.name], "aux heads must not be exported"
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in fold_batchnorm(model).modules())  # exported folded
+    aux = type(model).aux_prefixes
+    has_aux = any(k.startswith(aux) for k in model.state_dict())
+    assert has_aux == type(model).takes_aux()  # on by default: the next check proves something for GoogLeNets
+    assert not [t.name for t in graph.initializer if any(p.strip(".") in t.name for p in aux)], "aux heads exported"
+    check_fold_rule(model)
 
 
-@pytest.mark.parametrize("name", zoo.list_models())
-def test_every_registered_model_runs_the_code_of_an_exported_case(name):
-    """A registered model exports if a case of the same code path does: the same modules, only more of them.
-    A new family, block or variant fails here until CASES gets it."""
-    assert code_path(name) in {code_path(case) for case in CASES}
+def check_fold_rule(model: nn.Module) -> None:
+    """What the family declares holds: with ``folds_batchnorm`` every BatchNorm folds into the conv before it (so the
+    export has none); without, export takes the model as it is."""
+    if type(model).folds_batchnorm:
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in fold_batchnorm(model).modules()), (
+            "a BatchNorm not registered right after its conv: the family must declare folds_batchnorm = False")
+    else:
+        assert fold_batchnorm(model) is model
+
+
+@pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in CASES])
+def test_every_code_path_exports_with_parity(name, exported):
+    check_exported(exported(name))
+
+
+def test_export_cases_cover_every_code_path_in_both_variants_and_channel_counts():
+    """A registered model exports if a case of the same code path does: the same modules, only more of them. Each
+    family's cases spread over both variants and 1 and 3 channels (where it has two code paths or more)."""
+    paths = {code_path(name) for name in zoo.list_models()}
+    assert {code_path(name) for name in CASES} == paths and len(CASES) == len(paths)
+    for family in {family for family, _ in paths}:
+        names = [name for name in CASES if code_path(name)[0] == family]
+        variants = {CASES[name][0][model_class(name).variant_arg] for name in names}
+        channels = {CASES[name][1][0] for name in names}
+        assert len(names) < 2 or (variants == set(VARIANTS) and channels == {1, 3}), family
 
 
 @pytest.mark.parametrize(

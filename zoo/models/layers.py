@@ -33,7 +33,8 @@ class ZooModel(nn.Module):
 
     Per family (class attributes): ``family``; ``variant_arg``, the kwarg that picks the paper's
     ImageNet-sized layers or the CIFAR ones ("stem" or "head"), annotated :data:`Variant` and checked by
-    :meth:`check_variant`; ``arch_args``,
+    :meth:`check_variant`; ``folds_batchnorm``, whether every BatchNorm2d directly follows the Conv2d registered
+    just before it, so export folds each into its conv (a pre-activation family declares False); ``arch_args``,
     the ``__init__`` arguments each registered name fixes (users pass the others); ``first_conv``; ``aux_prefixes``,
     the state_dict prefixes of training-only heads (a family with them takes ``aux_logits``, see
     ``takes_aux``); ``quick_kwargs``, what a quick CPU check of the machinery builds it with (small heads).
@@ -58,6 +59,7 @@ class ZooModel(nn.Module):
     first_conv: ClassVar[str]
     aux_prefixes: ClassVar[tuple[str, ...]] = ()
     quick_kwargs: ClassVar[dict[str, Any]] = {}
+    folds_batchnorm: ClassVar[bool] = True
     num_classes: int
     in_chans: int
     default_input_size: tuple[int, int, int]
