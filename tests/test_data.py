@@ -126,8 +126,8 @@ def test_colour_jitter_is_torchvisions_arithmetic(channels):
 
 @pytest.fixture(params=[3, 1], ids=["rgb", "grey"])
 def toy_dataset(request):
-    """The README's 'add a dataset' step: one spec, registered, backed by arrays (3 classes of 28x28 images, RGB or
-    greyscale, entering zero-padded to 32x32, as MNIST does, so every family takes them)."""
+    """The 'add a dataset' step of docs/extending.md: one spec, registered, backed by arrays (3 classes of 28x28
+    images, RGB or greyscale, entering zero-padded to 32x32, as MNIST does, so every family takes them)."""
     c = request.param
     rng = np.random.default_rng(0)
     shape = (28, 28, 3) if c == 3 else (28, 28)
