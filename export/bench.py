@@ -51,11 +51,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import multiprocessing
 import os
 import platform
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -70,7 +72,7 @@ import torch
 import zoo
 from . import openvino
 from .__main__ import add_model_arguments
-from .cache import cached, code_sha256, state_sha256
+from .cache import cached, code_sha256, is_cached, state_sha256
 from .inductor import INDUCTOR_SETTINGS, compile_model
 from .onnx import INPUT_NAME, PROVIDER, check_opset, check_parity, create_session, export_onnx, fold_batchnorm, load_model
 from .peak import peak_gmacs
@@ -490,24 +492,65 @@ EXPORT_CODE = (Path(__file__).with_name("onnx.py"), *sorted(Path(zoo.__file__).w
 """The source an export's bytes depend on beyond its weights: the exporter's and the models'."""
 
 
-def prepare(name: str, cfg: BenchConfig, weights: str | None, data: Dataset | None) -> Subject:
-    """Load, export (or take from the cache) and check ``name``: what its engines are built from."""
+def load_subject(name: str, cfg: BenchConfig, weights: str | None) -> torch.nn.Module:
+    """``name`` as the benchmark measures it: its weights (or the tag's) as saved, or else seeded random weights,
+    the same every run and in every process, so that the export's cache key is too."""
     asked = {"in_chans": cfg.input_size[0], **cfg.model_kwargs, **({"num_classes": cfg.num_classes} if cfg.num_classes else {})}
     # saved weights bring their configuration: only what was asked for is passed, and a conflict is refused
     if weights is not None:
         _check_measurable(weights, asked)
-    with torch.random.fork_rng(devices=[]):  # an untrained model's weights are the same every run: its export caches
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = load_model(name, weights=weights, **(asked if weights else {"num_classes": input_shape(cfg.input)[1], **asked}))
+        return load_model(name, weights=weights, **(asked if weights else {"num_classes": input_shape(cfg.input)[1], **asked}))
+
+
+def export_key(model: torch.nn.Module, cfg: BenchConfig) -> dict[str, Any]:
+    """What decides the bytes of ``model``'s export (export.cache)."""
+    return {"arch": model._zoo_arch, "kwargs": dict(model._model_args), "weights_sha256": state_sha256(model),
+            "input_size": cfg.input_size, "opset": cfg.opset, "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxscript": onnxscript.__version__, "zoo": __version__, "code_sha256": code_sha256(*EXPORT_CODE)}
+
+
+def export_cached(model: torch.nn.Module, key: dict[str, Any], cfg: BenchConfig) -> tuple[Path, bool]:
+    """``model``'s ONNX file from the cache, or exported into it now; and whether it was a hit."""
+    return cached(key, lambda dst: export_onnx(model, dst, input_size=cfg.input_size, opset=cfg.opset))
+
+
+def _export_in_worker(name: str, cfg: BenchConfig, weights: str | None) -> float:
+    """A worker process's share of :func:`export_ahead`: one model exported into the cache; its seconds."""
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    model = load_subject(name, cfg, weights)
+    export_cached(model, export_key(model, cfg), cfg)
+    return time.perf_counter() - start
+
+
+def export_ahead(models: dict[str, torch.nn.Module], cfg: BenchConfig, weights: dict[str, str]) -> dict[str, float]:
+    """Export the models the cache lacks before any timing, in worker processes (one per physical core): tracing is
+    one core's work, so on a first run the exports overlap instead of queueing. Each worker builds its model the
+    way :func:`load_subject` does, so its file is the one ``prepare`` then finds. Seconds per model exported."""
+    missing = [name for name, model in models.items() if not is_cached(export_key(model, cfg))]
+    if len(missing) < 2:  # one export gains nothing from a process of its own
+        return {}
+    workers = min(physical_cores(), len(missing))
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        seconds = pool.map(_export_in_worker, missing, [cfg] * len(missing), [weights.get(n) for n in missing])
+        return dict(zip(missing, seconds))
+
+
+def prepare(name: str, cfg: BenchConfig, weights: str | None, data: Dataset | None,
+            model: torch.nn.Module | None = None, export_s: float | None = None) -> Subject:
+    """Load (unless ``model`` is given: :func:`load_subject`'s), export (or take from the cache) and check
+    ``name``: what its engines are built from. ``export_s``: the seconds a worker took to export it ahead."""
+    model = load_subject(name, cfg, weights) if model is None else model
     kwargs = dict(model._model_args)  # what was built: the weights' configuration, or the tag's, or the arguments
     info = zoo.model_info(model._zoo_arch, input_size=cfg.input_size, **kwargs)
     start = time.perf_counter()
-    key = {"arch": model._zoo_arch, "kwargs": kwargs, "weights_sha256": state_sha256(model), "input_size": cfg.input_size,
-           "opset": cfg.opset, "torch": torch.__version__, "onnx": onnx.__version__, "onnxscript": onnxscript.__version__,
-           "zoo": __version__, "code_sha256": code_sha256(*EXPORT_CODE)}
-    path, hit = cached(key, lambda dst: export_onnx(model, dst, input_size=cfg.input_size, opset=cfg.opset))
+    key = export_key(model, cfg)
+    path, hit = export_cached(model, key, cfg)
     facts: dict[str, Any] = {"params": info["params"], "macs": info["macs"], "onnx_bytes": path.stat().st_size,
-                             "export_s": time.perf_counter() - start, "export_cached": hit}
+                             "export_s": time.perf_counter() - start if export_s is None else export_s,
+                             "export_cached": hit and export_s is None}
     facts["parity_max_abs_diff"] = {str(b): d for b, d in check_parity(model, path, input_size=cfg.input_size).items()}
     trained = weights is not None or bool(split_model_name(name)[1])  # a tag brings its weights
     return Subject(name, weights, kwargs, model, path, key, facts, trained, cfg, data)
@@ -609,9 +652,13 @@ def _bench_all(names: list[str], cfg: BenchConfig, weights: dict[str, str], data
                peaks: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
     """Every model at every thread count, each exported (or taken from the cache) once; ``peaks`` gets the GEMM
     peaks of every thread count, probed before its first model."""
+    loaded = {name: load_subject(name, cfg, weights.get(name)) for name in names}
+    if bar is not None:
+        bar.set_postfix_str("exporting")
+    exported = export_ahead(loaded, cfg, weights)
     models = []
     for name in names:
-        subject = prepare(name, cfg, weights.get(name), data)
+        subject = prepare(name, cfg, weights.get(name), data, loaded.pop(name), exported.get(name))
         for threads in cfg.threads:
             if bar is not None:
                 bar.set_postfix_str(f"{name}, {threads} threads")

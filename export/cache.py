@@ -22,7 +22,7 @@ from torch import nn
 
 from zoo.files import atomic_path, atomic_write_bytes, sha256_file
 
-__all__ = ["cache_dir", "cached", "code_sha256", "state_sha256"]
+__all__ = ["cache_dir", "cached", "code_sha256", "is_cached", "state_sha256"]
 
 
 def cache_dir() -> Path:
@@ -51,21 +51,34 @@ def code_sha256(*paths: Path) -> str:
     return digest.hexdigest()
 
 
-def _hit(path: Path, record: Path, key: dict[str, Any]) -> bool:
-    """The entry exists, was made for ``key`` and is the whole file recorded."""
+def _hit(path: Path, record: Path, key: dict[str, Any], *, verify: bool = True) -> bool:
+    """The entry exists, was made for ``key`` and is the whole file recorded (its sha256 too, with ``verify``)."""
     try:
         saved = json.loads(record.read_text())
-        return saved["key"] == key and path.stat().st_size == saved["bytes"] and sha256_file(path) == saved["sha256"]
+        return (saved["key"] == key and path.stat().st_size == saved["bytes"]
+                and (not verify or sha256_file(path) == saved["sha256"]))
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
 
-def cached(key: dict[str, Any], make: Callable[[Path], Any], suffix: str = ".onnx") -> tuple[Path, bool]:
-    """The cached file for ``key`` and True, or else the file ``make(path)`` writes, cached, and False."""
-    key = json.loads(json.dumps(key, default=str))  # as the record reads back: tuples become lists
+def _entry(key: dict[str, Any], suffix: str) -> tuple[dict[str, Any], Path, Path]:
+    """``key`` as its record reads back (tuples become lists), the entry's file and its record."""
+    key = json.loads(json.dumps(key, default=str))
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
     folder = cache_dir()
-    path, record = folder / f"{digest}{suffix}", folder / f"{digest}.json"
+    return key, folder / f"{digest}{suffix}", folder / f"{digest}.json"
+
+
+def is_cached(key: dict[str, Any], suffix: str = ".onnx") -> bool:
+    """Whether the cache has an entry for ``key`` of the recorded size: what to make ahead of time. :func:`cached`
+    still checks its sha256 when it reads it."""
+    key, path, record = _entry(key, suffix)
+    return _hit(path, record, key, verify=False)
+
+
+def cached(key: dict[str, Any], make: Callable[[Path], Any], suffix: str = ".onnx") -> tuple[Path, bool]:
+    """The cached file for ``key`` and True, or else the file ``make(path)`` writes, cached, and False."""
+    key, path, record = _entry(key, suffix)
     if _hit(path, record, key):
         return path, True
     with atomic_path(path) as tmp:

@@ -30,7 +30,7 @@ from zoo.export.bench import (
     DEFAULT_ENGINES, SCHEMA, BenchConfig, Engine, Subject, _summary, build_parser, int8_settings, main, measure,
     model_names, prepare, quantize_int8, run_bench, select_engines, torch_predict,
 )
-from zoo.export.cache import cached
+from zoo.export.cache import cached, is_cached
 from zoo.export.inductor import compile_model
 from zoo.export.onnx import INPUT_NAME
 from zoo.export.peak import peak_gmacs
@@ -603,6 +603,22 @@ def test_a_repeat_run_takes_the_export_from_the_cache_and_checks_its_parity():
     first, again = prepare("vgg11", cfg, None, None), prepare("vgg11", cfg, None, None)
     assert again.onnx == first.onnx and again.facts["export_cached"] and again.facts["parity_max_abs_diff"]
     assert first.key == again.key and first.key["weights_sha256"] != prepare("vgg13", cfg, None, None).key["weights_sha256"]
+
+
+@pytest.mark.slow
+def test_a_first_run_exports_ahead_in_workers_the_files_the_run_then_finds():
+    cfg = BenchConfig(input="mnist", model_kwargs={"head": "cifar"}, opset=20, **FAST)  # opset: entries of its own
+    loaded = {name: bench.load_subject(name, cfg, None) for name in ("vgg11", "vgg13")}
+    keys = {name: bench.export_key(model, cfg) for name, model in loaded.items()}
+    assert not any(is_cached(k) for k in keys.values())  # negative control: nothing there before
+    seconds = bench.export_ahead(loaded, cfg, {})
+    assert sorted(seconds) == ["vgg11", "vgg13"] and all(s > 0 for s in seconds.values())
+    assert all(is_cached(k) for k in keys.values())  # each worker built the same weights: the same key
+    subject = prepare("vgg11", cfg, None, None, loaded["vgg11"], seconds["vgg11"])
+    assert subject.key == keys["vgg11"] and not subject.facts["export_cached"]
+    assert subject.facts["export_s"] == seconds["vgg11"] and subject.facts["parity_max_abs_diff"]
+    assert bench.export_ahead(loaded, cfg, {}) == {}  # a repeat run has nothing to export
+    assert not is_cached({**keys["vgg11"], "weights_sha256": "0" * 64})
 
 
 def _doc(noisy: bool, features: dict | None = None) -> dict:
