@@ -76,7 +76,7 @@ def check_tolerance(tolerance: float) -> None:
                             "largest |logit|); NaN or inf would turn the parity check off")
 
 
-def _check_input_size(model: nn.Module, input_size: tuple[int, int, int]) -> None:
+def _check_input_size(model: ZooModel, input_size: tuple[int, int, int]) -> None:
     c, h, w = input_size
     name = type(model).__name__
     if c != model.in_chans:
@@ -85,11 +85,11 @@ def _check_input_size(model: nn.Module, input_size: tuple[int, int, int]) -> Non
         raise ExportError(f"{name} needs inputs of at least {model.min_input_size}x{model.min_input_size}, got {h}x{w}; pass a larger input_size")
 
 
-def metadata(model: nn.Module, input_size: tuple[int, int, int]) -> dict[str, str]:
+def metadata(model: ZooModel, input_size: tuple[int, int, int]) -> dict[str, str]:
     """What an exported file says about itself (``metadata_props``): what zoo predict and users need to run it."""
     config: dict[str, Any] = {"num_classes": model.num_classes}
     if getattr(model, "data_config", None) is not None:  # a zoo model: its contract, at the exported input
-        data = dataclasses.replace(model.data_config, input_size=tuple(input_size))
+        data = dataclasses.replace(model.data_config, input_size=(*input_size,))
         config.update(data=data.to_json(), tag=model.pretrained_cfg.get("tag"))
     props = {f"{ONNX_PREFIX}config": json.dumps(config), f"{ONNX_PREFIX}version": __version__}
     for key, attr in (("arch", "_zoo_arch"), ("weights_sha256", "_zoo_weights_sha256")):
@@ -119,7 +119,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
 
 def export_onnx(
-    model: nn.Module,
+    model: ZooModel,
     path: str | os.PathLike,
     *,
     input_size: tuple[int, int, int],
@@ -269,7 +269,7 @@ def check_parity(
     return diffs
 
 
-def load_model(name: str, *, weights: str | None = None, **kwargs: Any) -> nn.Module:
+def load_model(name: str, *, weights: str | None = None, **kwargs: Any) -> ZooModel:
     """The model to export, in eval mode: ``name`` with ``weights`` (zoo.hub.load_model: the weights' recorded
     configuration; ``num_classes`` or ``in_chans`` other than theirs adapt it as timm does, e.g. 0 for a feature
     extractor, any other kwarg may only repeat it), an ``arch.tag`` with its published weights, or a bare arch

@@ -37,7 +37,7 @@ import zoo.registry
 from zoo.datasets import get_spec
 from zoo.files import sha256_file
 from zoo.weights import CARD_NAME, CONFIG_NAME, CURVE_NAME, WEIGHTS_NAME, load_tensors, read_metadata, save_tensors
-from zoo.errors import CheckpointError, HubError
+from zoo.errors import ArgumentError, CheckpointError, HubError
 from zoo.hub import MIRROR_ENV, load_pretrained, load_weights, push_to_hub, save_pretrained
 from zoo.registry import PretrainedTag
 
@@ -314,6 +314,13 @@ def test_save_refuses_bad_input_and_writes_nothing(tmp_path, diverged, overrides
             model.fc.bias[3] = float("inf")
     with pytest.raises(CheckpointError, match=message):
         save(model, tmp_path / "out", **overrides)
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_refuses_a_module_zoo_did_not_build(tmp_path):
+    """The negative control is every save above: a zoo model saves."""
+    with pytest.raises(ArgumentError, match="save_pretrained takes a zoo model .*, not a Linear"):
+        save_pretrained(torch.nn.Linear(2, 2), tmp_path / "out", arch="resnet18", model_kwargs=KWARGS)
     assert os.listdir(tmp_path) == []
 
 

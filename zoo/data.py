@@ -122,6 +122,8 @@ def _from_arrays(arrays: Mapping[str, np.ndarray], spec: DataSpec, where: str, s
 def _from_torchvision(root: Path, spec: DataSpec) -> Dataset:
     import torchvision  # noqa: PLC0415 lazy: only the download path needs it
 
+    if spec.torchvision is None:  # find_npz refuses such a spec first
+        raise DataError(f"{spec.name}: no torchvision class downloads it; pass the directory that holds {spec.name}.npz")
     cls = getattr(torchvision.datasets, spec.torchvision)
     splits = [cls(str(root), train=train, download=True) for train in (True, False)]
     arrays = {}
@@ -178,7 +180,7 @@ def load_dataset(
     if spec.arrays is not None:
         ds = _from_arrays(spec.arrays(), spec, f"dataset {spec.name!r}", source=f"arrays:{spec.name}")
     elif spec.root is not None:
-        ds = _from_folder(spec, progress)
+        ds = _from_folder(spec, spec.root, progress)
     else:
         ds = _from_npz_or_download(spec, data_dir, download)
     if val_split:
@@ -272,7 +274,7 @@ def image_array(image: Image.Image, cfg: DataConfig) -> np.ndarray:
     (MNIST's 28x28 digits in 32x32)."""
     c, h, w = cfg.input_size
     sh, sw = cfg.scale_size
-    x = np.asarray(image.convert("L" if c == 1 else "RGB").resize((sw, sh), Image.BILINEAR), dtype=np.uint8)
+    x = np.asarray(image.convert("L" if c == 1 else "RGB").resize((sw, sh), Image.Resampling.BILINEAR), dtype=np.uint8)
     return center_crop(x.reshape(sh, sw, -1).transpose(2, 0, 1), h, w)
 
 
@@ -364,30 +366,31 @@ def _channel_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]
     return tuple(map(float, mean)), tuple(float(max(s, 1e-3)) for s in std)
 
 
-def _test_indices(labels: Sequence[int], num_classes: int) -> np.ndarray:
+def _test_indices(labels: Sequence[int] | np.ndarray, num_classes: int) -> np.ndarray:
     """The held-out test images of a folder: a seeded FOLDER_TEST_FRACTION of each class, at least one."""
     rng = np.random.default_rng(0)
-    labels = np.asarray(labels)
+    y = np.asarray(labels)
     picked = []
     for k in range(num_classes):
-        idx = np.flatnonzero(labels == k)
+        idx = np.flatnonzero(y == k)
         picked.append(rng.choice(idx, max(1, round(len(idx) * FOLDER_TEST_FRACTION)), replace=False))
     return np.sort(np.concatenate(picked))
 
 
-def _from_folder(spec: DataSpec, progress: bool = False) -> Dataset:
-    """Decode every image of the folder at the spec's input size; measure mean and std when the spec asks."""
-    labels, files = scan_folder(spec.root)
+def _from_folder(spec: DataSpec, root: Path, progress: bool = False) -> Dataset:
+    """Decode every image of the folder ``root`` (the spec's) at the spec's input size; measure mean and std when the
+    spec asks."""
+    labels, files = scan_folder(root)
     if labels != spec.label_names:
-        raise DataError(f"{spec.root} changed since it was scanned (classes {labels}); run again")
-    bar = progress_bar(progress, len(files), f"reading {spec.root.name}")
+        raise DataError(f"{root} changed since it was scanned (classes {labels}); run again")
+    bar = progress_bar(progress, len(files), f"reading {root.name}")
     cfg = spec.data_config()
     x = np.empty((len(files), *spec.input_size), np.uint8)
     for i, (path, _) in enumerate(files):
         try:
             x[i] = image_array(open_image(path), cfg)
         except ZooInputError as e:
-            raise DataError(f"{FOLDER_PREFIX}{spec.root}: {e}") from None
+            raise DataError(f"{FOLDER_PREFIX}{root}: {e}") from None
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -400,7 +403,7 @@ def _from_folder(spec: DataSpec, progress: bool = False) -> Dataset:
         mean, std = _channel_stats(x_train)
         spec = dataclasses.replace(spec, mean=mean, std=std, measure_stats=False)
     t = torch.from_numpy
-    return _dataset(spec, t(x_train), t(y[~test]), t(x[test]), t(y[test]), source=f"{FOLDER_PREFIX}{spec.root}")
+    return _dataset(spec, t(x_train), t(y[~test]), t(x[test]), t(y[test]), source=f"{FOLDER_PREFIX}{root}")
 
 
 def split_validation(ds: Dataset, n_val: int, seed: int = 0) -> Dataset:

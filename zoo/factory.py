@@ -23,6 +23,7 @@ from zoo.datasets import DataConfig
 from zoo.hub import HF_PREFIX, load_model, load_pretrained, load_weights, name_labels, read_meta
 from zoo.registry import (TIMM_PREFIX, build_model, get_pretrained_tag, meta_model, model_args, pretrained_cfg,
                            split_model_name)
+from zoo.weights import unwrap_zoo_model
 
 __all__ = ["TIMM_PREFIX", "create_model", "init_config", "load_any", "mirror_into_timm"]
 
@@ -53,7 +54,7 @@ def create_model(
     arch, tag = split_model_name(name)
     entry = get_pretrained_tag(name) if (tag or pretrained) else None
     model = build_model(entry.name if entry else arch, num_classes=num_classes, in_chans=in_chans, **kwargs)
-    if pretrained:
+    if pretrained and entry:
         load_pretrained(model, entry)
     model = name_labels(model, label_names)
     return _features(model, out_indices) if features_only else model
@@ -63,7 +64,7 @@ def _features(model: nn.Module, out_indices: int | Sequence[int]) -> nn.Module:
     """timm's feature extractor around ``model``, as ``timm.create_model(..., features_only=True)`` builds it."""
     from timm.models._features import FeatureGetterNet  # noqa: PLC0415 lazy: timm costs 1.7 s to import, and only this option needs it
 
-    return FeatureGetterNet(model, out_indices=out_indices)
+    return FeatureGetterNet(model, out_indices=out_indices if isinstance(out_indices, int) else tuple(out_indices))
 
 
 def load_any(source: str | os.PathLike, **kwargs: Any) -> nn.Module:
@@ -115,7 +116,8 @@ def _timm_entry(name: str):
         source = _zoo_source(cfg) if pretrained and tag is None else None
         model = build_model_with_cfg(registry.factory(name), TIMM_PREFIX + name, pretrained and tag is None and not source,
                                      feature_cfg={"feature_cls": "getter"}, **kwargs)
-        backbone = model.model if kwargs.get("features_only") else model
+        backbone = unwrap_zoo_model(model.get_submodule("model") if kwargs.get("features_only") else model,
+                                    f"timm.create_model('{TIMM_PREFIX}{name}')")
         backbone._zoo_arch, backbone._model_args = name, model_kwargs
         if pretrained and tag is not None:
             load_pretrained(backbone, tag)

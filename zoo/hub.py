@@ -41,7 +41,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import huggingface_hub
 import torch
@@ -55,6 +55,7 @@ from zoo.cards import build_card, metrics_from_history
 from zoo.datasets import DataConfig
 from zoo.files import atomic_write_bytes, check_inside, check_readable, sha256_file, staged_dir
 from zoo.machine import git_commit
+from zoo.models.layers import ZooModel
 from zoo.weights import (
     CARD_NAME,
     CONFIG_NAME,
@@ -73,6 +74,7 @@ from zoo.weights import (
     state_dict_of,
     structure_difference,
     unwrap_model,
+    unwrap_zoo_model,
 )
 from zoo.environment import hf_endpoint
 from zoo.errors import ArgumentError, CheckpointError, HubError
@@ -106,6 +108,8 @@ __all__ = [
     "timm_config",
 ]
 
+M = TypeVar("M", bound=nn.Module)
+"""The model a loader is given, and returns."""
 MIRROR_ENV = "ZOO_HUB_DIR"
 
 _REPO_PART = r"(?!.*\.\.)[A-Za-z0-9_](?:[\w.-]*[A-Za-z0-9_])?"
@@ -137,7 +141,7 @@ def save_pretrained(
     dicts of the trainer's ``metrics.jsonl``, supplies them. The folder appears whole or not at all (an existing
     one keeps its old files on failure). Returns ``out_dir``.
     """
-    base = unwrap_model(model)
+    base = unwrap_zoo_model(model, "save_pretrained")
     if arch is None or model_kwargs is None:
         if not hasattr(base, "_zoo_arch"):
             raise CheckpointError("this model was not built by zoo, so it does not know its arch: pass arch= and model_kwargs=")
@@ -223,8 +227,8 @@ def _reference(meta: CheckpointMeta, where: str, kwargs: dict[str, Any] | None =
         raise CheckpointError(f"{where}: field model_kwargs cannot build {meta.arch} ({e}); re-save it with zoo") from None
 
 
-def _load(model: nn.Module, tensors: dict[str, torch.Tensor], meta: CheckpointMeta | None, found: Source,
-          adapt: bool = False) -> nn.Module:
+def _load(model: M, tensors: dict[str, torch.Tensor], meta: CheckpointMeta | None, found: Source,
+          adapt: bool = False) -> M:
     """Check and load; with ``adapt``, timm's pretrained semantics first (:func:`fit_head_and_stem`): a model built
     for other classes or input channels keeps its fresh classifier or gets an adapted first convolution, and is
     otherwise checked against the file's architecture as strictly as ever."""
@@ -235,13 +239,14 @@ def _load(model: nn.Module, tensors: dict[str, torch.Tensor], meta: CheckpointMe
         reference = _reference(meta, where, sized)
         check_recorded_sizes(reference, tensors, meta, where)  # the file against its own metadata: reads only names
     load_into(model, fit_head_and_stem(model, tensors) if adapt else tensors, meta, where, reference)
-    base._zoo_weights_sha256 = found.sha256  # recorded by exports (ONNX metadata)
+    # recorded by exports (ONNX metadata), on any module loaded (nn.Module types attributes as Tensor | Module)
+    setattr(base, "_zoo_weights_sha256", found.sha256)  # noqa: B010
     if meta is not None:  # the model now knows what it was trained on: input, statistics, labels, tag, padding
-        describe_weights(base, meta)
+        describe_weights(unwrap_zoo_model(model, "loading weights with zoo metadata"), meta)
     return model
 
 
-def describe_weights(model: nn.Module, meta: CheckpointMeta) -> None:
+def describe_weights(model: ZooModel, meta: CheckpointMeta) -> None:
     """What ``model`` is once ``meta``'s weights are in it: arch, kwargs and the weights' data contract, fitted to the
     model (an adapted first convolution's statistics, no labels for a fresh head, the tag only for its own head)."""
     model._zoo_arch = meta.arch
@@ -274,7 +279,7 @@ def read_meta(source: str | os.PathLike) -> CheckpointMeta:
     return meta
 
 
-def load_weights(model: nn.Module, source: str | os.PathLike, *, sha256: str | None = None, adapt: bool = False) -> nn.Module:
+def load_weights(model: M, source: str | os.PathLike, *, sha256: str | None = None, adapt: bool = False) -> M:
     """Load checked weights into ``model`` from a file, a folder or ``hf-hub:owner/name[@revision]``.
 
     Strict: every key and shape must match (``module.`` / ``_orig_mod.``
@@ -291,7 +296,7 @@ def load_weights(model: nn.Module, source: str | os.PathLike, *, sha256: str | N
 
 
 def load_model(source: str | os.PathLike, arch: str | None = None, *, sha256: str | None = None,
-               label_names: Sequence[str] | None = None, **kwargs: Any) -> nn.Module:
+               label_names: Sequence[str] | None = None, **kwargs: Any) -> ZooModel:
     """Build the model a checkpoint belongs to and load it.
 
     A zoo checkpoint records its arch and kwargs, so ``source`` alone suffices (``arch``, when given, must
@@ -305,7 +310,8 @@ def load_model(source: str | os.PathLike, arch: str | None = None, *, sha256: st
     meta = meta or _meta_from_config(found)
     if meta is not None and arch is not None and arch != meta.arch:
         raise CheckpointError(f"{where} holds {meta.arch!r} weights, not {arch!r}; pass {meta.arch!r} or other weights")
-    if meta is None and arch is None:
+    name = meta.arch if meta is not None else arch
+    if name is None:
         raise CheckpointError(f"{where} has no zoo metadata; pass the arch (and kwargs) the weights belong to")
     if meta is not None:
         fixed = {k: v for k, v in meta.model_kwargs.items() if k not in ADAPTABLE}
@@ -314,14 +320,14 @@ def load_model(source: str | os.PathLike, arch: str | None = None, *, sha256: st
             k, v = next(iter(conflicts.items()))
             raise CheckpointError(f"{where} was saved with {k}={fixed[k]!r}, but {k}={v!r} was asked for; "
                                   f"drop that option (the weights' own configuration is used) or pass {k}={fixed[k]!r}")
-    name, model_kwargs = (meta.arch, {**meta.model_kwargs, **kwargs}) if meta else (arch, kwargs)
+    model_kwargs = {**meta.model_kwargs, **kwargs} if meta else kwargs
     with torch.device("meta"):
         model = build_model(name, **model_kwargs)
     model = _load(_materialise(model, meta), tensors, meta, found, adapt=meta is not None)
     return name_labels(model, label_names)
 
 
-def _materialise(model: nn.Module, meta: CheckpointMeta | None) -> nn.Module:
+def _materialise(model: ZooModel, meta: CheckpointMeta | None) -> ZooModel:
     """``model``, built on the meta device, in CPU memory. ``to_empty`` leaves every tensor uninitialised, which the
     strict load overwrites, except a classifier of another size than the file's (timm's semantics keep the model's
     own): that one is initialised here, from torch's seeded generator. Left as ``to_empty`` made it, it held whatever
@@ -369,11 +375,11 @@ ADAPTABLE = ("num_classes", "in_chans")
 """Kwargs a model may take other than its weights' (timm's semantics: a fresh head, an adapted first convolution)."""
 
 
-def name_labels(model: nn.Module, label_names: Sequence[str] | None) -> nn.Module:
+def name_labels(model: M, label_names: Sequence[str] | None) -> M:
     """Give ``model``'s classes the names ``label_names`` (one per class), e.g. after a fresh head; None: as it is."""
     if label_names is None:
         return model
-    base = unwrap_model(model)
+    base = unwrap_zoo_model(model, "label_names")
     names = tuple(label_names)
     if len(names) != base.num_classes or not all(isinstance(n, str) for n in names):
         raise ArgumentError(f"label_names must be {base.num_classes} strings, one per class, got {len(names)}")
@@ -451,8 +457,10 @@ def _resolve(source: str | os.PathLike, filename: str) -> Source:
 def _mirror(repo_id: str) -> Path | None:
     """``$ZOO_HUB_DIR/owner/name`` when the mirror holds that repo, refused when a link takes it out of the mirror."""
     root = os.environ.get(MIRROR_ENV)
-    folder = Path(root) / repo_id if root else None
-    if folder is None or not folder.is_dir():
+    if not root:
+        return None
+    folder = Path(root) / repo_id
+    if not folder.is_dir():
         return None
     if not folder.resolve().is_relative_to(Path(root).resolve()):
         raise HubError(f"{folder} links to {folder.resolve()}, outside the mirror {root}; zoo does not follow links out "
@@ -590,7 +598,7 @@ def push_to_hub(
         api.create_repo(repo_id, private=private, exist_ok=True)
         commit = api.upload_folder(
             repo_id=repo_id,
-            folder_path=folder,
+            folder_path=Path(folder),
             allow_patterns=list(files),
             commit_message=commit_message or f"Upload {', '.join(files)} with zoo",
         )

@@ -30,6 +30,7 @@ from zoo.datasets import DataConfig
 from zoo.errors import ArgumentError, ZooInputError
 from zoo.factory import load_any
 from zoo.files import check_readable
+from zoo.models.layers import ZooModel
 from zoo.progress import progress_bar
 from zoo.registry import check_input_size, get_pretrained_tag, list_models
 from zoo.weights import legacy_data_config, unwrap_model
@@ -67,7 +68,7 @@ def predictor(model: str | os.PathLike | nn.Module) -> Predictor:
     module = (model if isinstance(model, nn.Module) else load_any(model)).eval()
     base = unwrap_model(module)
     data = getattr(base, "data_config", None)
-    if not isinstance(data, DataConfig):
+    if not isinstance(base, ZooModel) or not isinstance(data, DataConfig):
         raise ArgumentError("the model does not say how its inputs were normalised; build it with zoo or load zoo weights")
     dtype = next(module.parameters()).dtype
 

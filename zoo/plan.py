@@ -44,7 +44,7 @@ def _rate(machine: str, dataset: str, recipe: str, arch: str, img_s: float, proc
     return Rate(machine, dataset, recipe, arch, tuple(sorted(model_kwargs.items())), img_s, processes, runs)
 
 
-_GOOGLENETS = (("googlenet", {}), ("googlenet_5x5", {}), ("googlenet_res3x3", {}), ("googlenet_res5x5", {}),
+_GOOGLENETS: tuple[tuple[str, dict[str, Any]], ...] = (("googlenet", {}), ("googlenet_5x5", {}), ("googlenet_res3x3", {}), ("googlenet_res5x5", {}),
                ("googlenet", {"aux_logits": False}))
 RATES = (
     _rate("cpu", "mnist", "paper", "googlenet", 429, 1, "reports/cpu-fig5/runs/mnist-paper-googlenet-val5000*", stem="imagenet"),
@@ -77,7 +77,7 @@ def _kwargs(cfg: TrainConfig) -> dict[str, Any]:
     """The model arguments that make a run's speed what it is: the recipe's and the run's, the variant (stem or
     head) always named; class count and channels left out (the first layer's share is small)."""
     cls = model_class(cfg.arch)
-    recipe = get_recipe(cfg.recipe, cfg.arch, cfg.dataset, **cfg.recipe_overrides)
+    recipe = get_recipe(cfg.recipe_name, cfg.arch, cfg.dataset, **cfg.recipe_overrides)
     kwargs = {cls.variant_arg: "imagenet", **recipe.model_kwargs, **cfg.model_kwargs}
     return {k: v for k, v in kwargs.items() if k not in ("num_classes", "in_chans")}
 
@@ -94,7 +94,7 @@ def measured_rate(cfg: TrainConfig, machine: str, jobs: int) -> tuple[Rate, str]
         return None
 
     def differs(r: Rate) -> list[str]:
-        have = {"dataset": r.dataset, "recipe": r.recipe, "arch": r.arch, "model args": r.model_kwargs}
+        have: dict[str, Any] = {"dataset": r.dataset, "recipe": r.recipe, "arch": r.arch, "model args": r.model_kwargs}
         return [f"{k} {dict(have[k]) if k == 'model args' else have[k]}" for k in wanted if have[k] != wanted[k]]
 
     best = min(candidates, key=lambda r: (len(differs(r)), abs(r.processes - jobs)))
@@ -124,7 +124,7 @@ def estimate(configs: list[TrainConfig], machine: str = "h200", jobs: int = 1, t
         spec = get_spec(cfg.dataset)
         if spec.splits is None:
             raise DataError(f"dataset {spec.name!r} states no split sizes (DataSpec.splits): --plan cannot count its images")
-        recipe = get_recipe(cfg.recipe, cfg.arch, spec, epochs=cfg.epochs, **cfg.recipe_overrides)
+        recipe = get_recipe(cfg.recipe_name, cfg.arch, spec, epochs=cfg.epochs, **cfg.recipe_overrides)
         train_images, test_images = spec.splits[0] - cfg.val_split, spec.splits[1]
         eval_images = (test_images + cfg.val_split) * (2 if recipe.tta_flip else 1)
         images = recipe.epochs * (train_images + eval_images / 3)
@@ -167,7 +167,7 @@ def _claims(plan: Plan):
 
 
 def _epochs(cfg: TrainConfig) -> int:
-    return get_recipe(cfg.recipe, cfg.arch, cfg.dataset, epochs=cfg.epochs, **cfg.recipe_overrides).epochs
+    return get_recipe(cfg.recipe_name, cfg.arch, cfg.dataset, epochs=cfg.epochs, **cfg.recipe_overrides).epochs
 
 
 def untestable(plan: Plan) -> list[str]:
@@ -181,15 +181,19 @@ def paper_effect(exp: Experiment, claim: Claim) -> float | None:
     (its stated ``effect``, or its table's errors for the smallest pair); for "similar", "near" and "gap", the
     distance inside the margin if the paper is right (the margin less the paper's difference). None where the paper
     gives no size."""
-    errors = {r.label: r.paper_err for r in exp.runs}
-    table = claim.metric in ("selected", "best", "final") and all(errors.get(x) is not None for x in claim.labels)
+    errors = {r.label: r.paper_err for r in exp.runs if r.paper_err is not None}
+    table = claim.metric in ("selected", "best", "final") and all(x in errors for x in claim.labels)
     if claim.kind == "better":
         if claim.effect is not None or not table or claim.combine == "sum":
             return claim.effect
         side_a, side_b = claim.sides
         return min(errors[y] - errors[x] for x in side_a for y in side_b)
     if claim.kind == "similar":
-        return claim.margin - (abs(errors[claim.a] - errors[claim.b]) if table else 0.0)
+        margin = claim.needed(claim.margin, "margin")
+        if not table:
+            return margin
+        (a,), (b,) = claim.sides  # the table's errors: one run a side
+        return margin - abs(errors[a] - errors[b])
     return claim.margin if claim.kind in ("near", "gap") else None
 
 

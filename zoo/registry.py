@@ -21,14 +21,16 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
 from zoo.arguments import Range, check_arguments
 from zoo.datasets import DataConfig, spec_for_model
 from zoo.errors import ArgumentError, CheckpointError, DataError, UnknownModelError, ZooError
+
+if TYPE_CHECKING:  # the type the registry builds and describes; zoo.models imports this module, so only for types
+    from zoo.models.layers import ZooModel
 
 __all__ = [
     "BUNDLED_DIR",
@@ -59,7 +61,7 @@ HF_PREFIX = "hf-hub:"
 TIMM_PREFIX = "zoo_"
 """Our models are registered in timm as ``zoo_<name>`` so they never shadow timm's own."""
 
-_MODELS: dict[str, Callable[..., nn.Module]] = {}
+_MODELS: dict[str, Callable[..., ZooModel]] = {}
 
 
 TAGS_FILE = Path(__file__).with_name("pretrained.json")
@@ -167,7 +169,7 @@ def _tags() -> dict[str, PretrainedTag]:
     return read_tags(TAGS_FILE)
 
 
-def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+def register_model(fn: Callable[..., ZooModel]) -> Callable[..., ZooModel]:
     """Register a model factory under its function name (a duplicate is an error)."""
     name = fn.__name__
     if name in _MODELS:
@@ -189,7 +191,7 @@ def on_register(hook: Callable[[str], None]) -> None:
         hook(name)
 
 
-def factory(name: str) -> Callable[..., nn.Module]:
+def factory(name: str) -> Callable[..., ZooModel]:
     """The registered factory function of arch ``name``."""
     if name not in _MODELS:
         raise _unknown_model(name)
@@ -240,7 +242,7 @@ def hub_model_id(source: str | None) -> str | None:
     return _tags()[source].hf_hub_id if source in _tags() else None
 
 
-def build_model(name: str, *, num_classes: int | None = None, in_chans: int | None = None, **kwargs: Any) -> nn.Module:
+def build_model(name: str, *, num_classes: int | None = None, in_chans: int | None = None, **kwargs: Any) -> ZooModel:
     """Build a registered model with fresh (random) weights.
 
     ``name`` is ``arch`` or ``arch.tag``; a tag supplies the kwargs its checkpoint was trained with
@@ -261,7 +263,7 @@ def build_model(name: str, *, num_classes: int | None = None, in_chans: int | No
     return describe(_MODELS[arch](**kwargs), arch, kwargs, entry)
 
 
-def describe(model: nn.Module, arch: str, kwargs: dict[str, Any], tag: PretrainedTag | None = None) -> nn.Module:
+def describe(model: ZooModel, arch: str, kwargs: dict[str, Any], tag: PretrainedTag | None = None) -> ZooModel:
     """Let ``model`` know what it is: its arch and kwargs (``_model_args``, timm's name: save_pretrained and timm's
     save_for_hf need no repeat of them) and its data contract (:func:`set_data_config`): its tag's, else the
     one its configuration is for (:func:`default_data_config`)."""
@@ -272,7 +274,7 @@ def describe(model: nn.Module, arch: str, kwargs: dict[str, Any], tag: Pretraine
     return set_data_config(model, tag.data.for_model(model.in_chans, model.num_classes), tag.tag if own else None)
 
 
-def set_data_config(model: nn.Module, data: DataConfig, tag: str | None = None) -> nn.Module:
+def set_data_config(model: ZooModel, data: DataConfig, tag: str | None = None) -> ZooModel:
     """The one place a model gets its data contract: ``model.data_config`` (the record) and ``pretrained_cfg`` (its
     timm projection, :func:`pretrained_cfg`, which timm's ``resolve_data_config`` reads)."""
     model.data_config = data
@@ -281,7 +283,7 @@ def set_data_config(model: nn.Module, data: DataConfig, tag: str | None = None) 
     return model
 
 
-def pretrained_cfg(model: nn.Module, data: DataConfig, tag: str | None = None) -> dict[str, Any]:
+def pretrained_cfg(model: ZooModel, data: DataConfig, tag: str | None = None) -> dict[str, Any]:
     """timm's pretrained_cfg of ``model`` holding weights of contract ``data`` (and ``tag``): the record's timm keys
     with the model's own timm facts."""
     cfg = {"architecture": TIMM_PREFIX + model._zoo_arch, "first_conv": model.first_conv,
@@ -297,7 +299,7 @@ IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 IMAGENET_CROP_PCT = 0.875
 
 
-def default_data_config(model: nn.Module) -> DataConfig:
+def default_data_config(model: ZooModel) -> DataConfig:
     """The data contract of a model without weights: that of the data its configuration is for
     (zoo.datasets.spec_for_model: a dataset with its channels and classes, or 32x32 data for a CIFAR stem or
     head), without provenance or labels; else ImageNet's."""
@@ -339,7 +341,7 @@ def check_input_size(size: Any, what: str, in_chans: int | None = None, error: t
         raise error(f"{what} {tuple(size)} has {size[0]} channel(s) but in_chans={in_chans}; make them agree")
 
 
-def meta_model(name: str, **kwargs: Any) -> nn.Module:
+def meta_model(name: str, **kwargs: Any) -> ZooModel:
     """``build_model(name, **kwargs)`` on the meta device, in eval mode: structure and shapes, no memory.
 
     The instance is shared (cached: a build costs up to 0.3 s), so read it and never change it;
@@ -349,12 +351,12 @@ def meta_model(name: str, **kwargs: Any) -> nn.Module:
 
 
 @functools.lru_cache(maxsize=256)
-def _meta_model(name: str, kwargs_json: str) -> nn.Module:
+def _meta_model(name: str, kwargs_json: str) -> ZooModel:
     with torch.device("meta"):
         return build_model(name, **json.loads(kwargs_json)).eval()
 
 
-def model_class(arch: str) -> type[nn.Module]:
+def model_class(arch: str) -> type[ZooModel]:
     """The class arch ``arch`` builds (read its family facts: ``family``, ``variant_arg``, ``aux_prefixes``)."""
     return type(meta_model(arch))
 

@@ -26,6 +26,7 @@ from zoo.weights import CONFIG_NAME, WEIGHTS_NAME
 from zoo.errors import ArgumentError, CheckpointError
 from zoo.hub import load_model, read_meta, save_pretrained, timm_config
 from zoo.factory import create_model
+from zoo.models.layers import ZooModel
 from zoo.registry import BUNDLED_DIR, TAGS_FILE, PretrainedTag, tag_from_json, read_tags
 from zoo.rundir import RunDir, RunRecord
 from zoo.train import evaluate_model, resolve_device
@@ -37,7 +38,7 @@ TAG_PATTERN = re.compile(r"[a-z0-9][a-z0-9_]*")
 """A tag names a folder and a timm config (``<arch>.<tag>``): lowercase letters, digits and underscores."""
 
 
-def bundle_model(model: nn.Module, model_kwargs: dict[str, Any], arch: str) -> tuple[nn.Module, dict[str, Any]]:
+def bundle_model(model: ZooModel, model_kwargs: dict[str, Any], arch: str) -> tuple[nn.Module, dict[str, Any]]:
     """The inference model users get: aux heads dropped (they only serve training), weights in fp16."""
     kwargs = {**model_kwargs, **model.inference_kwargs()}  # e.g. GoogLeNet's aux heads, which only serve training
     bundle = create_model(arch, **kwargs)

@@ -119,6 +119,12 @@ class Claim:
         """Every run the claim reads, once, in order."""
         return tuple(dict.fromkeys(label for side in self.sides for label in side))
 
+    def needed(self, value: float | None, name: str) -> float:
+        """``value``, the field ``name`` of this claim, which its kind needs (the others leave it None)."""
+        if value is None:
+            raise ArgumentError(f"claim {self.text!r}: a {self.kind!r} claim needs its {name}; declare it")
+        return value
+
 
 def _labels(side: Side) -> tuple[str, ...]:
     return (side,) if isinstance(side, str) else side
@@ -394,7 +400,8 @@ IMAGENET_INPUT = (3, 224, 224)
 def _weight_layers(model: nn.Module) -> int:
     """Weight layers (convolutions and fully connected layers) on the longest path through the model: the count
     the paper's "19 / 22 / 18 weight layers" and "8x more weight layers" use (a parallel branch counts once)."""
-    graph, modules, depth = torch.fx.symbolic_trace(model).graph, dict(model.named_modules()), {}
+    graph, modules = torch.fx.symbolic_trace(model).graph, dict(model.named_modules())
+    depth: dict[torch.fx.Node, int] = {}
     for node in graph.nodes:
         weighted = node.op == "call_module" and isinstance(modules[node.target], (nn.Conv2d, nn.Linear))
         depth[node] = max((depth[n] for n in node.all_input_nodes), default=0) + weighted
@@ -414,15 +421,16 @@ def _training_macs(arch: str, kwargs: dict[str, Any]) -> int:
 def _inception_5x5_macs(arch: str, kwargs: dict[str, Any], reduced: bool) -> int:
     """Multiply-adds of inception 3a's 5x5 branch per image, with its 1x1 reduction or as one 5x5 convolution on
     the module's whole input (the paper's "~120M to ~12M", Szegedy et al.'s example)."""
-    model, shapes = meta_model(arch, **kwargs), {}
+    model = meta_model(arch, **kwargs)
+    shapes: dict[str, torch.Size] = {}
     with torch.device("meta"):
-        hook = model.inception3a.register_forward_hook(lambda m, args, out: shapes.update(x=args[0].shape))
+        hook = model.get_submodule("inception3a").register_forward_hook(lambda m, args, out: shapes.update(x=args[0].shape))
         try:
             model(torch.empty(1, *IMAGENET_INPUT))
         finally:
             hook.remove()
     _, channels, height, width = shapes["x"]
-    reduce, conv = model.inception3a.branch3[0].conv, model.inception3a.branch3[1].conv
+    reduce, conv = [m for m in model.get_submodule("inception3a.branch3").modules() if isinstance(m, nn.Conv2d)]
     taps = conv.kernel_size[0] * conv.kernel_size[1]
     if reduced:
         return height * width * (reduce.out_channels * channels + conv.out_channels * taps * reduce.out_channels)
@@ -630,7 +638,9 @@ def run_configs(configs: list[TrainConfig], jobs: int = 1) -> None:
             if summary.get("stopped"):
                 raise RunStopped(f"{Path(cfg.out).name} {summary['message']}; rerun zoo reproduce to go on")
         return
-    queue, running, failed = list(todo), [], []
+    queue = list(todo)
+    running: list[tuple[subprocess.Popen[bytes], TrainConfig]] = []
+    failed: list[str] = []
     while queue or running:
         while queue and len(running) < jobs:
             cfg = queue.pop(0)
@@ -725,7 +735,7 @@ def compressed(cfg: TrainConfig) -> str:
     compressed on request, or a one-cycle schedule, whose linear decay to zero always ends at the last epoch."""
     if squeezed := cfg.recipe_overrides.get("compress_from"):
         return f"its step schedule was compressed from {squeezed} epochs"
-    full = get_recipe(cfg.recipe, cfg.arch, cfg.dataset, **cfg.recipe_overrides)
+    full = get_recipe(cfg.recipe_name, cfg.arch, cfg.dataset, **cfg.recipe_overrides)
     if full.schedule == "onecycle" and cfg.epochs and cfg.epochs != full.epochs:
         return f"its one-cycle schedule (lr {full.lr:g} down to zero) was squeezed from {full.epochs} epochs into {cfg.epochs}"
     return ""
@@ -761,17 +771,18 @@ def _summed(seeds: Seeds, side: tuple[str, ...], metric: str) -> dict[int, float
 def _pair_verdict(claim: Claim, a: dict[int, float], b: dict[int, float]) -> verdicts.Verdict:
     paired = bool(a) and set(a) == set(b)
     if claim.kind == "similar":
-        return verdicts.similar(a, b, claim.margin, paired=paired)
+        return verdicts.similar(a, b, claim.needed(claim.margin, "margin"), paired=paired)
     if claim.kind == "gap":
-        return verdicts.gap(a, b, claim.value, claim.margin, paired=paired)
+        return verdicts.gap(a, b, claim.needed(claim.value, "value"), claim.needed(claim.margin, "margin"), paired=paired)
     return verdicts.better(a, b, paired=paired)
 
 
 def claim_verdict(claim: Claim, seeds: Seeds) -> verdicts.Verdict:
     """The claim's test on the per-seed values; two sides on the same seeds are paired by seed."""
     if claim.kind in ("near", "at_most"):
-        a = seeds[claim.a][claim.metric]
-        return verdicts.near(a, claim.value, claim.margin) if claim.kind == "near" else verdicts.at_most(a, claim.value)
+        (label,) = _labels(claim.a)  # one run, against the paper's value
+        a, value = seeds[label][claim.metric], claim.needed(claim.value, "value")
+        return verdicts.near(a, value, claim.needed(claim.margin, "margin")) if claim.kind == "near" else verdicts.at_most(a, value)
     side_a, side_b = claim.sides
     if claim.combine == "sum":
         return _pair_verdict(claim, _summed(seeds, side_a, claim.metric), _summed(seeds, side_b, claim.metric))
@@ -809,7 +820,8 @@ def _section(exp: Experiment, recipe: str, group: Group) -> Section:
     seeds = _per_seed(group, exp.early_epochs)
     lengths = [len(h) for cfgs in group.values() for h in map(_history, cfgs) if h]
     epochs_run = min(lengths, default=0)
-    problems, raw = [], []
+    problems: list[str | None] = []
+    raw: list[verdicts.Verdict | None] = []
     for claim in exp.claims:
         sides = claim.labels
         if any(s not in group for s in sides):
@@ -824,11 +836,11 @@ def _section(exp: Experiment, recipe: str, group: Group) -> Section:
 
 def decide_report(sections: list[Section]) -> None:
     """Holm's correction across every claim of the report that its runs can test (one family)."""
-    testable = [(sec, i) for sec in sections for i, v in enumerate(sec.raw) if v is not None and sec.problems[i] is None]
-    decided = verdicts.decide([sec.raw[i] for sec, i in testable])
+    testable = [(sec, i, v) for sec in sections for i, v in enumerate(sec.raw) if v is not None and sec.problems[i] is None]
+    decided = verdicts.decide([v for _, _, v in testable])
     for sec in sections:
         sec.decided = [None] * len(sec.raw)
-    for (sec, i), v in zip(testable, decided):
+    for (sec, i, _), v in zip(testable, decided):
         sec.decided[i] = v
 
 
@@ -839,7 +851,7 @@ def _stale(cfg: TrainConfig) -> str:
     """Recipe fields whose value has changed in zoo/recipes.py since the run was trained (epochs aside)."""
     run = _run_record(cfg)
     then = run.recipe_config if run else {}
-    now = get_recipe(cfg.recipe, cfg.arch, cfg.dataset, batch_size=cfg.batch_size, lr=cfg.lr, **cfg.recipe_overrides).to_dict()
+    now = get_recipe(cfg.recipe_name, cfg.arch, cfg.dataset, batch_size=cfg.batch_size, lr=cfg.lr, **cfg.recipe_overrides).to_dict()
     changed = [f"{k} {then[k]} -> {now[k]}" for k in now if k in then and k != "epochs" and then[k] != now[k]]
     return f" **stale: the {cfg.recipe} recipe changed since ({', '.join(changed)})**" if changed else ""
 
@@ -909,9 +921,9 @@ def _standing(sec: Section, claim: Claim) -> str:
     return "exploratory (not pre-registered)"
 
 
-def _pooled_mde(sec: Section, claim: Claim, raw: verdicts.Verdict) -> str:
+def _pooled_mde(sec: Section, claim: Claim, raw: verdicts.Verdict | None) -> str:
     dataset = sec.group[claim.labels[0]][0].dataset
-    if (pooled := POOLED_SD.get((dataset, claim.metric))) is None or math.isnan(raw.p):
+    if raw is None or (pooled := POOLED_SD.get((dataset, claim.metric))) is None or math.isnan(raw.p):
         return ""
     return f"; MDE at the pooled seed sd: {verdicts.mde(pooled.sd * sd_factor(claim), min(raw.n), raw.kind):.2f}"
 

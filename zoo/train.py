@@ -33,9 +33,9 @@ from zoo.arguments import Range, check_arguments
 from zoo.cards import run_notes
 from zoo.files import atomic_write_bytes, check_writable
 from zoo.machine import git_commit
-from zoo.weights import unwrap_model
+from zoo.weights import unwrap_zoo_model
 from zoo.data import Dataset, DeviceLoader, arrays_sha256, get_dataset_spec, load_dataset, split_validation, subset, synthetic
-from zoo.datasets import DEFAULT_DATASET, FOLDER_PREFIX, DataSpec, get_spec, list_datasets
+from zoo.datasets import DEFAULT_DATASET, FOLDER_PREFIX, DataConfig, DataSpec, get_spec, list_datasets
 from zoo.environment import distributed
 from zoo.errors import ArgumentError, TrainingError
 from zoo.factory import create_model, init_config, load_any
@@ -76,12 +76,17 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_arguments("zoo train", dataclasses.asdict(self), TrainConfig, ranges=CONFIG_RANGES, error=TrainingError)
-        self.recipe = self.recipe or ("finetune" if self.init else "paper")
+        self.recipe = self.recipe_name
         if not self.dataset.startswith(FOLDER_PREFIX):
             get_spec(self.dataset)  # an unknown name is refused here; a folder is checked when it is scanned
         own = [k for k in OWN_OPTIONS if k in self.recipe_overrides]
         if own:
             raise TrainingError(f"zoo train: set {own[0]} with --{own[0].replace('_', '-')}, not as a recipe override")
+
+    @property
+    def recipe_name(self) -> str:
+        """The recipe the run trains with: ``recipe``, by default "finetune" with ``init``, else "paper"."""
+        return self.recipe or ("finetune" if self.init else "paper")
 
 
 OWN_OPTIONS = ("epochs", "batch_size", "lr")
@@ -205,7 +210,7 @@ def evaluate_model(
     bf16: bool = True, download: bool = True, progress: bool = False,
 ) -> dict[str, Any]:
     """Loss, top-1 / top-5 error, per-class accuracy (%) and confusion matrix of ``model`` on ``dataset``'s full test set."""
-    base, dev = unwrap_model(model), resolve_device(device)
+    base, dev = unwrap_zoo_model(model, "evaluate_model"), resolve_device(device)
     spec = get_dataset_spec(dataset, data=getattr(base, "data_config", None))
     if base.in_chans != spec.in_chans or base.num_classes < spec.num_classes:  # a larger head trains, so it evaluates
         raise TrainingError(
@@ -322,14 +327,15 @@ class Trainer:
 def _loaders(cfg: TrainConfig, recipe: Recipe, data: Dataset, device: torch.device, rank: int, world: int):
     x_train, y_train = subset(data.x_train, data.y_train, cfg.train_subset, cfg.seed)
     x_test, y_test = subset(data.x_test, data.y_test, cfg.test_subset, cfg.seed)
-    common = dict(mean=data.spec.mean, std=data.spec.std, device=device, channels_last=device.type == "cuda")
+    common: dict[str, Any] = dict(mean=data.spec.mean, std=data.spec.std, device=device, channels_last=device.type == "cuda")
     train_loader = DeviceLoader(
         x_train, y_train, batch_size=recipe.batch_size, augment=recipe.augment, flip=recipe.flip,
         seed=cfg.seed, rank=rank, world_size=world, **common,
     )
     if len(train_loader) == 0:
         raise TrainingError(f"{len(y_train)} training images make no full batch of {recipe.batch_size}; lower --batch-size")
-    eval_sets = {"test": (x_test, y_test)} | ({"val": (data.x_val, data.y_val)} if data.x_val is not None else {})
+    eval_sets = {"test": (x_test, y_test)} | (
+        {"val": (data.x_val, data.y_val)} if data.x_val is not None and data.y_val is not None else {})
     eval_loaders = {
         k: DeviceLoader(x, y, batch_size=cfg.eval_batch_size, shuffle=False, drop_last=False, **common)
         for k, (x, y) in eval_sets.items()
@@ -356,7 +362,8 @@ def _run_record(t: Trainer, data_identity: dict[str, Any]) -> RunRecord:
 def _init_and_spec(cfg: TrainConfig, given: DataSpec | None = None) -> tuple[dict[str, Any], DataSpec]:
     """What a fine-tuned model (``--init``, read without its weights) passes on, and the dataset's spec (``given``,
     or found: an image folder takes the fine-tuned model's data contract, fitted to an ``in_chans`` asked for)."""
-    inherited, data = {}, None
+    inherited: dict[str, Any] = {}
+    data: DataConfig | None = None
     if cfg.init is not None:
         arch, inherited, data = init_config(cfg.init)
         if arch != cfg.arch:
@@ -381,7 +388,7 @@ def setup(cfg: TrainConfig, data: Dataset | None = None) -> Trainer:
     Everything that can be refused is checked before the data is loaded."""
     device, rank, world = setup_distributed(cfg.device)
     inherited, spec = _init_and_spec(cfg, data.spec if data is not None else None)
-    recipe = get_recipe(cfg.recipe, cfg.arch, spec, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+    recipe = get_recipe(cfg.recipe_name, cfg.arch, spec, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                         **cfg.recipe_overrides)
     model_kwargs = {"num_classes": spec.num_classes, "in_chans": spec.in_chans, **recipe.model_kwargs, **inherited,
                     **cfg.model_kwargs}
@@ -403,8 +410,9 @@ def setup(cfg: TrainConfig, data: Dataset | None = None) -> Trainer:
         weight_decay=recipe.weight_decay, fused=cuda or None,
     )
     net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None) if world > 1 else model
+    # torch.compile of a module returns one (an OptimizedModule); its stub says only Callable, hence the ignore
     t = Trainer(cfg, recipe, device, rank, world, data, run_dir, train_loader, eval_loaders, model,
-                torch.compile(net) if cfg.compile else net, optimizer, model_kwargs)
+                torch.compile(net) if cfg.compile else net, optimizer, model_kwargs)  # type: ignore[arg-type]
     t.sums = {k: torch.zeros((), device=device) for k in ("loss", "correct", "seen")}
     t.run = dataclasses.replace(_run_record(t, data_identity), notes=notes)
     return t
@@ -443,6 +451,8 @@ def _check_run_dir(cfg: TrainConfig, run_dir: RunDir) -> None:
 def start(t: Trainer) -> None:
     """Under the run directory's lock: restore the state to resume, or record the new run in run.json."""
     _check_run_dir(t.cfg, t.run_dir)  # again: another process may have written it since setup looked
+    if t.run is None:
+        raise TrainingError("this Trainer has no run record (run.json) to start from; build it with zoo.train.setup")
     if t.cfg.resume:
         _check_same_run(t.run_dir.read_run(), t.run, t.run_dir.run_json)
         t.state, t.sums = load_state(t.run_dir.state, t.model, t.optimizer, t.device)

@@ -27,8 +27,9 @@ from torch import nn
 
 import zoo.models  # noqa: F401  registers every architecture, which a checkpoint's arch is checked against
 from zoo.datasets import DataConfig, find_spec
-from zoo.errors import CheckpointError
+from zoo.errors import ArgumentError, CheckpointError
 from zoo.files import atomic_write_bytes, check_readable, naming_os_errors, sha256_file
+from zoo.models.layers import ZooModel
 from zoo.registry import MODEL_RANGES, SHA256_PATTERN, check_input_size, list_models
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "strip_prefixes",
     "structure_difference",
     "unwrap_model",
+    "unwrap_zoo_model",
 ]
 
 WEIGHTS_NAME = "model.safetensors"
@@ -269,6 +271,16 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             model = model._orig_mod
         else:
             return model
+
+
+def unwrap_zoo_model(model: nn.Module, what: str) -> ZooModel:
+    """The zoo model inside ``model``'s wrappers (:func:`unwrap_model`), for ``what``, which reads what only zoo models
+    carry (their arch, classes, data contract); any other module is refused."""
+    base = unwrap_model(model)
+    if not isinstance(base, ZooModel):
+        raise ArgumentError(f"{what} takes a zoo model (zoo.create_model, zoo.load_model, timm's zoo_* models), not a "
+                            f"{type(base).__name__}")
+    return base
 
 
 def strip_prefixes(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

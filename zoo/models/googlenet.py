@@ -13,7 +13,7 @@ kept so torchvision checkpoints load. The paper's variants:
 ``res`` adds no parameter to its plain twin; ``resall`` adds its projections
 (with aux heads and 10 classes: googlenet_resall3x3 11.95M, googlenet 9.96M).
 """
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -148,6 +148,16 @@ class GoogLeNet(ZooModel):
     arch_args = ("kernel5x5", "residual")
     first_conv = "conv1.conv"
     aux_prefixes = ("aux1.", "aux2.")
+    if TYPE_CHECKING:  # set by _inceptions, by name; only for the type checker (TorchScript cannot read these)
+        inception3a: Inception
+        inception3b: Inception
+        inception4a: Inception
+        inception4b: Inception
+        inception4c: Inception
+        inception4d: Inception
+        inception4e: Inception
+        inception5a: Inception
+        inception5b: Inception
 
     def card_notes(self) -> list[str]:
         kernel = f"{self.kernel5x5}x{self.kernel5x5}"
@@ -242,7 +252,7 @@ class GoogLeNet(ZooModel):
     def stages(self) -> list[list[nn.Module]]:
         # imagenet stem at 224: N x 64 x 112, 192 x 56 -> 28, 480 x 28, 832 x 14, 1024 x 7 (after each stage);
         # the cifar stem keeps 32 x 32 until the 4x modules (192, 192, 480 x 32, 832 x 16, 1024 x 8)
-        first = [self.transform, self.conv1] if self.transform is not None else [self.conv1]
+        first: list[nn.Module] = [self.transform, self.conv1] if self.transform is not None else [self.conv1]
         return [
             first,
             [self.maxpool1, self.conv2, self.conv3],
@@ -272,29 +282,31 @@ class GoogLeNet(ZooModel):
         x = self.dropout(self.pool_features(x))
         return x if pre_logits else self.fc(x)
 
-    def forward(self, x: Tensor) -> Tensor | GoogLeNetOutputs:
+    # an override ZooModel's forward (logits) does not allow: torchvision's GoogLeNet, whose API this keeps, returns
+    # GoogLeNetOutputs in training with aux heads
+    def forward(self, x: Tensor) -> Tensor | GoogLeNetOutputs:  # type: ignore[override]
         if self.aux1 is None or self.aux2 is None or not self.training:
             return self.forward_head(self.forward_features(x))
         # in training, the aux heads read the outputs of 4a (N x 512) and 4d (N x 528)
         if not torch.jit.is_scripting():
             self.check_input(x)
             if self.checkpointing():
-                return self._checkpointed(x)
+                return self._checkpointed(x, self.aux1, self.aux2)
         x = self._to_4a(x)
         aux1 = self.aux1(x)
         x = self._to_4d(x)
         aux2 = self.aux2(x)
         return GoogLeNetOutputs(self.forward_head(self._from_4e(x)), aux2, aux1)
 
-    def _checkpointed(self, x: Tensor) -> GoogLeNetOutputs:
+    def _checkpointed(self, x: Tensor, aux1_head: InceptionAux, aux2_head: InceptionAux) -> GoogLeNetOutputs:
         """The training forward with aux heads in seven checkpointed regions: stage 4 runs in three parts."""
         stages = self.stages()
         for stage in stages[:3]:
             x = self.run(stage, x)
         x = self.run(stages[3][:2], x)  # maxpool3, 4a
-        aux1 = self.aux1(x)
+        aux1 = aux1_head(x)
         x = self.run(stages[3][2:5], x)  # 4b, 4c, 4d
-        aux2 = self.aux2(x)
+        aux2 = aux2_head(x)
         x = self.run(stages[3][5:], x)  # 4e
         x = self.run(stages[4], x)
         return GoogLeNetOutputs(self.forward_head(x), aux2, aux1)

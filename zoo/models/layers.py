@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from zoo.arguments import Range
+from zoo.datasets import DataConfig
 from zoo.errors import ArgumentError, ZooInputError
 
 GlobalPool = Literal["avg", "max", "avgmax", "catavgmax", ""]
@@ -65,13 +66,22 @@ class ZooModel(nn.Module):
     default_input_size: tuple[int, int, int]
     min_input_size: int
     classifier_names: str | tuple[str, ...]
-    __jit_ignored_attributes__: ClassVar[list[str]] = ["classifier_names"]  # no TorchScript type; forward reads none
 
     num_features: int
     head_hidden_size: int
     feature_info: list[dict[str, Any]]
     global_pool: str = "avg"
     grad_checkpointing: bool = False
+    # What zoo.registry records on each model it builds (describe, set_data_config): the registered arch, the kwargs
+    # it was built with (timm's _model_args), the data contract and its timm projection (pretrained_cfg; default_cfg,
+    # timm's older name). TorchScript skips them and classifier_names: no TorchScript type, and forward reads none
+    _zoo_arch: str
+    _model_args: dict[str, Any]
+    data_config: DataConfig
+    pretrained_cfg: dict[str, Any]
+    default_cfg: dict[str, Any]
+    __jit_ignored_attributes__: ClassVar[list[str]] = [
+        "classifier_names", "_zoo_arch", "_model_args", "data_config", "pretrained_cfg", "default_cfg"]
 
     def check_variant(self, variant: str) -> None:
         """Refuse a ``variant_arg`` value that is not a :data:`Variant` (the registry refuses it first, from the
@@ -199,7 +209,10 @@ class ZooModel(nn.Module):
         for i, name in enumerate(_names(self.classifier_names)):
             parent, _, attr = name.rpartition(".")
             owner = self.get_submodule(parent) if parent else self
-            setattr(owner, attr, classifier(owner.head_hidden_size if i else self.head_hidden_size, num_classes))
+            width = owner.head_hidden_size if i else self.head_hidden_size
+            if not isinstance(width, int):
+                raise TypeError(f"{type(owner).__name__} must declare head_hidden_size, the int width {name} reads")
+            setattr(owner, attr, classifier(width, num_classes))
         self.num_classes = num_classes
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:

@@ -108,7 +108,8 @@ class VGG(ZooModel):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
@@ -144,7 +145,7 @@ class VGG(ZooModel):
                 return x
             # N x 512 x h x w -> N x 512*7*7 through the 4096-4096 MLP (classifier.0-5, its pre-logits) to classifier.6
             x = torch.flatten(self.avgpool(x), 1)
-            for i, layer in enumerate(self.classifier):
+            for i, layer in enumerate(self.classifier.children()):  # the MLP's layers, in order
                 if i < 6 or not pre_logits:
                     x = layer(x)
             return x
