@@ -86,6 +86,7 @@ from zoo.data import Dataset, DeviceLoader, load_dataset, load_sample, subset
 from zoo.datasets import DEFAULT_DATASET, get_spec, list_datasets
 from zoo.errors import ArgumentError, CheckpointError, DataError, ExportError, UnknownModelError
 from zoo.hub import read_meta
+from zoo.models.layers import ZooModel
 from zoo.machine import cpu_name, has_bf16, has_vnni, isa_features, physical_cores
 from zoo.progress import progress_bar
 from zoo.registry import split_model_name
@@ -492,7 +493,7 @@ EXPORT_CODE = (Path(__file__).with_name("onnx.py"), *sorted(Path(zoo.__file__).w
 """The source an export's bytes depend on beyond its weights: the exporter's and the models'."""
 
 
-def load_subject(name: str, cfg: BenchConfig, weights: str | None) -> torch.nn.Module:
+def load_subject(name: str, cfg: BenchConfig, weights: str | None) -> ZooModel:
     """``name`` as the benchmark measures it: its weights (or the tag's) as saved, or else seeded random weights,
     the same every run and in every process, so that the export's cache key is too."""
     asked = {"in_chans": cfg.input_size[0], **cfg.model_kwargs, **({"num_classes": cfg.num_classes} if cfg.num_classes else {})}
@@ -504,14 +505,14 @@ def load_subject(name: str, cfg: BenchConfig, weights: str | None) -> torch.nn.M
         return load_model(name, weights=weights, **(asked if weights else {"num_classes": input_shape(cfg.input)[1], **asked}))
 
 
-def export_key(model: torch.nn.Module, cfg: BenchConfig) -> dict[str, Any]:
+def export_key(model: ZooModel, cfg: BenchConfig) -> dict[str, Any]:
     """What decides the bytes of ``model``'s export (export.cache)."""
     return {"arch": model._zoo_arch, "kwargs": dict(model._model_args), "weights_sha256": state_sha256(model),
             "input_size": cfg.input_size, "opset": cfg.opset, "torch": torch.__version__, "onnx": onnx.__version__,
             "onnxscript": onnxscript.__version__, "zoo": __version__, "code_sha256": code_sha256(*EXPORT_CODE)}
 
 
-def export_cached(model: torch.nn.Module, key: dict[str, Any], cfg: BenchConfig) -> tuple[Path, bool]:
+def export_cached(model: ZooModel, key: dict[str, Any], cfg: BenchConfig) -> tuple[Path, bool]:
     """``model``'s ONNX file from the cache, or exported into it now; and whether it was a hit."""
     return cached(key, lambda dst: export_onnx(model, dst, input_size=cfg.input_size, opset=cfg.opset))
 
@@ -525,7 +526,7 @@ def _export_in_worker(name: str, cfg: BenchConfig, weights: str | None) -> float
     return time.perf_counter() - start
 
 
-def export_ahead(models: dict[str, torch.nn.Module], cfg: BenchConfig, weights: dict[str, str]) -> dict[str, float]:
+def export_ahead(models: dict[str, ZooModel], cfg: BenchConfig, weights: dict[str, str]) -> dict[str, float]:
     """Export the models the cache lacks before any timing, in worker processes (one per physical core): tracing is
     one core's work, so on a first run the exports overlap instead of queueing. Each worker builds its model the
     way :func:`load_subject` does, so its file is the one ``prepare`` then finds. Seconds per model exported."""
@@ -539,7 +540,7 @@ def export_ahead(models: dict[str, torch.nn.Module], cfg: BenchConfig, weights: 
 
 
 def prepare(name: str, cfg: BenchConfig, weights: str | None, data: Dataset | None,
-            model: torch.nn.Module | None = None, export_s: float | None = None) -> Subject:
+            model: ZooModel | None = None, export_s: float | None = None) -> Subject:
     """Load (unless ``model`` is given: :func:`load_subject`'s), export (or take from the cache) and check
     ``name``: what its engines are built from. ``export_s``: the seconds a worker took to export it ahead."""
     model = load_subject(name, cfg, weights) if model is None else model
