@@ -7,8 +7,8 @@
 dependencies = ["torch", "torchvision", "timm", "safetensors", "huggingface_hub"]
 
 import zoo as _zoo
-from zoo.registry import factory as _factory
-from zoo.registry import model_class as _model_class
+from zoo.models.registry import factory as _factory
+from zoo.models.registry import model_class as _model_class
 
 _DOC = """{summary}
 

@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from zoo.files import atomic_write_bytes
-from zoo.machine import cpu_name, git_commit, isa_features, physical_cores
+from zoo.core.files import atomic_write_bytes
+from zoo.core.machine import cpu_name, git_commit, isa_features, physical_cores
 
 
 def timed_run(out: Path, cache: Path, extra: list[str]) -> dict[str, float]:

@@ -15,7 +15,7 @@
 #      (`zoo reproduce fig6 --recipe paper --epochs 5 --seeds 3 --jobs 4 --plan`: about 1.3 GPU minutes).
 #      Fig. 6's other claims and the VGG patience sweep are about the end of 100-160 epochs: `--plan` says they
 #      cannot be tested shorter, and at full length (3 seeds, 4 at a time) they need about 31 GPU minutes and 30 GB.
-# `early` is the next window's call: fig7-early's pre-registered design (zoo.reproduce.FIG7_EARLY_DESIGN: the paper
+# `early` is the next window's call: fig7-early's pre-registered design (zoo.paper.reproduce.FIG7_EARLY_DESIGN: the paper
 #   recipe's first 5 epochs exactly, 5,000 validation images per seed) for all four fig. 7 variants and GoogLeNet
 #   without aux heads (`zoo reproduce fig7 aux`), with the seeds the power plan gives for EFFECT (2.2 points: the H200
 #   pilot, reports/cpu-fig7-early/README.md) at the pooled CIFAR-10 seed sd; `--plan` first, to say what it costs.
@@ -103,8 +103,8 @@ rest)
   ;;
 early)
   join_data
-  read -r recipe EE VS < <(python3 -c "from zoo.reproduce import FIG7_EARLY_DESIGN as d; print(d['recipe'], d['epochs'], d['val_split'])")
-  SEEDS=${SEEDS:-$(python3 -c "import math; from zoo.reproduce import POOLED_SD; from zoo.verdicts import seeds_needed
+  read -r recipe EE VS < <(python3 -c "from zoo.paper.reproduce import FIG7_EARLY_DESIGN as d; print(d['recipe'], d['epochs'], d['val_split'])")
+  SEEDS=${SEEDS:-$(python3 -c "import math; from zoo.paper.reproduce import POOLED_SD; from zoo.paper.verdicts import seeds_needed
 print(seeds_needed(${EFFECT:-2.2}, POOLED_SD['cifar10', 'early'].sd * math.sqrt(2), 'better'))")}
   design=(fig7 aux --recipe "$recipe" --epochs "$EE" --val-split "$VS" --seeds "$SEEDS" --out "$WORK/early")
   echo "[gpu_session] ${design[*]}: $SEEDS seeds from the power plan (EFFECT=${EFFECT:-2.2})" | tee "$OUT/early.log"

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.files import atomic_write_bytes
-from zoo.data import SAMPLE_FILE
-from zoo.datasets import get_spec, list_datasets
+from zoo.core.files import atomic_write_bytes
+from zoo.data.loading import SAMPLE_FILE
+from zoo.data.datasets import get_spec, list_datasets
 
 SEED = 0
 

@@ -4,7 +4,7 @@ Three pipelines drive the same model, optimizer and step (bf16 autocast and
 channels_last on CUDA), measured in one run:
 
 - ceiling: the model stepping on one resident batch (no data work at all);
-- zoo: ``zoo.data.DeviceLoader`` with the paper's augmentation, on the device;
+- zoo: ``zoo.data.loading.DeviceLoader`` with the paper's augmentation, on the device;
 - dataloader-N: torchvision's transforms for the paper's augmentation in a
   ``torch.utils.data.DataLoader`` with N workers, pinned memory, non-blocking copies.
 
@@ -26,11 +26,11 @@ import torch
 from torch import nn
 
 import zoo
-from zoo.console import key_value
-from zoo.data import DeviceLoader, PAPER_CROP_RATIO, PAPER_CROP_SCALE, PAPER_JITTER, PAPER_ROTATION_DEG, load_dataset, synthetic
-from zoo.datasets import get_spec
-from zoo.recipes import get_recipe
-from zoo.train import train_step
+from zoo.core.console import key_value
+from zoo.data.loading import DeviceLoader, PAPER_CROP_RATIO, PAPER_CROP_SCALE, PAPER_JITTER, PAPER_ROTATION_DEG, load_dataset, synthetic
+from zoo.data.datasets import get_spec
+from zoo.train.recipes import get_recipe
+from zoo.train.loop import train_step
 
 
 class PaperTransformDataset(torch.utils.data.Dataset):
@@ -59,7 +59,7 @@ class PaperTransformDataset(torch.utils.data.Dataset):
 
 
 def make_step(model: nn.Module, device: torch.device, recipe):
-    """zoo's training step (zoo.train.train_step) at a fixed learning rate."""
+    """zoo's training step (zoo.train.loop.train_step) at a fixed learning rate."""
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, fused=device.type == "cuda" or None)
     return lambda x, y: train_step(model, opt, x, y, recipe, 0.01)
 
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
     text = json.dumps(results, indent=2)
     print(text)
     if args.out:
-        from zoo.files import atomic_write_bytes
+        from zoo.core.files import atomic_write_bytes
 
         atomic_write_bytes(args.out, text.encode())
     return results

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from .onnx import PARITY_BATCHES, check_opset, check_parity, check_tolerance, export_onnx, load_model
-from zoo.files import atomic_path, check_writable
-from zoo.console import add_quiet, key_value, run_command
-from zoo.errors import ArgumentError
-from zoo.progress import progress_bar
-from zoo.registry import check_input_size
+from zoo.core.files import atomic_path, check_writable
+from zoo.core.console import add_quiet, key_value, run_command
+from zoo.core.errors import ArgumentError
+from zoo.core.progress import progress_bar
+from zoo.models.registry import check_input_size
 
 
 def _batch(value: str) -> int | None:
@@ -42,7 +42,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     """The ``python -m zoo.export`` arguments, added to ``parser`` when given (to mount it as ``zoo export``)."""
     parser = parser or argparse.ArgumentParser(prog="python -m zoo.export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="registry name (zoo list), or arch.tag to export its published weights")
-    parser.add_argument("--weights", help="a .safetensors file, a checkpoint folder, or hf-hub:owner/name[@revision] (zoo.hub.load_weights)")
+    parser.add_argument("--weights", help="a .safetensors file, a checkpoint folder, or hf-hub:owner/name[@revision] (zoo.load_weights)")
     parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: torch's)")
     parser.add_argument("--batch", type=_batch, default=None, metavar="dynamic|N", help="a dynamic batch axis (default) or a fixed batch N")

@@ -79,18 +79,18 @@ from .peak import peak_gmacs
 from .report import SCHEMA, compare, read_results, write_results
 from .stats import NOISY, ratios, summary
 from .timing import CONTENDED, Round, Worker, cpu_clock, interleaved, others_share, time_round
-from zoo.arguments import Range, check_arguments
-from zoo.files import check_writable
-from zoo.console import add_quiet, positive, run_command
-from zoo.data import Dataset, DeviceLoader, load_dataset, load_sample, subset
-from zoo.datasets import DEFAULT_DATASET, get_spec, list_datasets
-from zoo.errors import ArgumentError, CheckpointError, DataError, ExportError, UnknownModelError
-from zoo.hub import read_meta
+from zoo.core.arguments import Range, check_arguments
+from zoo.core.files import check_writable
+from zoo.core.console import add_quiet, positive, run_command
+from zoo.data.loading import Dataset, DeviceLoader, load_dataset, load_sample, subset
+from zoo.data.datasets import DEFAULT_DATASET, get_spec, list_datasets
+from zoo.core.errors import ArgumentError, CheckpointError, DataError, ExportError, UnknownModelError
+from zoo.hub.pretrained import read_meta
 from zoo.models.layers import ZooModel
-from zoo.machine import cpu_name, has_bf16, has_vnni, isa_features, physical_cores
-from zoo.progress import progress_bar
-from zoo.registry import split_model_name
-from zoo.version import __version__
+from zoo.core.machine import cpu_name, has_bf16, has_vnni, isa_features, physical_cores
+from zoo.core.progress import progress_bar
+from zoo.models.registry import split_model_name
+from zoo.core.version import __version__
 
 
 PAPER_MODELS = ("vgg19", "resnet18", "googlenet*")
@@ -98,7 +98,7 @@ PAPER_MODELS = ("vgg19", "resnet18", "googlenet*")
 
 IMAGENET = "imagenet"
 """The ImageNet-sized input, 3x224x224 and 1000 classes: timing only (zoo has no ImageNet data). The other inputs
-are the registered datasets (zoo.datasets), each at its spec's input size and classes."""
+are the registered datasets (zoo.data.datasets), each at its spec's input size and classes."""
 
 
 def input_names() -> list[str]:
@@ -137,7 +137,7 @@ class BenchConfig:
     batch_sizes: tuple[int, ...] = (1, 32)  # the table's latency and throughput; more (e.g. 8) for the batch chart
     engines: tuple[str, ...] = DEFAULT_ENGINES  # names in ENGINES, or "all"
     skip_engines: tuple[str, ...] = ()  # names switched off, e.g. from "all"
-    features: dict[str, bool] = field(default_factory=isa_features)  # the CPU's (zoo.machine): what bf16/int8 use
+    features: dict[str, bool] = field(default_factory=isa_features)  # the CPU's (zoo.core.machine): what bf16/int8 use
     rounds: int = 7
     warmup: int = 1  # calls before each round's timed ones: the engine timed before it has left other data in cache
     round_s: float = 0.05  # each round times calls for at least this long (and 3 calls)
@@ -315,7 +315,7 @@ def _figures(rounds: dict[str, list[float]]) -> list[list[float]]:
 
 
 def normalised_batches(data: Dataset, x: torch.Tensor, y: torch.Tensor, batch: int):
-    """(float32 NCHW normalised with the dataset's mean and std, labels) batches, in order: zoo.data's loader."""
+    """(float32 NCHW normalised with the dataset's mean and std, labels) batches, in order: zoo.data.loading's loader."""
     loader = DeviceLoader(x, y, batch_size=batch, mean=data.spec.mean, std=data.spec.std, shuffle=False, drop_last=False)
     return ((xb.numpy(), yb.numpy()) for xb, yb in loader.batches(0))
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.files import atomic_path, atomic_write_bytes, sha256_file
+from zoo.core.files import atomic_path, atomic_write_bytes, sha256_file
 
 __all__ = ["cache_dir", "cached", "code_sha256", "is_cached", "state_sha256"]
 

@@ -38,12 +38,12 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 import zoo
-from zoo.files import atomic_path
-from zoo.errors import ArgumentError, ExportError
+from zoo.core.files import atomic_path
+from zoo.core.errors import ArgumentError, ExportError
 from zoo.models.layers import ZooModel
-from zoo.inference import ONNX_PREFIX, PROVIDER, onnx_session
-from zoo.registry import split_model_name
-from zoo.version import __version__
+from zoo.inference.runtime import ONNX_PREFIX, PROVIDER, onnx_session
+from zoo.models.registry import split_model_name
+from zoo.core.version import __version__
 
 __all__ = [
     "INPUT_NAME", "MAX_OPSET", "MIN_OPSET", "OUTPUT_NAME", "PARITY_BATCHES", "PROVIDER", "check_onnx", "check_opset",
@@ -213,7 +213,7 @@ def create_session(path: str | os.PathLike, threads: int | None = None, *, spinn
 
     ``spinning=False`` keeps idle worker threads from busy-waiting after a run, so another engine timed next
     on the same cores is not slowed by them (the benchmark's setting). A file onnxruntime cannot load is an
-    ArgumentError naming it (:func:`zoo.inference.onnx_session`)."""
+    ArgumentError naming it (:func:`zoo.inference.runtime.onnx_session`)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -270,7 +270,7 @@ def check_parity(
 
 
 def load_model(name: str, *, weights: str | None = None, **kwargs: Any) -> ZooModel:
-    """The model to export, in eval mode: ``name`` with ``weights`` (zoo.hub.load_model: the weights' recorded
+    """The model to export, in eval mode: ``name`` with ``weights`` (zoo.load_model: the weights' recorded
     configuration; ``num_classes`` or ``in_chans`` other than theirs adapt it as timm does, e.g. 0 for a feature
     extractor, any other kwarg may only repeat it), an ``arch.tag`` with its published weights, or a bare arch
     randomly initialised. ``None`` values mean "not given"."""

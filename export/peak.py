@@ -19,7 +19,7 @@ import torch
 from onnx import TensorProto, helper
 
 from .onnx import PROVIDER
-from zoo.machine import has_bf16
+from zoo.core.machine import has_bf16
 
 __all__ = ["GEMM_N", "peak_gmacs"]
 

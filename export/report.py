@@ -16,10 +16,10 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.files import atomic_write_bytes, check_readable
-from zoo.console import format_table
-from zoo.errors import ArgumentError
-from zoo.plots import png_bytes
+from zoo.core.files import atomic_write_bytes, check_readable
+from zoo.core.console import format_table
+from zoo.core.errors import ArgumentError
+from zoo.core.plots import png_bytes
 
 if TYPE_CHECKING:  # matplotlib is imported lazily, by the charts only
     from matplotlib.figure import Figure

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo.errors import ExportError
+from zoo.core.errors import ExportError
 
 __all__ = ["CONTENDED", "Round", "Worker", "busy_ticks", "cpu_clock", "interleaved", "others_share", "time_round"]
 

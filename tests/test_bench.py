@@ -37,9 +37,9 @@ from zoo.export.peak import peak_gmacs
 from zoo.export.report import NOISY_LEGEND, batch_chart, compare, cost_chart, peak_chart, table_rows, write_results
 from zoo.export.stats import bootstrap_interval, is_noisy, ratios, summary
 from zoo.export.timing import Worker, busy_ticks, cpu_clock, interleaved, others_share, time_round
-from zoo.data import load_sample, synthetic
-from zoo.errors import ArgumentError, CheckpointError, DataError, ExportError
-from zoo.machine import ISA_FEATURES, has_bf16, has_vnni, isa_features
+from zoo.data.loading import load_sample, synthetic
+from zoo.core.errors import ArgumentError, CheckpointError, DataError, ExportError
+from zoo.core.machine import ISA_FEATURES, has_bf16, has_vnni, isa_features
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["vgg11", "--model-arg", "head=cifar", "--input", "mnist", "--batch-sizes", "2", "--rounds", "2", "--threads", "1"]
@@ -389,7 +389,7 @@ def test_default_is_the_papers_models_and_the_inputs_tags_at_cifar10_input():
 
 
 def test_the_shipped_sample_is_real_small_and_stratified():
-    from zoo.data import SAMPLE_FILE
+    from zoo.data.loading import SAMPLE_FILE
 
     assert SAMPLE_FILE.stat().st_size <= 2 * 2**20
     for name, n_test in (("mnist", 1000), ("cifar10", 500)):

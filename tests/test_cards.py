@@ -1,4 +1,4 @@
-"""zoo.cards and `zoo card RUN_DIR`: every number on a card recomputed from the checkpoint and the run."""
+"""zoo.hub.cards and `zoo card RUN_DIR`: every number on a card recomputed from the checkpoint and the run."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,13 +13,13 @@ import torch
 from huggingface_hub import ModelCard
 
 import zoo
-from zoo.cards import build_card, metrics_from_history, write_run_card
-from zoo.datasets import get_spec
-from zoo.files import sha256_file
-from zoo.weights import CARD_NAME, CONFIG_NAME, CURVE_NAME, WEIGHTS_NAME, CheckpointMeta
+from zoo.hub.cards import build_card, metrics_from_history, write_run_card
+from zoo.data.datasets import get_spec
+from zoo.core.files import sha256_file
+from zoo.hub.weights import CARD_NAME, CONFIG_NAME, CURVE_NAME, WEIGHTS_NAME, CheckpointMeta
 from zoo.cli import main
-from zoo.errors import CheckpointError
-from zoo.hub import save_pretrained
+from zoo.core.errors import CheckpointError
+from zoo.hub.pretrained import save_pretrained
 
 ARCH = "resnet18"
 KWARGS = {"num_classes": 10, "in_chans": 1}
@@ -177,7 +177,7 @@ def test_run_dir_problems_say_what_to_pass(run_dir, tmp_path, capsys):
 
 
 def test_the_test_steering_note_follows_what_the_run_did():
-    from zoo.cards import run_notes
+    from zoo.hub.cards import run_notes
 
     dropped = [{"epoch": 1, "lr": 0.1, "test_err": 30.0}, {"epoch": 2, "lr": 0.01, "test_err": 29.0}]
     assert "optimistic" in run_notes({"schedule": "plateau"}, dropped)[0]
@@ -187,8 +187,8 @@ def test_the_test_steering_note_follows_what_the_run_did():
 
 
 def test_runs_of_different_models_get_different_card_names():
-    from zoo.recipes import get_recipe
-    from zoo.train import run_tag
+    from zoo.train.recipes import get_recipe
+    from zoo.train.loop import run_tag
 
     paper = get_recipe("paper", "googlenet", "cifar10")
     assert run_tag("cifar10", paper, {}) == "cifar10_paper"

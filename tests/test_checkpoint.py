@@ -1,4 +1,4 @@
-"""zoo.files and zoo.weights: atomic writes, staged folders, the metadata schema, and the checks before a load."""
+"""zoo.core.files and zoo.hub.weights: atomic writes, staged folders, the metadata schema, and the checks before a load."""
 from __future__ import annotations
 
 import json
@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 import zoo
-from zoo.files import atomic_write_bytes, staged_dir
-from zoo.weights import (
+from zoo.core.files import atomic_write_bytes, staged_dir
+from zoo.hub.weights import (
     CheckpointMeta,
     check_compatible,
     check_finite,
@@ -19,8 +19,8 @@ from zoo.weights import (
     state_dict_of,
     strip_prefixes,
 )
-from zoo.datasets import DataConfig
-from zoo.errors import CheckpointError
+from zoo.data.datasets import DataConfig
+from zoo.core.errors import CheckpointError
 
 
 def meta_for(arch: str, **model_kwargs) -> CheckpointMeta:
@@ -182,7 +182,7 @@ def test_read_checkpoint_strips_wrapper_prefixes(tmp_path):
 def test_read_checkpoint_checks_every_pinned_digest(tmp_path):
     path = tmp_path / "w.safetensors"
     save_tensors(path, {"w": torch.ones(2)}, {"format": "pt"})
-    from zoo.files import sha256_file
+    from zoo.core.files import sha256_file
 
     good = sha256_file(path)
     tensors, meta = read_checkpoint(path, sha256={"config.json": good})

@@ -18,16 +18,16 @@ import torch
 from PIL import Image
 
 import zoo
-from zoo import registry
+from zoo.models import registry
 from zoo.cli import main
-from zoo.errors import ArgumentError, CheckpointError, DataError, HubError, TrainingError, UnknownModelError
+from zoo.core.errors import ArgumentError, CheckpointError, DataError, HubError, TrainingError, UnknownModelError
 from zoo.export.__main__ import main as export_main
 from zoo.export.onnx import MAX_OPSET, MIN_OPSET, check_parity, export_onnx
 from zoo.export.report import compare
-from zoo.hub import load_weights, publishable_files, save_pretrained
-from zoo.inference import predict
-from zoo.rundir import LoopState, save_state
-from zoo.weights import load_tensors, read_metadata, save_tensors
+from zoo.hub.pretrained import load_weights, publishable_files, save_pretrained
+from zoo.inference.runtime import predict
+from zoo.hub.rundir import LoopState, save_state
+from zoo.hub.weights import load_tensors, read_metadata, save_tensors
 
 from conftest import REPO, SMALL, TINY
 
@@ -106,7 +106,7 @@ def test_weights_of_an_unknown_arch_are_refused_naming_the_file(saved_once, tmp_
 
 
 def test_a_huge_input_size_is_refused_before_predict_resizes_an_image(saved_once, tmp_path, monkeypatch):
-    import zoo.inference as P
+    import zoo.inference.runtime as P
 
     image = tmp_path / "x.png"
     Image.new("L", (28, 28)).save(image)
@@ -220,7 +220,7 @@ def test_info_input_size_is_checked_before_counting(size, message, capsys):
 
 
 def test_train_init_weights_with_bad_metadata_are_refused_before_the_data(saved_once, tmp_path, capsys, monkeypatch):
-    import zoo.train as T
+    import zoo.train.loop as T
 
     path = restamped(saved_once, tmp_path / "w.safetensors", data={"std": [0]})
     monkeypatch.setattr(T, "prepare_data", lambda *a, **k: pytest.fail("the data was loaded"))
@@ -665,7 +665,7 @@ def test_a_device_this_machine_lacks_is_one_line_before_any_work(command, device
 
 
 def test_range_bounds_print_as_people_write_them():
-    from zoo.arguments import Range
+    from zoo.core.arguments import Range
 
     assert str(Range(0, 10**6, open_high=False)) == ">= 0 and <= 1,000,000"
     assert str(Range(0, 1)) == ">= 0 and < 1" and str(Range(0, open_low=True)) == "> 0"

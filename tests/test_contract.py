@@ -20,10 +20,10 @@ from torch import Tensor, nn
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
 import zoo
-from zoo import recipes
+from zoo.train import recipes
 from zoo.models.layers import Variant, ZooModel, classifier, feature_info
-from zoo.registry import _MODELS, factory, meta_model, model_args, model_class, register_model
-from zoo.train import TrainConfig, train
+from zoo.models.registry import _MODELS, factory, meta_model, model_args, model_class, register_model
+from zoo.train.loop import TrainConfig, train
 
 from test_export import check_exported, check_fold_rule, export_case, export_cases
 

@@ -10,9 +10,9 @@ from PIL import Image
 
 import zoo
 from zoo.cli import main
-from zoo.data import DeviceLoader, crop_flip, load_dataset, synthetic
-from zoo.datasets import DataSpec, register_dataset, unregister_dataset
-from zoo.errors import DataError
+from zoo.data.loading import DeviceLoader, crop_flip, load_dataset, synthetic
+from zoo.data.datasets import DataSpec, register_dataset, unregister_dataset
+from zoo.core.errors import DataError
 
 
 def test_npz_layout_and_mnist_padding(tmp_path):
@@ -45,7 +45,7 @@ def test_missing_data_says_what_to_pass(tmp_path):
 
 def test_val_split_is_disjoint_and_seeded():
     ds = synthetic("cifar10", n_train=200, n_test=10)
-    from zoo.data import split_validation
+    from zoo.data.loading import split_validation
 
     a, b = split_validation(ds, 50, seed=1), split_validation(ds, 50, seed=1)
     assert len(a.y_val) == 50 and len(a.y_train) == 150
@@ -108,7 +108,7 @@ def test_real_datasets_match_their_readme(data_dir):
 def test_colour_jitter_is_torchvisions_arithmetic(channels):
     from torchvision.transforms.v2 import functional as TF
 
-    from zoo.data import paper_augment
+    from zoo.data.loading import paper_augment
 
     g = torch.Generator().manual_seed(0)
     n = 6

@@ -1,4 +1,4 @@
-"""A model's data contract (zoo.datasets.DataConfig): one record that timm's transforms, zoo.predict, image folders,
+"""A model's data contract (zoo.data.datasets.DataConfig): one record that timm's transforms, zoo.predict, image folders,
 fine-tuning, saved files and cards all read, so they agree."""
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from timm.data import create_transform, resolve_data_config
 import zoo
 from conftest import REPO
 from zoo.cli import main
-from zoo.data import SAMPLE_FILE
-from zoo.inference import predictor
-from zoo.registry import meta_model
+from zoo.data.loading import SAMPLE_FILE
+from zoo.inference.runtime import predictor
+from zoo.models.registry import meta_model
 
 SIZES = [None, (20, 20), (56, 56), (45, 30)]
 """(W, H) an image is resized to before it is given to a model: its own size (None), smaller, larger, not square."""
@@ -125,7 +125,7 @@ def test_a_small_greyscale_folder_trains_a_one_channel_model_with_the_defaults(t
 
 
 def test_init_adapts_a_tag_to_the_channels_asked_for(tmp_path):
-    from zoo.train import TrainConfig, _init_and_spec
+    from zoo.train.loop import TrainConfig, _init_and_spec
 
     folder = write_folder(tmp_path / "digits", "L", per_class=2)
     cfg = TrainConfig(arch="googlenet_res5x5", dataset=f"folder:{folder}", init="googlenet_res5x5.cifar10_paper",

@@ -20,14 +20,14 @@ from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
 import zoo
-import zoo.registry
+import zoo.models.registry
 from zoo.export import export_onnx
 from zoo.cli import main
-from zoo.progress import progress_bar
-from zoo.data import DeviceLoader, synthetic
-from zoo.errors import ZooInputError
-from zoo.inference import predict
-from zoo.train import evaluate
+from zoo.core.progress import progress_bar
+from zoo.data.loading import DeviceLoader, synthetic
+from zoo.core.errors import ZooInputError
+from zoo.inference.runtime import predict
+from zoo.train.loop import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 FAMILIES = [("resnet18", "stem"), ("vgg11_bn", "head"), ("googlenet_res5x5", "stem")]

@@ -20,13 +20,13 @@ import torch
 from torch import nn
 
 import zoo
-import zoo.registry
+import zoo.models.registry
 from zoo.export import check_parity, export_onnx
 from zoo.export.__main__ import build_parser, main
 from zoo.export.onnx import fold_batchnorm
-from zoo.errors import ExportError
+from zoo.core.errors import ExportError
 from zoo.models.layers import VARIANTS
-from zoo.registry import _MODELS, meta_model, model_class
+from zoo.models.registry import _MODELS, meta_model, model_class
 
 
 def code_path(name: str) -> tuple[str, frozenset]:

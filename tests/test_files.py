@@ -20,12 +20,12 @@ import pytest
 import torch
 from torch import nn
 
-import zoo.files
+import zoo.core.files
 from zoo.cli import main
-from zoo.errors import ArgumentError, ExportError
+from zoo.core.errors import ArgumentError, ExportError
 from zoo.export.__main__ import main as export_main
-from zoo.files import atomic_write_bytes, check_writable, staged_dir
-from zoo.weights import load_tensors, save_tensors
+from zoo.core.files import atomic_write_bytes, check_writable, staged_dir
+from zoo.hub.weights import load_tensors, save_tensors
 
 from conftest import TINY, dead_pid
 
@@ -155,7 +155,7 @@ def test_a_link_to_a_regular_file_is_written_through_and_kept(tmp_path, monkeypa
     link.symlink_to(Path("real") / "model.safetensors")  # relative, as users make them
     renames = []
     replace = os.replace
-    monkeypatch.setattr(zoo.files.os, "replace", lambda src, dst: (renames.append((Path(src), Path(dst))), replace(src, dst)))
+    monkeypatch.setattr(zoo.core.files.os, "replace", lambda src, dst: (renames.append((Path(src), Path(dst))), replace(src, dst)))
     check_writable(link)
     save_tensors(link, TENSORS, {"k": "v"})
     assert link.is_symlink() and os.readlink(link) == str(Path("real") / "model.safetensors")
@@ -232,7 +232,7 @@ def test_temps_of_dead_writers_are_removed_and_those_of_live_or_recent_ones_kept
     (orphan_dir / "model.safetensors").write_bytes(b"partial")
     for path in (orphan, fresh, live, foreign):
         path.write_bytes(b"partial")
-    old = time.time() - zoo.files.ORPHAN_AGE_S - 60
+    old = time.time() - zoo.core.files.ORPHAN_AGE_S - 60
     for path in (orphan, orphan_dir, live, foreign):
         os.utime(path, (old, old))
     atomic_write_bytes(tmp_path / "other.json", b"{}")  # any write into the directory cleans it
@@ -338,7 +338,7 @@ def test_safetensors_read_errors_name_the_file(tmp_path, monkeypatch):
     def failing_open(*args, **kwargs):
         raise OSError("No such device (os error 19)")  # safetensors' OSErrors carry neither errno nor file name
 
-    monkeypatch.setattr("zoo.weights.safe_open", failing_open)
+    monkeypatch.setattr("zoo.hub.weights.safe_open", failing_open)
     with pytest.raises(OSError, match="No such device") as info:
         load_tensors(path)
     assert info.value.filename == str(path)

@@ -1,6 +1,6 @@
 """Fine-tuning from saved weights (``zoo train --init FOLDER``) trains, and repeats itself, from every kind of source.
 
-The divergence of issue 28: ``zoo.hub.load_model`` builds the model on the meta device and materialises it with
+The divergence of issue 28: ``zoo.load_model`` builds the model on the meta device and materialises it with
 ``to_empty``, whose memory the strict load overwrites, except a classifier of another size than the file's, which
 timm's semantics keep from the model. That head held whatever the allocator handed out (values near 1e36, NaN): a
 fine-tune's first loss was 1e19 to 1e30 in five runs of six, non-finite in some. The ``poisoned_memory`` fixture makes
@@ -20,9 +20,9 @@ from torch import nn
 
 import zoo
 from zoo.cli import main
-from zoo.errors import TrainingError
-from zoo.hub import load_model, save_pretrained
-from zoo.train import TrainConfig, train
+from zoo.core.errors import TrainingError
+from zoo.hub.pretrained import load_model, save_pretrained
+from zoo.train.loop import TrainConfig, train
 
 from conftest import TINY
 

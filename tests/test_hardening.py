@@ -23,17 +23,17 @@ from PIL import Image
 
 import zoo
 from zoo.export.__main__ import main as export_main
-from zoo.files import atomic_write_bytes, staged_dir
-from zoo.weights import load_tensors, save_tensors
+from zoo.core.files import atomic_write_bytes, staged_dir
+from zoo.hub.weights import load_tensors, save_tensors
 from zoo.cli import main
-from zoo.console import EXIT_STOPPED, key_value, run_command
-from zoo.data import load_dataset
-from zoo.errors import ArgumentError, CheckpointError, DataError, HubError, RunStopped, TrainingError, ZooInputError
-from zoo.hub import load_weights, save_pretrained
-from zoo.inference import predict
-from zoo.release import release
-from zoo.rundir import RunDir
-from zoo.train import TrainConfig, train
+from zoo.core.console import EXIT_STOPPED, key_value, run_command
+from zoo.data.loading import load_dataset
+from zoo.core.errors import ArgumentError, CheckpointError, DataError, HubError, RunStopped, TrainingError, ZooInputError
+from zoo.hub.pretrained import load_weights, save_pretrained
+from zoo.inference.runtime import predict
+from zoo.train.release import release
+from zoo.hub.rundir import RunDir
+from zoo.train.loop import TrainConfig, train
 
 from conftest import TINY, dead_pid
 
@@ -149,7 +149,7 @@ def test_half_precision_weights_load_only_while_they_stay_finite(tmp_path):
 def test_a_run_directory_has_one_writer_and_a_killed_holder_leaves_no_lock(tmp_path, capsys):
     out = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from zoo.rundir import directory_lock\n"
+        "import sys, time; from pathlib import Path; from zoo.hub.rundir import directory_lock\n"
         f"with directory_lock(Path({str(out)!r})):\n    print('held', flush=True); time.sleep(60)")],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -167,7 +167,7 @@ def test_a_run_directory_has_one_writer_and_a_killed_holder_leaves_no_lock(tmp_p
 @pytest.mark.slow
 def test_failed_export_parity_leaves_no_onnx_and_the_old_file_alone(tmp_path, monkeypatch, capsys):
     import zoo.export.__main__ as E
-    from zoo.errors import ExportError
+    from zoo.core.errors import ExportError
 
     out = tmp_path / "m.onnx"
     out.write_bytes(b"the previous export")
@@ -230,7 +230,7 @@ def test_repo_ids_that_could_leave_the_mirror_are_refused(source, tmp_path, monk
 def test_a_tag_file_name_cannot_leave_its_folder(monkeypatch):
     import dataclasses
 
-    from zoo.hub import load_pretrained
+    from zoo.hub.pretrained import load_pretrained
 
     tag = dataclasses.replace(zoo.get_pretrained_tag("googlenet_res5x5.mnist_paper"), filename="../../zoo/pretrained.json")
     with pytest.raises(HubError, match="is not a file name"):
@@ -400,7 +400,7 @@ def test_an_onnx_file_zoo_cannot_read_is_refused_for_predict(tmp_path):
 @pytest.mark.parametrize("name", ["vgg11", "resnet18", "googlenet"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
 def test_input_of_another_precision_is_refused_the_same_way_in_every_family(name, dtype):
-    model = zoo.registry.meta_model(name, num_classes=10)
+    model = zoo.models.registry.meta_model(name, num_classes=10)
     with pytest.raises(ZooInputError, match=f"holds torch.float32 weights but the input is {dtype}"):
         model(torch.zeros(1, 3, 32, 32, dtype=dtype, device="meta"))
 
@@ -411,7 +411,7 @@ def test_input_of_another_precision_is_refused_the_same_way_in_every_family(name
 @pytest.fixture
 def disk_fails(monkeypatch):
     """The write fails after the new bytes went to their temporary file, before the rename (a full disk, a kill)."""
-    import zoo.weights as C
+    import zoo.hub.weights as C
 
     def failing_replace(src, dst):
         raise OSError(28, "No space left on device (injected)")

@@ -1,4 +1,4 @@
-"""zoo.hub: save_pretrained -> load by path, by local mirror, through a real Hub server, and every refusal.
+"""zoo.hub.pretrained: save_pretrained -> load by path, by local mirror, through a real Hub server, and every refusal.
 
 A tiny ResNet-18 (1 channel, 10 classes, 32x32) is trained two SGD steps on
 random images; its folder is then loaded every way a user can and must give
@@ -33,13 +33,13 @@ from huggingface_hub import constants
 from huggingface_hub.utils import filter_repo_objects
 
 import zoo
-import zoo.registry
-from zoo.datasets import get_spec
-from zoo.files import sha256_file
-from zoo.weights import CARD_NAME, CONFIG_NAME, CURVE_NAME, WEIGHTS_NAME, load_tensors, read_metadata, save_tensors
-from zoo.errors import ArgumentError, CheckpointError, HubError
-from zoo.hub import MIRROR_ENV, load_pretrained, load_weights, push_to_hub, save_pretrained
-from zoo.registry import PretrainedTag
+import zoo.models.registry
+from zoo.data.datasets import get_spec
+from zoo.core.files import sha256_file
+from zoo.hub.weights import CARD_NAME, CONFIG_NAME, CURVE_NAME, WEIGHTS_NAME, load_tensors, read_metadata, save_tensors
+from zoo.core.errors import ArgumentError, CheckpointError, HubError
+from zoo.hub.pretrained import MIRROR_ENV, load_pretrained, load_weights, push_to_hub, save_pretrained
+from zoo.models.registry import PretrainedTag
 
 ARCH = "resnet18"
 KWARGS = {"num_classes": 10, "in_chans": 1}
@@ -262,7 +262,7 @@ def test_wrong_model_refused_with_the_fix(trained, arch, kwargs, message):
 
 
 def test_missing_source_says_what_to_pass(tmp_path):
-    with pytest.raises(CheckpointError, match="pass a .safetensors file, a folder written by zoo.hub.save_pretrained"):
+    with pytest.raises(CheckpointError, match="pass a .safetensors file, a folder written by zoo.save_pretrained"):
         load_weights(fresh(), tmp_path / "nothing")
     with pytest.raises(HubError, match="not hf-hub:owner/name"):
         load_weights(fresh(), "hf-hub:no-owner")
@@ -276,12 +276,12 @@ def save(model, out_dir, **overrides):
 
 
 def test_save_failing_midway_leaves_nothing(trained, tmp_path, monkeypatch):
-    import zoo.cards
+    import zoo.hub.cards
 
     def broken_card(*args, **kwargs):
         raise RuntimeError("card failed after the weights were written")
 
-    monkeypatch.setattr(zoo.hub, "build_card", broken_card)  # the card step inside save_pretrained
+    monkeypatch.setattr(zoo.hub.pretrained, "build_card", broken_card)  # the card step inside save_pretrained
     with pytest.raises(RuntimeError, match="card failed"):
         save(fresh(), tmp_path / "new")
     assert os.listdir(tmp_path) == []
@@ -444,7 +444,7 @@ def test_round_trip_through_the_hub(trained, hub, monkeypatch):
 def test_pretrained_tag_loads_through_the_hub(trained, hub, monkeypatch):
     tag = tag_for(trained, revision=hub.commit)
     assert_same_outputs(load_pretrained(fresh(), tag), trained)
-    monkeypatch.setitem(zoo.registry._tags(), tag.name, tag)
+    monkeypatch.setitem(zoo.models.registry._tags(), tag.name, tag)
     assert tag.name in zoo.list_models(pretrained=True)
     assert_same_outputs(zoo.create_model("resnet18.mnist_test", pretrained=True), trained)
 
@@ -476,7 +476,7 @@ def test_a_bundled_tag_served_by_the_hub_loads_the_same(hub, tmp_path, monkeypat
     git(repo, "commit", "-q", "-m", "publish the bundled tag")
     published = dataclasses.replace(tag, hf_hub_id=f"zoo-models/{tag.name}", revision=git(repo, "rev-parse", "HEAD"))
     expected = zoo.create_model(tag.name, pretrained=True).eval()
-    monkeypatch.setattr(zoo.registry, "BUNDLED_DIR", tmp_path)  # as in a wheel install: no bundled copy
+    monkeypatch.setattr(zoo.models.registry, "BUNDLED_DIR", tmp_path)  # as in a wheel install: no bundled copy
     model = load_pretrained(zoo.create_model(tag.name), published).eval()
     x = torch.randn(2, 1, 32, 32)
     with torch.no_grad():
@@ -548,7 +548,7 @@ def test_push_sends_exactly_the_listed_files(trained, tmp_path, monkeypatch):
                 commit_description="", oid="1" * 40,
             )
 
-    monkeypatch.setattr("zoo.hub.HfApi", RecordingApi)
+    monkeypatch.setattr("zoo.hub.pretrained.HfApi", RecordingApi)
     result = push_to_hub(folder, REPO_ID, token=SECRET, private=True)
     assert calls["token"] == SECRET and calls["create_repo"] == (REPO_ID, {"private": True, "exist_ok": True})
     upload = calls["upload_folder"]
@@ -590,7 +590,7 @@ def test_push_masks_a_token_that_the_failure_quotes(trained, monkeypatch):
         def create_repo(self, repo_id, **kwargs):
             raise ValueError(f"rejected header Authorization: Bearer {self.token}")
 
-    monkeypatch.setattr("zoo.hub.HfApi", LeakyApi)
+    monkeypatch.setattr("zoo.hub.pretrained.HfApi", LeakyApi)
     with pytest.raises(HubError, match="Bearer \\*\\*\\*") as info:
         push_to_hub(trained.folder, REPO_ID, token=SECRET)
     assert SECRET not in "".join(traceback.format_exception(info.value))

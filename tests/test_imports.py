@@ -24,7 +24,7 @@ MODULES = {module_name(p): p for pkg in PACKAGES for p in sorted((REPO / pkg).rg
 
 
 def imported(node: ast.Import | ast.ImportFrom, current: str) -> list[str]:
-    """The project modules an import statement loads (``from zoo import cards`` is zoo.cards, ``from zoo import x``
+    """The project modules an import statement loads (``from zoo.hub import cards`` is zoo.hub.cards, ``from zoo import x``
     an attribute of zoo)."""
     if isinstance(node, ast.Import):
         names = [a.name for a in node.names]
@@ -81,7 +81,7 @@ def find_cycle(graph: dict[str, dict]) -> list[str] | None:
 
 
 def test_the_walker_sees_imports():
-    assert "zoo.registry" in GRAPH["zoo.models.resnet"]
+    assert "zoo.models.registry" in GRAPH["zoo.models.resnet"]
     assert "zoo" in GRAPH["export.onnx"]
     assert find_cycle({"a": {"b": []}, "b": {"c": []}, "c": {"a": []}}) == ["a", "b", "c", "a"]  # negative control
     assert find_cycle({"a": {"b": []}, "b": {}}) is None
@@ -96,14 +96,14 @@ def test_zoo_never_imports_export():
     assert not wrong, wrong
 
 
-CLI_ONLY = {"zoo.cliutil": {"zoo.cli", "zoo.commands"}}
+CLI_ONLY = {"zoo.cli.cliutil": {"zoo.cli", "zoo.cli.commands"}}
 """Modules that belong to the command line, and the only modules that may import them: a library module (export's
-bench and report among them) prints and parses with zoo.console instead."""
+bench and report among them) prints and parses with zoo.core.console instead."""
 
 
 def test_only_the_cli_imports_the_cli_helpers():
     wrong = [(m, t) for m, targets in GRAPH.items() for t in targets if t in CLI_ONLY and m not in CLI_ONLY[t]]
-    assert not wrong, f"library modules import the CLI: {wrong}; use zoo.console"
+    assert not wrong, f"library modules import the CLI: {wrong}; use zoo.core.console"
     assert all(importers <= set(MODULES) for importers in CLI_ONLY.values())  # the table names real modules
 
 

@@ -6,8 +6,8 @@ import torch
 import torchvision
 
 import zoo
-import zoo.registry
-from zoo.errors import ArgumentError
+import zoo.models.registry
+from zoo.core.errors import ArgumentError
 from zoo.models import GoogLeNetOutputs
 
 from conftest import ONE_PER_BLOCK_KIND
@@ -26,7 +26,7 @@ def config_kwargs(name: str, config: str) -> dict:
     """kwargs of a name's 'paper' config (torchvision stem/head) or its 'cifar' one."""
     if config == "paper":
         return {}
-    return {zoo.registry.model_class(name).variant_arg: "cifar"}
+    return {zoo.models.registry.model_class(name).variant_arg: "cifar"}
 
 
 def outputs_of(out):
@@ -67,7 +67,7 @@ def test_forward_backward_mnist_and_cifar(name, config):
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50", "vgg11_bn", "googlenet_res5x5", "googlenet_resall3x3"])
 def test_forward_imagenet_shape(name):
-    model = zoo.registry.meta_model(name)  # shapes only: on the meta device
+    model = zoo.models.registry.meta_model(name)  # shapes only: on the meta device
     assert model(torch.empty(1, 3, 224, 224, device="meta")).shape == (1, 1000)
 
 
@@ -164,7 +164,7 @@ def test_stem_and_head_choices_are_checked():
         zoo.create_model("resnet18", stem="mnist")
     with pytest.raises(ValueError, match="head='tiny' is not one of 'imagenet', 'cifar'"):
         zoo.create_model("vgg11", head="tiny")
-    for name in {zoo.registry.model_class(n): n for n in ALL}.values():  # one per family, its class built directly
-        cls = zoo.registry.model_class(name)
+    for name in {zoo.models.registry.model_class(n): n for n in ALL}.values():  # one per family, its class built directly
+        cls = zoo.models.registry.model_class(name)
         with pytest.raises(ArgumentError, match=f"{cls.__name__}: {cls.variant_arg}='mnist' is not one of .*; pass"):
-            zoo.registry.factory(name)(**{cls.variant_arg: "mnist"})
+            zoo.models.registry.factory(name)(**{cls.variant_arg: "mnist"})

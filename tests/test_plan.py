@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-import zoo.plan as P
-import zoo.reproduce as R
-from zoo.commands import print_plan
-from zoo.datasets import list_datasets
+import zoo.paper.plan as P
+import zoo.paper.reproduce as R
+from zoo.cli.commands import print_plan
+from zoo.data.datasets import list_datasets
 
 REPO = Path(__file__).resolve().parents[1]
 CPU_FIG5 = dict(recipes=("paper",), seeds=tuple(range(5)), epochs=3, skip=("vgg19",), val_split=5000, device="cpu")

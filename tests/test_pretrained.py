@@ -18,23 +18,23 @@ import torch
 from huggingface_hub import ModelCard
 
 import zoo
-import zoo.registry
+import zoo.models.registry
 from zoo.export.bench import ort_predict, quantize_int8, top1
 from zoo.export.onnx import check_parity, create_session, export_onnx
-from zoo.files import sha256_file
-from zoo.weights import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, load_tensors
+from zoo.core.files import sha256_file
+from zoo.hub.weights import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, load_tensors
 from zoo.cli import main
-from zoo.data import load_dataset
-from zoo.errors import CheckpointError, HubError
-from zoo.hub import publishable_files
-from zoo.rundir import RunDir
+from zoo.data.loading import load_dataset
+from zoo.core.errors import CheckpointError, HubError
+from zoo.hub.pretrained import publishable_files
+from zoo.hub.rundir import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
 TAGS = zoo.list_models(pretrained=True)
 MAX_BUNDLED_BYTES = 24 * 2**20
 
 
-def entry(name: str) -> zoo.registry.PretrainedTag:
+def entry(name: str) -> zoo.models.registry.PretrainedTag:
     return zoo.get_pretrained_tag(name)
 
 
@@ -72,7 +72,7 @@ def test_bundled_tag_ships_the_run_records_behind_its_card(name):
 
 
 def test_refreshing_a_card_refuses_weights_that_measure_otherwise(tmp_path, monkeypatch):
-    import zoo.release as release
+    import zoo.train.release as release
 
     name = "googlenet_res5x5.cifar10_paper"
     monkeypatch.setattr(release, "evaluate_model", lambda *a, **k: {"err": 50.0, "top5_err": 9.0, "images": 10000,
@@ -105,7 +105,7 @@ def test_tampered_bundled_copy_is_refused(tmp_path, monkeypatch):
     data = bytearray((copy / WEIGHTS_NAME).read_bytes())
     data[-1] ^= 1  # one bit of the last tensor
     (copy / WEIGHTS_NAME).write_bytes(bytes(data))
-    monkeypatch.setattr(zoo.registry, "BUNDLED_DIR", tmp_path)
+    monkeypatch.setattr(zoo.models.registry, "BUNDLED_DIR", tmp_path)
     with pytest.raises(CheckpointError, match=f"sha256 mismatch .* tag {re.escape(tag.name)} expects {tag.sha256}"):
         zoo.create_model(tag.name, pretrained=True)
     shutil.rmtree(copy)

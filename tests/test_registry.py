@@ -11,9 +11,9 @@ import timm
 import torch
 
 import zoo
-import zoo.registry
-from zoo.errors import UnknownModelError, ZooInputError
-from zoo.registry import TIMM_PREFIX, register_model
+import zoo.models.registry
+from zoo.core.errors import UnknownModelError, ZooInputError
+from zoo.models.registry import TIMM_PREFIX, register_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -68,7 +68,7 @@ BAD_INPUTS = [
 @pytest.mark.parametrize(("case", "x", "fix"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
 def test_bad_input_refused_before_first_conv(name, case, x, fix):
     # on the meta device: the check runs before the first conv; without it the forward would fail differently
-    model = zoo.registry.meta_model(name, num_classes=10)
+    model = zoo.models.registry.meta_model(name, num_classes=10)
     with pytest.raises(ZooInputError, match=fix.replace("(", r"\(").replace(")", r"\)")):
         model(x)
 

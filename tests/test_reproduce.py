@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import zoo.reproduce as R
-from zoo.errors import ZooError
-from zoo.rundir import RunDir, RunRecord
+import zoo.paper.reproduce as R
+from zoo.core.errors import ZooError
+from zoo.hub.rundir import RunDir, RunRecord
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ from PIL import Image
 import zoo
 from conftest import REPO, real_data_dir
 from zoo.cli import main
-from zoo.errors import ArgumentError, CheckpointError, ZooInputError
-from zoo.weights import state_dict_of
+from zoo.core.errors import ArgumentError, CheckpointError, ZooInputError
+from zoo.hub.weights import state_dict_of
 
 TAG = "googlenet_res5x5.cifar10_paper"
 MNIST_TAG = "googlenet_res5x5.mnist_paper"
@@ -67,7 +67,7 @@ def test_pretrained_with_other_classes_or_channels_keeps_the_trained_backbone(bu
 def test_adapt_input_conv_matches_timm():
     from timm.models import adapt_input_conv as timm_adapt
 
-    from zoo.weights import adapt_input_conv
+    from zoo.hub.weights import adapt_input_conv
 
     w = torch.randn(8, 3, 3, 3)
     for chans in (1, 2, 3, 4, 7):

@@ -10,7 +10,7 @@ from torchvision.models.feature_extraction import create_feature_extractor, get_
 
 import zoo
 import zoo.models.layers
-from zoo.errors import ArgumentError
+from zoo.core.errors import ArgumentError
 from zoo.models.layers import DropPath, ZooModel
 
 from conftest import ONE_PER_BLOCK_KIND

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from zoo.weights import load_tensors
-from zoo.data import synthetic
-from zoo.errors import TrainingError
-from zoo.recipes import get_recipe
+from zoo.hub.weights import load_tensors
+from zoo.data.loading import synthetic
+from zoo.core.errors import TrainingError
+from zoo.train.recipes import get_recipe
 from zoo.cli import main
-from zoo.rundir import RunDir
-from zoo.train import TrainConfig, train
+from zoo.hub.rundir import RunDir
+from zoo.train.loop import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -99,7 +99,7 @@ def test_kill_9_mid_epoch_then_resume_is_bitwise_equal(reference_run, tmp_path):
 
 @pytest.mark.slow
 def test_sigint_saves_mid_epoch_and_resume_is_bitwise_equal(reference_run, tmp_path, monkeypatch):
-    import zoo.train as T
+    import zoo.train.loop as T
 
     run = tmp_path / "interrupted"
     calls = {"n": 0}
@@ -124,7 +124,7 @@ def test_sigint_saves_mid_epoch_and_resume_is_bitwise_equal(reference_run, tmp_p
 
 @pytest.mark.slow
 def test_crash_while_writing_checkpoint_keeps_previous(tmp_path, monkeypatch):
-    import zoo.weights as C
+    import zoo.hub.weights as C
 
     run = tmp_path / "crash"
     train(TrainConfig(out=str(run), **{**TINY, "epochs": 1}))
@@ -143,7 +143,7 @@ def test_crash_while_writing_checkpoint_keeps_previous(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_non_finite_loss_stops_without_a_bad_checkpoint(tmp_path, monkeypatch):
-    import zoo.train as T
+    import zoo.train.loop as T
 
     run = tmp_path / "nan"
     train(TrainConfig(out=str(run), **{**TINY, "epochs": 1}))
@@ -175,7 +175,7 @@ def test_lr_schedules_are_pure_functions_of_the_step():
 
 
 def test_plateau_drops_after_patience():
-    from zoo.train import LoopState, _plateau
+    from zoo.train.loop import LoopState, _plateau
 
     recipe = get_recipe("paper", "resnet18", "cifar10")  # patience 1
     state = LoopState()
@@ -186,7 +186,7 @@ def test_plateau_drops_after_patience():
 
 @pytest.mark.parametrize("patience", [0, 1, 5])
 def test_plateau_matches_torch_reduce_lr_on_plateau(patience):
-    from zoo.train import LoopState, _plateau
+    from zoo.train.loop import LoopState, _plateau
 
     recipe = get_recipe("paper", "vgg19", "cifar10", plateau_patience=patience)
     param = torch.nn.Parameter(torch.zeros(1))
@@ -239,8 +239,8 @@ def test_ddp_two_gloo_processes_match_one(tmp_path):
 def test_eval_reports_errors_per_class_and_confusion(reference_run, tmp_path):
     import numpy as np
 
-    from zoo.errors import CheckpointError
-    from zoo.train import evaluate_checkpoint
+    from zoo.core.errors import CheckpointError
+    from zoo.train.loop import evaluate_checkpoint
 
     ds = synthetic("mnist", n_train=16, n_test=64, seed=0)
     np.savez(tmp_path / "mnist.npz", x_train=ds.x_train[:, 0, 2:30, 2:30].numpy(), y_train=ds.y_train.numpy().astype(np.uint8),

@@ -1,4 +1,4 @@
-"""zoo.verdicts: the seed statistics and the rule behind every verdict in a reproduction report."""
+"""zoo.paper.verdicts: the seed statistics and the rule behind every verdict in a reproduction report."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from zoo.verdicts import (
+from zoo.paper.verdicts import (
     ALPHA, RULE, all_of, at_most, better, decide, gap, holm, mde, near, power, seeds_needed, similar, summarize, t_cdf,
     t_pdf, t_ppf,
 )

@@ -14,7 +14,7 @@ import importlib
 from typing import Any
 
 from zoo import bridge
-from zoo.errors import (
+from zoo.core.errors import (
     CheckpointError,
     DataError,
     ExportError,
@@ -24,19 +24,19 @@ from zoo.errors import (
     ZooError,
     ZooInputError,
 )
-from zoo.version import __version__
+from zoo.core.version import __version__
 
 _API = {
-    "create_model": "zoo.factory",
-    "get_pretrained_tag": "zoo.registry",
-    "list_models": "zoo.registry",
-    "load_model": "zoo.hub",
-    "load_weights": "zoo.hub",
-    "model_info": "zoo.registry",
-    "predict": "zoo.inference",
-    "push_to_hub": "zoo.hub",
-    "register_model": "zoo.registry",
-    "save_pretrained": "zoo.hub",
+    "create_model": "zoo.hub.factory",
+    "get_pretrained_tag": "zoo.models.registry",
+    "list_models": "zoo.models.registry",
+    "load_model": "zoo.hub.pretrained",
+    "load_weights": "zoo.hub.pretrained",
+    "model_info": "zoo.models.registry",
+    "predict": "zoo.inference.runtime",
+    "push_to_hub": "zoo.hub.pretrained",
+    "register_model": "zoo.models.registry",
+    "save_pretrained": "zoo.hub.pretrained",
 }
 """The public functions, by the module that owns each: loaded, with the models registered, on first use."""
 

@@ -1,7 +1,7 @@
 """zoo's models in timm, the moment timm is imported, before or after zoo, without zoo importing timm.
 
 Importing timm costs about 1.7 s (torchvision, torch._dynamo), and zoo itself starts without torch, so the
-registration waits for timm: an import hook calls ``zoo.factory.mirror_into_timm`` right after timm's module
+registration waits for timm: an import hook calls ``zoo.hub.factory.mirror_into_timm`` right after timm's module
 has run. A mere probe (``importlib.util.find_spec("timm")``, as torch.hub's dependency check makes) imports
 nothing, so the hook stays in place until timm really loads.
 """
@@ -48,7 +48,7 @@ class AfterImport(importlib.abc.MetaPathFinder):
 
 def _mirror() -> None:
     importlib.import_module("zoo.models")  # every architecture, registered before timm is told of them
-    importlib.import_module("zoo.factory").mirror_into_timm()  # loaded now: timm has loaded torch already
+    importlib.import_module("zoo.hub.factory").mirror_into_timm()  # loaded now: timm has loaded torch already
 
 
 def install() -> None:

@@ -17,9 +17,9 @@ import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
 
-from zoo.cliutil import COMMANDS
-from zoo.console import EXIT_CODES, EXIT_STOPPED, run_command
-from zoo.version import __version__
+from zoo.cli.cliutil import COMMANDS
+from zoo.core.console import EXIT_CODES, EXIT_STOPPED, run_command
+from zoo.core.version import __version__
 
 __all__ = ["PLUGIN_GROUP", "build_parser", "main", "plugins"]
 
@@ -33,7 +33,7 @@ def plugins() -> dict:
 
 
 def build_parser(add_commands: Callable[[argparse._SubParsersAction], None] | None = None) -> argparse.ArgumentParser:
-    """The ``zoo`` parser: with ``add_commands`` (zoo.commands'), the subcommands' own arguments; without, only their
+    """The ``zoo`` parser: with ``add_commands`` (zoo.cli.commands'), the subcommands' own arguments; without, only their
     names and help, enough for ``--help`` and ``--version``."""
     parser = argparse.ArgumentParser(prog="zoo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"zoo {__version__}")
@@ -69,9 +69,6 @@ def _main(argv: list[str]) -> int:
         return run_command(found[argv[0]].load()(parser), argv[1:])
     if not any(a in COMMANDS for a in argv):  # --help, --version, or no command: answered without the library
         return run_command(build_parser(), argv)
-    commands = importlib.import_module("zoo.commands")  # the library, torch included: only once a command runs
+    commands = importlib.import_module("zoo.cli.commands")  # the library, torch included: only once a command runs
     return run_command(build_parser(commands.add_commands), argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

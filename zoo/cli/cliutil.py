@@ -1,13 +1,13 @@
 """zoo's command line and nothing else: its subcommands' one-line help and the dataset argument types.
 
-The shared plumbing (argument types, tables, the exit-code rule) is zoo.console, which export's modules use too;
-only the CLI (zoo.cli, zoo.commands) imports this module.
+The shared plumbing (argument types, tables, the exit-code rule) is zoo.core.console, which export's modules use too;
+only the CLI (zoo.cli, zoo.cli.commands) imports this module.
 """
 from __future__ import annotations
 
 import argparse
 
-from zoo.datasets import FOLDER_PREFIX, list_datasets
+from zoo.data.datasets import FOLDER_PREFIX, list_datasets
 
 __all__ = ["COMMANDS", "dataset_name", "registered_dataset"]
 

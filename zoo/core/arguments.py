@@ -1,7 +1,7 @@
 """Checking keyword arguments against a signature before any work: names, types, choices and ranges.
 
-Used where arguments enter: a model's kwargs (``zoo.registry.build_model``), a
-recipe's fields (``zoo.recipes.get_recipe``). A bad value is refused with the
+Used where arguments enter: a model's kwargs (``zoo.models.registry.build_model``), a
+recipe's fields (``zoo.train.recipes.get_recipe``). A bad value is refused with the
 valid ones, so ``aux_logits="False"`` (a truthy string) or ``stem="bogus"`` can
 never reach a model.
 """
@@ -13,7 +13,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from zoo.errors import ArgumentError, ZooError
+from zoo.core.errors import ArgumentError, ZooError
 
 __all__ = ["Range", "check_arguments"]
 

@@ -1,8 +1,8 @@
 """What every command line of zoo and of export shares, and what a library module may print with: argument
 types, the ``--quiet`` flag, markdown tables and the exit-code rule.
 
-A leaf: it imports nothing of zoo but its errors and the environment's checks (zoo.environment), so the CLI
-(``zoo.cli``, ``zoo.commands``, ``zoo.cliutil``) and export's modules build on it without importing each other.
+A leaf: it imports nothing of zoo but its errors and the environment's checks (zoo.core.environment), so the CLI
+(``zoo.cli``, ``zoo.cli.commands``, ``zoo.cli.cliutil``) and export's modules build on it without importing each other.
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from zoo.environment import check_environment, debug_enabled
-from zoo.errors import RunStopped, ZooError
+from zoo.core.environment import check_environment, debug_enabled
+from zoo.core.errors import RunStopped, ZooError
 
 __all__ = ["EXIT_CODES", "EXIT_OS_ERROR", "EXIT_STOPPED", "EXIT_USER_ERROR", "add_quiet", "format_table", "key_value",
            "positive", "run_command"]

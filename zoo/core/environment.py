@@ -2,9 +2,9 @@
 
 Every command calls :func:`check_environment` first, so a mistyped variable is one line naming it, not a
 traceback minutes in. The readers use the parsed values from here: :func:`distributed` (torchrun's variables,
-for ``zoo.train``) and :func:`hf_endpoint` (``zoo.hub``). Variables that huggingface_hub reads for zoo
+for ``zoo.train.loop``) and :func:`hf_endpoint` (``zoo.hub.pretrained``). Variables that huggingface_hub reads for zoo
 (``HF_HUB_OFFLINE``, ``HF_HOME``, ``HF_HUB_CACHE``) are checked too; the rest are read where they are used
-(``ZOO_DATA_DIR`` in zoo.data, ``ZOO_HUB_DIR`` in zoo.hub, ``ZOO_GIT_COMMIT`` in zoo.machine).
+(``ZOO_DATA_DIR`` in zoo.data.loading, ``ZOO_HUB_DIR`` in zoo.hub.pretrained, ``ZOO_GIT_COMMIT`` in zoo.core.machine).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from zoo.errors import ArgumentError
+from zoo.core.errors import ArgumentError
 
 __all__ = ["check_environment", "debug_enabled", "distributed", "hf_endpoint"]
 

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from zoo.errors import ArgumentError
+from zoo.core.errors import ArgumentError
 
 __all__ = ["atomic_path", "atomic_write_bytes", "check_inside", "check_readable", "check_writable", "naming_os_errors",
            "remove_stale_temps", "sha256_file", "staged_dir"]
@@ -61,7 +61,7 @@ def _remove_orphans(path: Path) -> None:
 
 def remove_stale_temps(folder: Path) -> None:
     """Remove every zoo temporary file and folder in ``folder`` that another process made, whatever its age: for a
-    caller that holds ``folder``'s lock (zoo.rundir.directory_lock), under which no other zoo process writes there,
+    caller that holds ``folder``'s lock (zoo.hub.rundir.directory_lock), under which no other zoo process writes there,
     so a resumed run clears what a kill -9 of the last one left at once, not a minute later."""
     _remove_temps(folder, _TEMP_NAME.fullmatch, lambda tmp, pid: pid != os.getpid())
 

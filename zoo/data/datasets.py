@@ -3,12 +3,12 @@
 A leaf: it imports nothing of zoo but its errors, and not torch, so the command line lists the datasets
 and the registry reads their statistics without loading anything. Everything else derives from a spec:
 the command line's choices, the recipes' defaults, the model's data configuration, the card's notes,
-the benchmark's inputs, the reproduction's sizes and predict's preprocessing. ``zoo.data`` turns a
+the benchmark's inputs, the reproduction's sizes and predict's preprocessing. ``zoo.data.loading`` turns a
 spec into tensors.
 
 A dataset is one of three kinds, by what its spec holds: a ``<name>.npz`` archive (in ``--data-dir``,
 else downloaded by the torchvision class the spec names), an image folder (``root``: one subfolder per
-class, built by ``zoo.data.folder_spec``) or arrays in memory (``arrays``: tests, synthetic stand-ins).
+class, built by ``zoo.data.loading.folder_spec``) or arrays in memory (``arrays``: tests, synthetic stand-ins).
 
 Adding a dataset is one :func:`register_dataset` call with its spec.
 """
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from zoo.errors import DataError
+from zoo.core.errors import DataError
 
 __all__ = ["AUGMENTATIONS", "DEFAULT_DATASET", "FOLDER_PREFIX", "Augment", "DataConfig", "DataSpec", "check_statistics", "find_spec",
            "get_spec", "list_datasets",
@@ -29,7 +29,7 @@ __all__ = ["AUGMENTATIONS", "DEFAULT_DATASET", "FOLDER_PREFIX", "Augment", "Data
 
 Augment = Literal["none", "crop_flip", "paper"]
 AUGMENTATIONS: tuple[str, ...] = get_args(Augment)
-"""Training augmentations (zoo.data): none; pad-4 crop and flip; the paper's resized crop, rotation, flip, jitter."""
+"""Training augmentations (zoo.data.loading): none; pad-4 crop and flip; the paper's resized crop, rotation, flip, jitter."""
 
 FOLDER_PREFIX = "folder:"
 """``folder:PATH`` names an image folder as a dataset: one subfolder per class."""
@@ -224,7 +224,7 @@ def list_datasets() -> list[str]:
 
 
 def get_spec(name: str) -> DataSpec:
-    """The registered spec ``name``; an image folder's spec comes from ``zoo.data.get_dataset_spec``."""
+    """The registered spec ``name``; an image folder's spec comes from ``zoo.data.loading.get_dataset_spec``."""
     if name not in _SPECS:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(_SPECS)} or {FOLDER_PREFIX}PATH (an image "
                         "folder, one subfolder per class)")

@@ -1,4 +1,4 @@
-"""Datasets as tensors: loading what a :class:`~zoo.datasets.DataSpec` describes, reading images, and a
+"""Datasets as tensors: loading what a :class:`~zoo.data.datasets.DataSpec` describes, reading images, and a
 device-resident loader with batched augmentation.
 
 A spec's images come from, in order: its arrays in memory, its image folder (``folder:PATH``, one
@@ -30,10 +30,10 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from zoo.datasets import AUGMENTATIONS, FOLDER_PREFIX, Augment, DataConfig, DataSpec, get_spec
-from zoo.errors import DataError, ZooInputError
-from zoo.files import check_inside, check_readable
-from zoo.progress import progress_bar
+from zoo.data.datasets import AUGMENTATIONS, FOLDER_PREFIX, Augment, DataConfig, DataSpec, get_spec
+from zoo.core.errors import DataError, ZooInputError
+from zoo.core.files import check_inside, check_readable
+from zoo.core.progress import progress_bar
 
 
 @dataclass
@@ -222,7 +222,7 @@ def _from_npz_or_download(spec: DataSpec, data_dir: str | os.PathLike | None, do
         ) from e
 
 
-SAMPLE_FILE = Path(__file__).with_name("eval_sample.npz")
+SAMPLE_FILE = Path(__file__).parents[1] / "eval_sample.npz"
 """zoo/eval_sample.npz (benchmarks/make_eval_sample.py): per dataset whose spec has a ``sample``, test images for
 accuracy and training images for int8 calibration, a seeded class-stratified sample of the official splits."""
 

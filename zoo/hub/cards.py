@@ -21,13 +21,13 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 import zoo.models  # noqa: F401  (registers the built-in families, which this module looks up)
-from zoo.files import atomic_write_bytes, sha256_file
-from zoo.weights import CARD_NAME, CURVE_NAME, WEIGHTS_NAME, CheckpointMeta, float_dtypes, read_metadata
-from zoo.datasets import FOLDER_PREFIX, DataConfig, find_spec
-from zoo.errors import CheckpointError
-from zoo.plots import history_png
-from zoo.registry import TIMM_PREFIX, hub_model_id, meta_model, model_info
-from zoo.rundir import RunDir, RunRecord
+from zoo.core.files import atomic_write_bytes, sha256_file
+from zoo.hub.weights import CARD_NAME, CURVE_NAME, WEIGHTS_NAME, CheckpointMeta, float_dtypes, read_metadata
+from zoo.data.datasets import FOLDER_PREFIX, DataConfig, find_spec
+from zoo.core.errors import CheckpointError
+from zoo.core.plots import history_png
+from zoo.models.registry import TIMM_PREFIX, hub_model_id, meta_model, model_info
+from zoo.hub.rundir import RunDir, RunRecord
 
 __all__ = ["build_card", "metrics_from_history", "read_run", "run_notes", "write_bundle_card", "write_run_card"]
 
@@ -300,7 +300,7 @@ def training_measure(run: RunRecord) -> str:
 def write_bundle_card(
     folder: Path, run: RunRecord, history: Sequence[Mapping[str, Any]], accuracy: Mapping[str, Any], *, pretrained_name: str
 ) -> Path:
-    """The card of a bundled tag (zoo.release): numbers measured on the released fp16 weights."""
+    """The card of a bundled tag (zoo.train.release): numbers measured on the released fp16 weights."""
     weights = folder / WEIGHTS_NAME
     meta = CheckpointMeta.from_metadata(read_metadata(weights), str(weights))
     if meta is None:

@@ -7,9 +7,9 @@ files)::
                           rule, the weights a fine-tune started from)
     config.json           timm's format (architecture "zoo_<arch>", model_args, pretrained_cfg)
                           plus a "zoo" section: the sha256 of model.safetensors, the padding rule, what to install
-    README.md             the model card (zoo.cards)
+    README.md             the model card (zoo.hub.cards)
     training_curves.png   the curve the card shows, when the training history is known
-    run.json, metrics.jsonl   a bundled tag's run records (zoo.release), the source of its card's numbers
+    run.json, metrics.jsonl   a bundled tag's run records (zoo.train.release), the source of its card's numbers
 
 Where the weights come from (``load_weights``'s ``source``):
 
@@ -51,12 +51,12 @@ from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidat
 from torch import nn
 
 import zoo.models  # noqa: F401  (registers the built-in families, which this module looks up)
-from zoo.cards import build_card, metrics_from_history
-from zoo.datasets import DataConfig
-from zoo.files import atomic_write_bytes, check_inside, check_readable, sha256_file, staged_dir
-from zoo.machine import git_commit
+from zoo.hub.cards import build_card, metrics_from_history
+from zoo.data.datasets import DataConfig
+from zoo.core.files import atomic_write_bytes, check_inside, check_readable, sha256_file, staged_dir
+from zoo.core.machine import git_commit
 from zoo.models.layers import ZooModel
-from zoo.weights import (
+from zoo.hub.weights import (
     CARD_NAME,
     CONFIG_NAME,
     CURVE_NAME,
@@ -76,10 +76,10 @@ from zoo.weights import (
     unwrap_model,
     unwrap_zoo_model,
 )
-from zoo.environment import hf_endpoint
-from zoo.errors import ArgumentError, CheckpointError, HubError
-from zoo.plots import history_png
-from zoo.registry import (
+from zoo.core.environment import hf_endpoint
+from zoo.core.errors import ArgumentError, CheckpointError, HubError
+from zoo.core.plots import history_png
+from zoo.models.registry import (
     COMMIT_PATTERN,
     HF_PREFIX,
     TIMM_PREFIX,
@@ -91,8 +91,8 @@ from zoo.registry import (
     pretrained_cfg,
     set_data_config,
 )
-from zoo.rundir import HISTORY_NAME, RUN_RECORD_NAME
-from zoo.version import __version__
+from zoo.hub.rundir import HISTORY_NAME, RUN_RECORD_NAME
+from zoo.core.version import __version__
 
 __all__ = [
     "HF_PREFIX",
@@ -134,7 +134,7 @@ def save_pretrained(
 
     ``model`` must be exactly ``zoo.create_model(arch, **model_kwargs)`` (any DDP / ``torch.compile`` wrapper is
     removed); a model built by zoo (or timm's ``zoo_*``) knows both, so they are needed only to override. ``data``
-    is the weights' data contract and provenance (:class:`zoo.datasets.DataConfig`), by default the one the model
+    is the weights' data contract and provenance (:class:`zoo.data.datasets.DataConfig`), by default the one the model
     carries (``model.data_config``: what it was trained or fine-tuned on, from what, and its metrics), so a
     loaded and re-saved model keeps it. ``metrics`` (errors in percent; the card reports ``final_test_err`` and
     ``final_test_top5_err``) replace the record's; without them, the last epoch of ``history``, the per-epoch
@@ -285,8 +285,8 @@ def load_weights(model: M, source: str | os.PathLike, *, sha256: str | None = No
     Strict: every key and shape must match (``module.`` / ``_orig_mod.``
     prefixes aside), every value be finite, and the architecture recorded in
     the file be the model's. ``sha256`` pins the file's digest, on top of the
-    one in the folder's config.json. Errors are :class:`~zoo.errors.CheckpointError`
-    (the file) or :class:`~zoo.errors.HubError` (fetching it); each says what to do. ``adapt``: timm's pretrained
+    one in the folder's config.json. Errors are :class:`~zoo.core.errors.CheckpointError`
+    (the file) or :class:`~zoo.core.errors.HubError` (fetching it); each says what to do. ``adapt``: timm's pretrained
     semantics, as :func:`load_model` has them (a model of other num_classes keeps its own classifier, of other
     in_chans gets an adapted first convolution).
     """
@@ -448,7 +448,7 @@ def _resolve(source: str | os.PathLike, filename: str) -> Source:
     check_readable(weights, CheckpointError)
     if not weights.is_file():
         raise CheckpointError(
-            f"no checkpoint at {weights}; pass a .safetensors file, a folder written by zoo.hub.save_pretrained, "
+            f"no checkpoint at {weights}; pass a .safetensors file, a folder written by zoo.save_pretrained, "
             "or hf-hub:owner/name[@revision]"
         )
     return Source(weights, _config_pins(weights.parent, weights.name), str(weights), f"restore {weights} (copy it again)")
@@ -498,7 +498,7 @@ def _config_pins(folder: Path, filename: str, *, cache: bool = False) -> dict[st
 
 
 def _download(repo_id: str, revision: str, filename: str) -> Source:
-    """Fetch config.json and the weights through the Hugging Face cache (at :func:`~zoo.environment.hf_endpoint`)."""
+    """Fetch config.json and the weights through the Hugging Face cache (at :func:`~zoo.core.environment.hf_endpoint`)."""
     endpoint = hf_endpoint()
     where = f"{HF_PREFIX}{repo_id}@{revision}"
     try:
@@ -536,7 +536,7 @@ def publishable_files(folder: str | os.PathLike) -> tuple[str, ...]:
     folder = Path(folder)
     missing = [n for n in (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME) if not (folder / n).is_file()]
     if missing:
-        raise CheckpointError(f"{folder} lacks {', '.join(missing)}; write it with zoo.hub.save_pretrained")
+        raise CheckpointError(f"{folder} lacks {', '.join(missing)}; write it with zoo.save_pretrained")
     optional = (CURVE_NAME, RUN_RECORD_NAME, HISTORY_NAME)  # the curve the card shows; the records behind its numbers
     files = (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME) + tuple(n for n in optional if (folder / n).is_file())
     for name in files:  # what is sent obeys the rules loading does: no link out of the folder
@@ -547,7 +547,7 @@ def publishable_files(folder: str | os.PathLike) -> tuple[str, ...]:
         raise CheckpointError(f"{folder / CONFIG_NAME} records no sha256 for {WEIGHTS_NAME}; re-save the folder")
     tensors, meta = read_checkpoint(weights, sha256=pins)
     if meta is None:
-        raise CheckpointError(f"{weights} has no zoo metadata; re-save it with zoo.hub.save_pretrained")
+        raise CheckpointError(f"{weights} has no zoo metadata; re-save it with zoo.save_pretrained")
     architecture = json.loads((folder / CONFIG_NAME).read_text()).get("architecture")
     if architecture != TIMM_PREFIX + meta.arch:
         raise CheckpointError(
@@ -586,7 +586,7 @@ def push_to_hub(
     The files are :func:`publishable_files`, checked before anything is sent;
     ``dry_run`` stops there. ``token`` defaults to huggingface_hub's (``HF_TOKEN``
     or ``hf auth login``); it never appears in an error: a failure is a
-    :class:`~zoo.errors.HubError` whose text has the token masked.
+    :class:`~zoo.core.errors.HubError` whose text has the token masked.
     """
     if not _REPO_ID.fullmatch(repo_id):
         raise HubError(f"{repo_id!r} is not a repo id of the form owner/name")

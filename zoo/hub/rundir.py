@@ -6,7 +6,7 @@ through it.
     RUN_DIR/metrics.jsonl      one JSON line per finished epoch
     RUN_DIR/state.safetensors  everything needed to resume (:func:`save_state`: model, optimizer, RNG, LoopState;
                                no pickle)
-    RUN_DIR/model/             the finished model, a zoo.hub.save_pretrained folder
+    RUN_DIR/model/             the finished model, a zoo.save_pretrained folder
     RUN_DIR/train.log          the output of a run started by ``zoo reproduce --jobs``
     RUN_DIR/.lock              the pid of the one process writing the directory, while it does
 """
@@ -28,16 +28,16 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from zoo.files import atomic_write_bytes, check_readable, remove_stale_temps
-from zoo.weights import WEIGHTS_NAME, check_finite, load_tensors, save_tensors, unwrap_model
-from zoo.errors import CheckpointError, TrainingError
+from zoo.core.files import atomic_write_bytes, check_readable, remove_stale_temps
+from zoo.hub.weights import WEIGHTS_NAME, check_finite, load_tensors, save_tensors, unwrap_model
+from zoo.core.errors import CheckpointError, TrainingError
 
 __all__ = ["HISTORY_NAME", "RUN_RECORD_NAME", "LoopState", "RunDir", "RunRecord", "directory_lock", "load_state", "save_state"]
 
 
 RUN_RECORD_NAME = "run.json"
 HISTORY_NAME = "metrics.jsonl"
-"""The run's records; a bundled tag's folder carries them too (zoo.release)."""
+"""The run's records; a bundled tag's folder carries them too (zoo.train.release)."""
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """Weights files: safetensors with zoo's metadata, read and checked, and loaded into models strictly.
 
 No pickle anywhere: tensors go into safetensors, everything else into its
-string metadata as JSON, written through zoo.files (atomic).
+string metadata as JSON, written through zoo.core.files (atomic).
 
 A zoo checkpoint is a safetensors file whose metadata follows
 :class:`CheckpointMeta`. Loading one into a model (:func:`load_into`) is
@@ -26,11 +26,11 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 import zoo.models  # noqa: F401  registers every architecture, which a checkpoint's arch is checked against
-from zoo.datasets import DataConfig, find_spec
-from zoo.errors import ArgumentError, CheckpointError
-from zoo.files import atomic_write_bytes, check_readable, naming_os_errors, sha256_file
+from zoo.data.datasets import DataConfig, find_spec
+from zoo.core.errors import ArgumentError, CheckpointError
+from zoo.core.files import atomic_write_bytes, check_readable, naming_os_errors, sha256_file
 from zoo.models.layers import ZooModel
-from zoo.registry import MODEL_RANGES, SHA256_PATTERN, check_input_size, list_models
+from zoo.models.registry import MODEL_RANGES, SHA256_PATTERN, check_input_size, list_models
 
 __all__ = [
     "CARD_NAME",
@@ -73,7 +73,7 @@ WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     """Atomically write ``tensors`` and string ``metadata`` as one safetensors file.
 
-    Serialised in memory (one copy of the tensors' bytes) and written by zoo.files: safetensors' save_file makes
+    Serialised in memory (one copy of the tensors' bytes) and written by zoo.core.files: safetensors' save_file makes
     a 0600 temporary file of its own, which a kill leaves behind, and reports a full disk as a SafetensorError.
     """
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
@@ -117,7 +117,7 @@ def _read_safetensors(path: Path, *, tensors: bool) -> tuple[dict[str, torch.Ten
 def _not_safetensors(path: Path, e: Exception) -> CheckpointError:
     return CheckpointError(
         f"{path} is not a valid safetensors file ({e}): truncated, padded or not a zoo checkpoint. "
-        "zoo never unpickles; re-export the weights with zoo.hub.save_pretrained"
+        "zoo never unpickles; re-export the weights with zoo.save_pretrained"
     )
 
 
@@ -147,7 +147,7 @@ class CheckpointMeta:
     """What a zoo checkpoint records beside its tensors, stored as safetensors string metadata.
 
     ``model_kwargs`` rebuild the model: ``zoo.create_model(arch, **model_kwargs)``. ``data`` is the model's data
-    contract and provenance (:class:`zoo.datasets.DataConfig`: input, statistics, placement, mirror symmetry,
+    contract and provenance (:class:`zoo.data.datasets.DataConfig`: input, statistics, placement, mirror symmetry,
     labels, dataset, base model, metrics: errors in percent, as in ``metrics.jsonl``).
     """
 
@@ -259,7 +259,7 @@ def legacy_data_config(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def _malformed(where: str, detail: str) -> CheckpointError:
-    return CheckpointError(f"{where} has malformed zoo metadata ({detail}); re-save it with zoo.hub.save_pretrained")
+    return CheckpointError(f"{where} has malformed zoo metadata ({detail}); re-save it with zoo.save_pretrained")
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -401,11 +401,11 @@ def check_recorded_sizes(model: nn.Module, tensors: Mapping[str, torch.Tensor], 
     if heads and rows != (meta.num_classes or None):  # num_classes=0: no classifier
         held = "no classifier" if rows is None else f"a classifier of {rows} classes"
         raise CheckpointError(f"{where} holds {held} but its metadata records num_classes={meta.num_classes}; the "
-                              "file was altered: re-save it with zoo.hub.save_pretrained")
+                              "file was altered: re-save it with zoo.save_pretrained")
     conv = tensors.get(f"{getattr(base, 'first_conv', None)}.weight")
     if conv is not None and conv.ndim == 4 and conv.shape[1] != meta.in_chans:
         raise CheckpointError(f"{where} holds a first convolution for {conv.shape[1]} channels but its metadata records "
-                              f"in_chans={meta.in_chans}; the file was altered: re-save it with zoo.hub.save_pretrained")
+                              f"in_chans={meta.in_chans}; the file was altered: re-save it with zoo.save_pretrained")
 
 
 def check_compatible(

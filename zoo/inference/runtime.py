@@ -5,7 +5,7 @@ folder or file, ``hf-hub:owner/name``, or an ``.onnx`` file exported by zoo (run
 onnxruntime, described by its metadata). Images are files, folders of them (read recursively,
 in name order), PIL images or tensors ((C, H, W) or (N, C, H, W), float in [0, 1] or uint8).
 Each image, of any size and mode, becomes the model's input as its data contract says
-(``model.data_config``; ``zoo.data.image_array``), exactly as timm's eval transform makes it: upright
+(``model.data_config``; ``zoo.data.loading.image_array``), exactly as timm's eval transform makes it: upright
 (EXIF), grey or RGB by the channels, resized and centre-cropped or zero-padded by the contract's
 ``crop_pct`` (MNIST's 28x28 digits in 32x32), scaled to [0, 1], normalised with its mean and std. Images go through in bounded batches, so a folder of
 100,000 files needs no more memory than one batch.
@@ -25,15 +25,15 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from zoo.data import IMAGE_SUFFIXES, image_array, open_image
-from zoo.datasets import DataConfig
-from zoo.errors import ArgumentError, ZooInputError
-from zoo.factory import load_any
-from zoo.files import check_readable
+from zoo.data.loading import IMAGE_SUFFIXES, image_array, open_image
+from zoo.data.datasets import DataConfig
+from zoo.core.errors import ArgumentError, ZooInputError
+from zoo.hub.factory import load_any
+from zoo.core.files import check_readable
 from zoo.models.layers import ZooModel
-from zoo.progress import progress_bar
-from zoo.registry import check_input_size, get_pretrained_tag, list_models
-from zoo.weights import legacy_data_config, unwrap_model
+from zoo.core.progress import progress_bar
+from zoo.models.registry import check_input_size, get_pretrained_tag, list_models
+from zoo.hub.weights import legacy_data_config, unwrap_model
 
 __all__ = ["ONNX_PREFIX", "PROVIDER", "ImageInput", "Predictor", "onnx_session", "predict", "predictor"]
 

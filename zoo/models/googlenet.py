@@ -19,11 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.errors import ArgumentError
+from zoo.core.errors import ArgumentError
 from zoo.models.layers import (
     DropPath, GlobalPool, Variant, ZooModel, classifier, classifier_drop_rate, drop_path_rates, feature_info,
 )
-from zoo.registry import IMAGENET_MEAN_STD, register_model
+from zoo.models.registry import IMAGENET_MEAN_STD, register_model
 
 Residual = Literal["none", "same", "all"]
 

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from zoo.arguments import Range
-from zoo.datasets import DataConfig
-from zoo.errors import ArgumentError, ZooInputError
+from zoo.core.arguments import Range
+from zoo.data.datasets import DataConfig
+from zoo.core.errors import ArgumentError, ZooInputError
 
 GlobalPool = Literal["avg", "max", "avgmax", "catavgmax", ""]
 """timm's global_pool values: average, max, their mean, both concatenated (twice the channels), "" none."""
@@ -72,7 +72,7 @@ class ZooModel(nn.Module):
     feature_info: list[dict[str, Any]]
     global_pool: str = "avg"
     grad_checkpointing: bool = False
-    # What zoo.registry records on each model it builds (describe, set_data_config): the registered arch, the kwargs
+    # What zoo.models.registry records on each model it builds (describe, set_data_config): the registered arch, the kwargs
     # it was built with (timm's _model_args), the data contract and its timm projection (pretrained_cfg; default_cfg,
     # timm's older name). TorchScript skips them and classifier_names: no TorchScript type, and forward reads none
     _zoo_arch: str
@@ -195,7 +195,7 @@ class ZooModel(nn.Module):
     ) -> list[int]:
         """timm's features_only models call this when built: ``indices`` checked (out of range: timm's
         AssertionError) and returned absolute, in stage order, the order of the outputs. Nothing is removed,
-        whatever ``prune_norm`` and ``prune_head`` say: zoo.factory loads a tag's weights into the wrapped
+        whatever ``prune_norm`` and ``prune_head`` say: zoo.hub.factory loads a tag's weights into the wrapped
         model afterwards, every key included; :meth:`forward_intermediates` stops at the last stage asked for."""
         return sorted(set(take_indices(len(self.stages()), indices)[0]))
 
@@ -337,7 +337,7 @@ def classifier_drop_rate(arch: str, dropout: float | None, drop_rate: float | No
 
 
 def check_rate(arch: str, name: str, rate: float) -> None:
-    """Refuse a dropout or stochastic-depth rate outside [0, 1), as zoo.registry.check_model_kwargs words it
+    """Refuse a dropout or stochastic-depth rate outside [0, 1), as zoo.models.registry.check_model_kwargs words it
     (timm's create_model passes kwargs to the model unchecked)."""
     if not RATE.admits(rate):
         raise ArgumentError(f"{arch}: {name}={rate!r} must be {RATE}")

@@ -5,7 +5,7 @@ Every architecture and variant is a factory function decorated with
 weights are addressed as ``<arch>.<tag>`` (``googlenet_res5x5.cifar10_paper``)
 and listed in ``zoo/pretrained.json``; only tags whose file was really trained
 appear there. This module builds models without weights (:func:`build_model`);
-``zoo.factory.create_model`` adds the weights and the timm bridge. ``zoo.models`` registers the built-in
+``zoo.hub.factory.create_model`` adds the weights and the timm bridge. ``zoo.models`` registers the built-in
 families: a module that looks models up imports it (``import zoo`` does on first use of its API).
 """
 from __future__ import annotations
@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from zoo.arguments import Range, check_arguments
-from zoo.datasets import DataConfig, spec_for_model
-from zoo.errors import ArgumentError, CheckpointError, DataError, UnknownModelError, ZooError
+from zoo.core.arguments import Range, check_arguments
+from zoo.data.datasets import DataConfig, spec_for_model
+from zoo.core.errors import ArgumentError, CheckpointError, DataError, UnknownModelError, ZooError
 
 if TYPE_CHECKING:  # the type the registry builds and describes; zoo.models imports this module, so only for types
     from zoo.models.layers import ZooModel
@@ -64,9 +64,9 @@ TIMM_PREFIX = "zoo_"
 _MODELS: dict[str, Callable[..., ZooModel]] = {}
 
 
-TAGS_FILE = Path(__file__).with_name("pretrained.json")
-_PACKAGED = Path(__file__).resolve().with_name("model_cards")
-BUNDLED_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[1] / "model_cards"
+TAGS_FILE = Path(__file__).parents[1] / "pretrained.json"
+_PACKAGED = Path(__file__).resolve().parents[1] / "model_cards"
+BUNDLED_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[2] / "model_cards"
 """The bundled tags, one Hub-layout folder ``<arch>.<tag>/`` each: ``zoo/model_cards`` in a wheel, the repository's
 ``model_cards/`` in a source checkout."""
 
@@ -181,7 +181,7 @@ def register_model(fn: Callable[..., ZooModel]) -> Callable[..., ZooModel]:
 
 
 _ON_REGISTER: list[Callable[[str], None]] = []
-"""Called with each name registered from now on (zoo.factory mirrors every model into timm)."""
+"""Called with each name registered from now on (zoo.hub.factory mirrors every model into timm)."""
 
 
 def on_register(hook: Callable[[str], None]) -> None:
@@ -295,13 +295,13 @@ def pretrained_cfg(model: ZooModel, data: DataConfig, tag: str | None = None) ->
 
 
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-"""The statistics of the ImageNet-sized configuration (the datasets' own are in their zoo.datasets.DataSpec)."""
+"""The statistics of the ImageNet-sized configuration (the datasets' own are in their zoo.data.datasets.DataSpec)."""
 IMAGENET_CROP_PCT = 0.875
 
 
 def default_data_config(model: ZooModel) -> DataConfig:
     """The data contract of a model without weights: that of the data its configuration is for
-    (zoo.datasets.spec_for_model: a dataset with its channels and classes, or 32x32 data for a CIFAR stem or
+    (zoo.data.datasets.spec_for_model: a dataset with its channels and classes, or 32x32 data for a CIFAR stem or
     head), without provenance or labels; else ImageNet's."""
     spec = spec_for_model(model.in_chans, model.num_classes, getattr(model, model.variant_arg, "imagenet") == "cifar")
     if spec is not None:

@@ -4,7 +4,7 @@ from torch import Tensor, nn
 from zoo.models.layers import (
     DropPath, GlobalPool, Variant, ZooModel, check_rate, classifier, drop_path_rates, feature_info,
 )
-from zoo.registry import register_model
+from zoo.models.registry import register_model
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:

@@ -4,11 +4,11 @@ from typing import Final
 import torch
 from torch import Tensor, nn
 
-from zoo.errors import ArgumentError
+from zoo.core.errors import ArgumentError
 from zoo.models.layers import (
     GLOBAL_POOLS, GlobalPool, Variant, ZooModel, classifier, classifier_drop_rate, feature_info,
 )
-from zoo.registry import register_model
+from zoo.models.registry import register_model
 
 # Numbers are conv widths, "M" a 2x2 max pool: configurations A, B, D, E of the VGG paper.
 CFGS: dict[str, list[int | str]] = {

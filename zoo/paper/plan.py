@@ -2,7 +2,7 @@
 
 Time comes from the rates of recorded runs (:data:`RATES`), each named by its runs and the number of processes
 that shared the machine when it was measured; power from a seed sd pooled over recorded runs
-(:data:`zoo.reproduce.POOLED_SD`) and the paper's effect for each claim. Nothing here trains.
+(:data:`zoo.paper.reproduce.POOLED_SD`) and the paper's effect for each claim. Nothing here trains.
 """
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo import verdicts
-from zoo.datasets import get_spec
-from zoo.errors import DataError
-from zoo.recipes import get_recipe
-from zoo.registry import model_class, model_info
-from zoo.reproduce import EXPERIMENTS, POOLED_SD, Claim, Experiment, scope_problem, sd_factor
-from zoo.train import TrainConfig
+from zoo.paper import verdicts
+from zoo.data.datasets import get_spec
+from zoo.core.errors import DataError
+from zoo.train.recipes import get_recipe
+from zoo.models.registry import model_class, model_info
+from zoo.paper.reproduce import EXPERIMENTS, POOLED_SD, Claim, Experiment, scope_problem, sd_factor
+from zoo.train.loop import TrainConfig
 
 Plan = dict[str, dict[tuple[str, str, int], TrainConfig]]
 MACHINES = {"cpu": "this 2-core CPU (AMD EPYC, fp32)", "h100": "one NVIDIA H100 (bf16)", "h200": "one NVIDIA H200 (bf16)"}

@@ -26,17 +26,17 @@ import torch.fx
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from zoo import verdicts
-from zoo.files import atomic_write_bytes, check_writable
-from zoo.data import PAPER_CROP_SCALE, PAPER_JITTER, PAPER_ROTATION_DEG, find_npz
-from zoo.datasets import get_spec
-from zoo.errors import ArgumentError, RunStopped, TrainingError
-from zoo.plots import curves_png
-from zoo.recipes import get_recipe
-from zoo.registry import build_model, meta_model, model_class, model_info
-from zoo.rundir import RunDir, RunRecord, directory_lock
-from zoo.train import TrainConfig, prepare_data, resolve_device, train
-from zoo.verdicts import summarize
+from zoo.paper import verdicts
+from zoo.core.files import atomic_write_bytes, check_writable
+from zoo.data.loading import PAPER_CROP_SCALE, PAPER_JITTER, PAPER_ROTATION_DEG, find_npz
+from zoo.data.datasets import get_spec
+from zoo.core.errors import ArgumentError, RunStopped, TrainingError
+from zoo.core.plots import curves_png
+from zoo.train.recipes import get_recipe
+from zoo.models.registry import build_model, meta_model, model_class, model_info
+from zoo.hub.rundir import RunDir, RunRecord, directory_lock
+from zoo.train.loop import TrainConfig, prepare_data, resolve_device, train
+from zoo.paper.verdicts import summarize
 
 # --------------------------------------------------------------------------- the paper's numbers
 # Quoted from "Deeper Networks for Image Classification" (shared/paper/): best top-1 test error in %,
@@ -85,13 +85,13 @@ Side = str | tuple[str, ...]  # a run label, or several
 
 @dataclass(frozen=True)
 class Claim:
-    """One of the paper's claims, declared here before the runs that test it, checked by zoo.verdicts.
+    """One of the paper's claims, declared here before the runs that test it, checked by zoo.paper.verdicts.
 
     ``kind``: "better" (run ``a``'s metric is below run ``b``'s), "similar" (``a`` and ``b`` within
     ``margin`` points of each other), "gap" (``a`` - ``b`` within ``margin`` of the paper's ``value``),
     "near" (``a`` within ``margin`` points of the paper's ``value``) or "at_most" (``a``'s metric is at most
     ``value``). ``metric`` is one of :data:`METRICS`. A side of several runs is read by ``combine``: "each"
-    (the claim holds against every one of them: zoo.verdicts.all_of) or "sum" (the per-seed sum of their values:
+    (the claim holds against every one of them: zoo.paper.verdicts.all_of) or "sum" (the per-seed sum of their values:
     a linear contrast, e.g. one effect against another). ``horizon``: "end" for a claim about the end of the
     paper's training (its best or final error), which a run shorter than the paper's recipe cannot test;
     "early" for one about the first epochs. ``effect``: the paper's effect in the metric's units where the
@@ -848,7 +848,7 @@ def decide_report(sections: list[Section]) -> None:
 
 
 def _stale(cfg: TrainConfig) -> str:
-    """Recipe fields whose value has changed in zoo/recipes.py since the run was trained (epochs aside)."""
+    """Recipe fields whose value has changed in zoo/train/recipes.py since the run was trained (epochs aside)."""
     run = _run_record(cfg)
     then = run.recipe_config if run else {}
     now = get_recipe(cfg.recipe_name, cfg.arch, cfg.dataset, batch_size=cfg.batch_size, lr=cfg.lr, **cfg.recipe_overrides).to_dict()
@@ -981,13 +981,13 @@ def _header() -> str:
         "Recipes: `paper` is the paper's section 2.2 table for each family in the paper's configuration (torchvision "
         "stems and heads at 32x32); `fast` is ours (warmup + linear decay, Nesterov, label smoothing on CIFAR-10, "
         "batch 512, pad-4 crop + flip, flip-averaged evaluation; CIFAR stem/head unless the model args say "
-        "otherwise). See zoo/recipes.py. Errors are top-1 test errors in percent, mean ± sd over seeds. "
+        "otherwise). See zoo/train/recipes.py. Errors are top-1 test errors in percent, mean ± sd over seeds. "
         "Each run's metrics.jsonl and run.json are in `runs/` beside this report.\n\n"
         f"Verdicts: {verdicts.RULE}\n\n"
         f"Scope: a claim about the end of the paper's training (its best or final error) is tested only by runs as "
         f"long as the paper's; shorter runs read \"not comparable\" with their statistics beside. A claim about "
         f"convergence uses the \"early\" metric, the mean validation error over the first epochs ({_early_epochs()}), "
-        f"declared in zoo/reproduce.py before the runs, and needs those epochs exactly (no compressed "
+        f"declared in zoo/paper/reproduce.py before the runs, and needs those epochs exactly (no compressed "
         f"schedule). \"stable\" is the first epoch from which the watched error stays within {STABLE_BAND:g} point "
         f"of the run's lowest.\n\n"
         f"Settings the paper does not state, and the values used:\n\n{unstated}\n\n"

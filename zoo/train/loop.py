@@ -9,7 +9,7 @@ in :func:`end_epoch` (evaluate, plateau, checkpoint) and the run in
 step (and, for the plateau schedule, of the drops so far, which the state
 keeps), and the batches a pure function of (seed, epoch), so a resumed run
 continues exactly where it left off. The run directory's layout is
-``zoo.rundir``'s.
+``zoo.hub.rundir``'s.
 """
 from __future__ import annotations
 
@@ -29,24 +29,24 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.arguments import Range, check_arguments
-from zoo.cards import run_notes
-from zoo.files import atomic_write_bytes, check_writable
-from zoo.machine import git_commit
-from zoo.weights import unwrap_zoo_model
-from zoo.data import Dataset, DeviceLoader, arrays_sha256, get_dataset_spec, load_dataset, split_validation, subset, synthetic
-from zoo.datasets import DEFAULT_DATASET, FOLDER_PREFIX, DataConfig, DataSpec, get_spec, list_datasets
-from zoo.environment import distributed
-from zoo.errors import ArgumentError, TrainingError
-from zoo.factory import create_model, init_config, load_any
-from zoo.hub import load_model, save_pretrained
-from zoo.machine import cpu_name
-from zoo.plots import confusion_png
-from zoo.progress import progress_bar
-from zoo.recipes import Recipe, get_recipe
-from zoo.registry import check_model_kwargs, get_pretrained_tag
-from zoo.rundir import LoopState, RunDir, RunRecord, load_state, save_state
-from zoo.version import __version__
+from zoo.core.arguments import Range, check_arguments
+from zoo.hub.cards import run_notes
+from zoo.core.files import atomic_write_bytes, check_writable
+from zoo.core.machine import git_commit
+from zoo.hub.weights import unwrap_zoo_model
+from zoo.data.loading import Dataset, DeviceLoader, arrays_sha256, get_dataset_spec, load_dataset, split_validation, subset, synthetic
+from zoo.data.datasets import DEFAULT_DATASET, FOLDER_PREFIX, DataConfig, DataSpec, get_spec, list_datasets
+from zoo.core.environment import distributed
+from zoo.core.errors import ArgumentError, TrainingError
+from zoo.hub.factory import create_model, init_config, load_any
+from zoo.hub.pretrained import load_model, save_pretrained
+from zoo.core.machine import cpu_name
+from zoo.core.plots import confusion_png
+from zoo.core.progress import progress_bar
+from zoo.train.recipes import Recipe, get_recipe
+from zoo.models.registry import check_model_kwargs, get_pretrained_tag
+from zoo.hub.rundir import LoopState, RunDir, RunRecord, load_state, save_state
+from zoo.core.version import __version__
 
 
 @dataclass
@@ -452,7 +452,7 @@ def start(t: Trainer) -> None:
     """Under the run directory's lock: restore the state to resume, or record the new run in run.json."""
     _check_run_dir(t.cfg, t.run_dir)  # again: another process may have written it since setup looked
     if t.run is None:
-        raise TrainingError("this Trainer has no run record (run.json) to start from; build it with zoo.train.setup")
+        raise TrainingError("this Trainer has no run record (run.json) to start from; build it with zoo.train.loop.setup")
     if t.cfg.resume:
         _check_same_run(t.run_dir.read_run(), t.run, t.run_dir.run_json)
         t.state, t.sums = load_state(t.run_dir.state, t.model, t.optimizer, t.device)

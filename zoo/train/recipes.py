@@ -1,7 +1,7 @@
 """Training recipes as data: the paper's tables (section 2.2), and our faster ones.
 
 ``paper`` follows the paper per family and dataset; the transforms it names
-for CIFAR-10 without parameters get ours (see ``zoo.data.PAPER_*``). ``fast``
+for CIFAR-10 without parameters get ours (see ``zoo.data.loading.PAPER_*``). ``fast``
 is our recipe: a CIFAR stem or head, one-cycle style warmup and linear decay,
 Nesterov momentum, label smoothing and a larger batch; it reaches a lower error
 in far fewer epochs. (Every recipe trains under bf16 autocast on CUDA.)
@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import zoo.models  # noqa: F401  (registers the built-in families, which this module looks up)
-from zoo.arguments import Range, check_arguments
-from zoo.datasets import Augment, DataSpec, get_spec
-from zoo.errors import TrainingError
+from zoo.core.arguments import Range, check_arguments
+from zoo.data.datasets import Augment, DataSpec, get_spec
+from zoo.core.errors import TrainingError
 from zoo.models.layers import ZooModel
-from zoo.registry import model_class
+from zoo.models.registry import model_class
 
 Schedule = Literal["plateau", "step", "onecycle"]
 
@@ -40,7 +40,7 @@ class Recipe:
     warmup_epochs: float = 0.0  # "onecycle": linear warmup, then linear decay to zero
     label_smoothing: float = 0.0
     aux_weight: float = 0.3  # GoogLeNet's auxiliary classifiers, as in Szegedy et al.
-    augment: Augment = "none"  # see zoo.datasets.AUGMENTATIONS
+    augment: Augment = "none"  # see zoo.data.datasets.AUGMENTATIONS
     flip: bool = True
     tta_flip: bool = False  # evaluate on the image and its mirror, averaged
     model_kwargs: dict[str, Any] = field(default_factory=dict)
