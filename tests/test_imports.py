@@ -1,7 +1,7 @@
 """The shape of the code: imports run one way, bottom to top, with no cycle; no function longer than a screen.
 
-Layers: errors -> registry -> models -> checkpoint -> hub / cards -> factory -> train / reproduce -> CLI,
-and export/ above zoo/. The test reads the source (module- and function-level imports) rather than
+Layers, one subpackage each (LAYERS): core -> data -> models -> hub -> inference -> train -> paper -> cli, then
+zoo's light entry points (zoo/__init__.py, bridge.py), and export/ above zoo/. The test reads the source (module- and function-level imports) rather than
 importing it, so a cycle that happens to resolve at run time still fails here. ruff (pyproject.toml) holds
 the rest: no import inside a function unless its noqa says why (PLC0415), no module loaded by name outside
 the light entry points (TID251).
@@ -94,6 +94,39 @@ def test_no_import_cycle():
 def test_zoo_never_imports_export():
     wrong = [(m, t) for m, targets in GRAPH.items() if m.startswith("zoo") for t in targets if t.startswith("export")]
     assert not wrong, wrong
+
+
+LAYERS = ("zoo.core", "zoo.data", "zoo.models", "zoo.hub", "zoo.inference", "zoo.train", "zoo.paper", "zoo.cli", "zoo",
+          "export")
+"""zoo's subpackages, bottom to top, then the modules directly in zoo/ (the lazy API and the timm hook) and export/: a
+module imports only from its own layer or from one below it (the README's Architecture section says why each file
+sits where it does)."""
+
+
+def layer(module: str) -> str:
+    """The layer a module belongs to: the longest LAYERS name it is, or is inside."""
+    return max((name for name in LAYERS if module == name or module.startswith(f"{name}.")), key=len)
+
+
+def upward(graph: dict[str, dict[str, list[int]]]) -> list[str]:
+    """Each import from a higher layer into a lower one, as "module:line -> imported"."""
+    rank = {name: i for i, name in enumerate(LAYERS)}
+    return [f"{m}:{lines[0]} -> {t}" for m, targets in graph.items() for t, lines in targets.items()
+            if rank[layer(t)] > rank[layer(m)]]
+
+
+def test_imports_run_up_the_layers():
+    assert not upward(GRAPH), f"imports from a higher layer (LAYERS): {upward(GRAPH)}"
+    wrong = {**GRAPH, "zoo.data.loading": {**GRAPH["zoo.data.loading"], "zoo.train.loop": [1]}}
+    assert upward(wrong) == ["zoo.data.loading:1 -> zoo.train.loop"]  # negative control: data importing the loop
+    assert upward({"zoo.hub.weights": {"zoo.models.registry": [3]}, "zoo": {"zoo.core.errors": [1]}}) == []
+
+
+def test_every_subpackage_is_a_layer():
+    """A new folder under zoo/ takes its place in LAYERS, and every layer is a real package."""
+    folders = {f"zoo.{p.parent.name}" for p in (REPO / "zoo").glob("*/*.py")}
+    assert folders == set(LAYERS) - {"zoo", "export"}, folders ^ (set(LAYERS) - {"zoo", "export"})
+    assert all(name in MODULES for name in LAYERS), [name for name in LAYERS if name not in MODULES]  # each has its __init__
 
 
 CLI_ONLY = {"zoo.cli.cliutil": {"zoo.cli", "zoo.cli.commands"}}
