@@ -58,6 +58,7 @@ EXAMPLES = {
   zoo train resnet18 --synthetic 256 --epochs 1 --out runs/smoke       # no data needed""",
     "eval": """
   zoo eval googlenet_res5x5.cifar10_paper --data-dir DIR     # a tag, on its own test set
+  zoo eval googlenet_res5x5.mnist_paper --data-dir DIR --test-subset 1000   # a seeded 1,000 of it
   zoo eval resnet18 --weights runs/r18/model --dataset cifar10 --data-dir DIR --out runs/r18/eval""",
     "reproduce": """
   zoo reproduce fig7 aux --seeds 3 --recipe fast --epochs 10 --plan    # runs, minutes, disk, power

@@ -73,7 +73,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate_checkpoint(
         args.model, args.weights, args.dataset, data_dir=args.data_dir, device=args.device, out=args.out, tta_flip=args.tta,
-        progress=not args.quiet,
+        progress=not args.quiet, test_subset=args.test_subset,
     )
     print(f"{args.model} on {result['dataset']} test ({result['images']} images): top-1 error {result['err']:.2f}%, "
           f"top-5 error {result['top5_err']:.2f}%, loss {result['loss']:.4f}")
@@ -275,6 +275,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir")
     p.add_argument("--device", default="auto")
     p.add_argument("--tta", action="store_true", help="average the logits of each image and its mirror")
+    p.add_argument("--test-subset", type=positive(int), default=0, metavar="N",
+                   help="a seeded random N of the test images (default: all of them)")
     p.add_argument("--out", help="directory for eval.json and confusion.png")
     add_quiet(p)
     p.set_defaults(func=cmd_eval)

@@ -35,7 +35,7 @@ EXIT_CODES = (
 SMOKE_SIZE: dict[str, Callable[[Any], Any]] = {
     "epochs": lambda n: 1,  # training: one epoch
     "train_subset": lambda n: min(n or 256, 256),  # of at most 256 training images (0 means all)
-    "test_subset": lambda n: min(n or 256, 256),  # tested on at most 256
+    "test_subset": lambda n: min(n or 256, 256),  # tested and evaluated (zoo eval) on at most 256
     "synthetic": lambda n: min(n, 256),
     "val_split": lambda n: min(n, 64),
     "quick": lambda on: True,  # reproductions: --quick, one seed, in this process
@@ -47,7 +47,7 @@ SMOKE_SIZE: dict[str, Callable[[Any], Any]] = {
 }
 """What ``ZOO_SMOKE=1`` does to any command's arguments, by their name (train, reproduce, bench take them): every
 command runs at smoke-test size, which is how tests/test_docs.py runs every command of the README and docs/. The
-one place it is applied is :func:`run_command`."""
+one place it is applied is :func:`run_command`; the README names the variable and what it does."""
 
 
 def smoke_size(args: argparse.Namespace) -> argparse.Namespace:
