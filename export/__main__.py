@@ -38,9 +38,23 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+DESCRIPTION = """Export a zoo model to ONNX, check the file with onnx.checker and its parity with torch under
+onnxruntime. The file carries the model's data contract, tag and weights' sha256 in its metadata, so zoo predict
+reads it back. A file that fails a check never reaches --out."""
+"""What ``--help`` says above the options: plain text (zoo's help layout refills its lines)."""
+
+EXAMPLES = """
+  zoo export resnet18 --out resnet18.onnx --input-size 3 32 32 --num-classes 10 --model-arg stem=cifar
+  zoo export googlenet_res5x5.cifar10_paper --out googlenet.onnx --batch 8
+  zoo export googlenet_res5x5 --weights runs/mine/model --out mine.onnx"""
+"""What ``--help`` shows below the options, before zoo's exit codes."""
+
+
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """The ``python -m zoo.export`` arguments, added to ``parser`` when given (to mount it as ``zoo export``)."""
-    parser = parser or argparse.ArgumentParser(prog="python -m zoo.export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = parser or argparse.ArgumentParser(prog="python -m zoo.export", formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.description = DESCRIPTION
+    parser.epilog = "\n\n".join(filter(None, (f"examples:{EXAMPLES}", parser.epilog)))
     parser.add_argument("model", help="registry name (zoo list), or arch.tag to export its published weights")
     parser.add_argument("--weights", help="a .safetensors file, a checkpoint folder, or hf-hub:owner/name[@revision] (zoo.load_weights)")
     parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write")

@@ -1,7 +1,7 @@
 """The paper's efficiency comparison on the CPU: torch eager at its best, onnxruntime fp32 and int8, and the CPU's
 own fast paths (bf16, OpenVINO), each against its baseline and against the machine's arithmetic limit.
 
-    zoo bench                                   # the paper's models and the bundled tags at CIFAR-10 input
+    zoo bench                                   # the paper's models and the tags, at CIFAR-10 input
     zoo bench --engines all                     # every engine this CPU and this install have
     zoo bench 'googlenet_res5x5.*' --input mnist --threads 1 2
     zoo bench resnet18 --weights resnet18=./run/model --data-dir ../shared/data --quantize
@@ -720,11 +720,30 @@ def weights_pair(item: str) -> tuple[str, str]:
     return name, source
 
 
+DESCRIPTION = """The paper's efficiency comparison on the CPU. Each model is exported to ONNX (cached, its parity with
+torch checked every run) and timed with the same threads in interleaved rounds on each engine: torch at its best
+eager form (torch_cl, the baseline), plain eager, onnxruntime fp32 and int8, and where this CPU and install have
+them bf16, OpenVINO and torch.compile. A latency is the median over rounds with its 95% bootstrap interval; models
+with weights get top-1 accuracy on every engine. Writes results.json, results.csv, results.md and charts to --out.
+The method, engine by engine: docs/benchmark.md."""
+"""What ``--help`` says above the options: plain text (zoo's help layout refills its lines)."""
+
+EXAMPLES = """
+  zoo bench                                   # the paper's models and the tags, at CIFAR-10 input
+  zoo bench --engines all                     # every engine this CPU and this install have
+  zoo bench 'googlenet_res5x5.*' --input mnist --threads 1 2
+  zoo bench resnet18 --weights resnet18=runs/r18/model --data-dir DIR --quantize
+  zoo bench resnet18 vgg11_bn --engines torch_cl onnxruntime compile    # compile time apart
+  zoo bench --compare old/results.json        # what changed beyond the intervals"""
+"""What ``--help`` shows below the options, before zoo's exit codes."""
+
+
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """The ``python -m zoo.export.bench`` arguments, added to ``parser`` when given (to mount it as ``zoo bench``)."""
-    parser = parser or argparse.ArgumentParser(prog="python -m zoo.export.bench", description=__doc__,
+    parser = parser or argparse.ArgumentParser(prog="python -m zoo.export.bench",
                                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.description = parser.description or __doc__
+    parser.description = DESCRIPTION
+    parser.epilog = "\n\n".join(filter(None, (f"examples:{EXAMPLES}", parser.epilog)))
     defaults = BenchConfig()
     parser.add_argument("patterns", nargs="*", default=None, metavar="PATTERN",
                         help=f"model names, wildcards or arch.tag names (default: {' '.join(PAPER_MODELS)} and the input's tags)")
@@ -740,7 +759,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--quantize", action="store_true", help="int8 (static QDQ) for every model, not only those with weights")
     parser.add_argument("--engines", nargs="+", default=list(defaults.engines), metavar="NAME",
                         help=f"engines to run: {', '.join(e.name for e in ENGINES)}, or {ALL} (every one this CPU and "
-                             f"install have); default: %(default)s")
+                             f"install have); default: {' '.join(defaults.engines)}")
     parser.add_argument("--skip-engines", nargs="+", default=[], metavar="NAME", help="engines switched off, e.g. after --engines all")
     parser.add_argument("--compile", action="store_true",
                         help="add torch.compile (inductor) to the engines, compiled for every batch size first (minutes per model on 2 cores)")
@@ -748,7 +767,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                         help="time for each model to compile, all batch sizes (default: %(default)s); past it the table says so")
     parser.add_argument("--batch-sizes", type=positive(int), nargs="+", default=list(defaults.batch_sizes),
                         help="latency at each; throughput at the largest (1 is always measured); add 8 for a fuller "
-                             "latency-against-batch chart (default: %(default)s)")
+                             f"latency-against-batch chart (default: {' '.join(map(str, defaults.batch_sizes))})")
     parser.add_argument("--rounds", type=positive(int), default=defaults.rounds, help="interleaved rounds per figure (default: %(default)s)")
     parser.add_argument("--eval-images", type=int, default=defaults.eval_images, help="test images for accuracy (0: all)")
     parser.add_argument("--opset", type=positive(int), default=None, help="ONNX opset (default: torch's)")

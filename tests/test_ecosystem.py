@@ -242,7 +242,7 @@ def test_version_help_and_hub_docs():
     out = subprocess.run([sys.executable, "-m", "zoo.cli", "--version"], capture_output=True, text=True, check=True).stdout
     assert out.strip() == f"zoo {zoo.__version__}"
     help_text = subprocess.run([sys.executable, "-m", "zoo.cli", "--help"], capture_output=True, text=True).stdout
-    assert "Exit status" in help_text and "predict" in help_text
+    assert "exit status" in help_text and "predict" in help_text
     hub = torch.hub.load(str(REPO), "googlenet_res5x5", source="local", pretrained=False, num_classes=10)
     assert hub.num_classes == 10
     import importlib.util

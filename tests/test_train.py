@@ -252,6 +252,8 @@ def test_eval_reports_errors_per_class_and_confusion(reference_run, tmp_path):
     assert set(result["per_class_acc"]) == {str(i) for i in range(10)}
     assert json.loads((tmp_path / "eval" / "eval.json").read_text())["err"] == result["err"]
     assert (tmp_path / "eval" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    part = evaluate_checkpoint("resnet18", reference_run / "model", "mnist", data_dir=str(tmp_path), test_subset=16)
+    assert part["images"] == 16 and torch.tensor(part["confusion"]).sum() == 16  # zoo eval --test-subset
     with pytest.raises(CheckpointError, match="holds 'resnet18' weights, not 'vgg11'"):
         evaluate_checkpoint("vgg11", reference_run / "model", "mnist", data_dir=str(tmp_path))
 

@@ -17,11 +17,16 @@ import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
 
-from zoo.cli.cliutil import COMMANDS
+from zoo.cli.cliutil import COMMANDS, EXAMPLES, HelpFormatter, epilog
 from zoo.core.console import EXIT_CODES, EXIT_STOPPED, run_command
 from zoo.core.version import __version__
 
-__all__ = ["PLUGIN_GROUP", "build_parser", "main", "plugins"]
+__all__ = ["DESCRIPTION", "PLUGIN_GROUP", "build_parser", "main", "plugin_parser", "plugins"]
+
+DESCRIPTION = """VGG, ResNet and GoogLeNet of "Deeper Networks for Image Classification": the models and their
+ablations, pretrained weights, training with the paper's recipes, its experiments, ONNX export and the CPU
+benchmark. Each command has its own options and examples: zoo COMMAND --help."""
+"""``zoo --help``'s text above the commands (plain text: a terminal shows it as it is)."""
 
 PLUGIN_GROUP = "zoo.commands"
 """Entry points adding subcommands: each loads ``build_parser(parser)`` of a package built on zoo (export's)."""
@@ -35,7 +40,8 @@ def plugins() -> dict:
 def build_parser(add_commands: Callable[[argparse._SubParsersAction], None] | None = None) -> argparse.ArgumentParser:
     """The ``zoo`` parser: with ``add_commands`` (zoo.cli.commands'), the subcommands' own arguments; without, only their
     names and help, enough for ``--help`` and ``--version``."""
-    parser = argparse.ArgumentParser(prog="zoo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="zoo", description=DESCRIPTION, epilog=epilog(EXAMPLES["zoo"]),
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"zoo {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -47,6 +53,13 @@ def build_parser(add_commands: Callable[[argparse._SubParsersAction], None] | No
     for name, ep in plugins().items():
         sub.add_parser(name, help=f"from {ep.value.split(':')[0]}: see zoo {name} --help", add_help=False)
     return parser
+
+
+def plugin_parser(name: str) -> argparse.ArgumentParser:
+    """``zoo NAME``'s parser for a plugin command: zoo's layout and exit codes, the plugin's arguments, description
+    and examples (its ``build_parser(parser)``, loaded here)."""
+    parser = argparse.ArgumentParser(prog=f"zoo {name}", formatter_class=HelpFormatter, epilog=EXIT_CODES)
+    return plugins()[name].load()(parser)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,9 +77,7 @@ def _main(argv: list[str]) -> int:
         os.environ["ZOO_DEBUG"] = "1"
         argv = argv[1:]
     if argv and argv[0] in found:  # a plugin's own parser, loaded only when its command runs
-        parser = argparse.ArgumentParser(prog=f"zoo {argv[0]}", formatter_class=argparse.RawDescriptionHelpFormatter,
-                                         epilog=EXIT_CODES)
-        return run_command(found[argv[0]].load()(parser), argv[1:])
+        return run_command(plugin_parser(argv[0]), argv[1:])
     if not any(a in COMMANDS for a in argv):  # --help, --version, or no command: answered without the library
         return run_command(build_parser(), argv)
     commands = importlib.import_module("zoo.cli.commands")  # the library, torch included: only once a command runs

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from zoo.hub.cards import write_run_card
-from zoo.cli.cliutil import COMMANDS, dataset_name, registered_dataset
+from zoo.cli.cliutil import add_command, dataset_name, registered_dataset
 from zoo.core.console import EXIT_STOPPED, add_quiet, format_table, key_value, positive
 from zoo.data.datasets import DEFAULT_DATASET, FOLDER_PREFIX, list_datasets
 from zoo.core.errors import ArgumentError, UnknownModelError
@@ -73,7 +73,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate_checkpoint(
         args.model, args.weights, args.dataset, data_dir=args.data_dir, device=args.device, out=args.out, tta_flip=args.tta,
-        progress=not args.quiet,
+        progress=not args.quiet, test_subset=args.test_subset,
     )
     print(f"{args.model} on {result['dataset']} test ({result['images']} images): top-1 error {result['err']:.2f}%, "
           f"top-5 error {result['top5_err']:.2f}%, loss {result['loss']:.4f}")
@@ -180,12 +180,12 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def _add_inspect(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("list", help=COMMANDS["list"])
+    p = add_command(sub, "list")
     p.add_argument("pattern", nargs="*", help="shell-style wildcards, e.g. 'googlenet*'")
     p.add_argument("--pretrained", action="store_true", help="list arch.tag names with published weights")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("info", help=COMMANDS["info"])
+    p = add_command(sub, "info")
     p.add_argument("pattern", nargs="*", help="shell-style wildcards over archs and tags, e.g. 'googlenet*' or "
                                               "'*.cifar10_paper'")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
@@ -197,21 +197,21 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_publish(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("push", help=COMMANDS["push"])
+    p = add_command(sub, "push")
     p.add_argument("folder", help="e.g. runs/NAME/model")
-    p.add_argument("repo_id", help="owner/name; the token comes from HF_TOKEN or `hf auth login`")
+    p.add_argument("repo_id", help="owner/name; the token comes from HF_TOKEN or 'hf auth login'")
     p.add_argument("--private", action="store_true", help="create the repo private")
     p.add_argument("--dry-run", action="store_true", help="check the folder and list the files, upload nothing")
     p.add_argument("--message", help="commit message")
     p.set_defaults(func=cmd_push)
 
-    p = sub.add_parser("card", help=COMMANDS["card"])
+    p = add_command(sub, "card")
     p.add_argument("run_dir", help="the --out directory of zoo train")
     p.add_argument("--latency", metavar="JSON", help='file mapping setting to milliseconds, e.g. {"onnxruntime CPU, batch 1": 0.8}')
     p.add_argument("--repo-id", help="owner/name, for the card's usage snippet")
     p.set_defaults(func=cmd_card)
 
-    p = sub.add_parser("release", help=COMMANDS["release"])
+    p = add_command(sub, "release")
     p.add_argument("run_dir", help="the --out directory of a finished zoo train")
     p.add_argument("tag", help="the tag, e.g. cifar10_paper: the weights become ARCH.TAG")
     p.add_argument("--data-dir", help="directory with the dataset's .npz; the full test set measures the card's accuracy")
@@ -224,7 +224,7 @@ def _add_publish(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help=COMMANDS["predict"])
+    p = add_command(sub, "predict")
     p.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...; any size or mode) or folders of them")
     p.add_argument("--model", required=True,
                    help="a pretrained tag (googlenet_res5x5.cifar10_paper), a save_pretrained folder, hf-hub:owner/name, "
@@ -237,7 +237,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help=COMMANDS["train"])
+    p = add_command(sub, "train")
     p.add_argument("model", help="registry name, e.g. resnet18")
     p.add_argument("--dataset", default=DEFAULT_DATASET, type=dataset_name, metavar="DATASET",
                    help=f"{', '.join(list_datasets())} (default: %(default)s), or {FOLDER_PREFIX}PATH: an image folder, one "
@@ -267,7 +267,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help=COMMANDS["eval"])
+    p = add_command(sub, "eval")
     p.add_argument("model", help="a pretrained tag (googlenet_res5x5.cifar10_paper), or the arch --weights belong to")
     p.add_argument("--weights", help="a .safetensors file, a save_pretrained folder or hf-hub:owner/name[@rev] (default: the tag's)")
     p.add_argument("--dataset", type=dataset_name, metavar="DATASET",
@@ -275,13 +275,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir")
     p.add_argument("--device", default="auto")
     p.add_argument("--tta", action="store_true", help="average the logits of each image and its mirror")
+    p.add_argument("--test-subset", type=positive(int), default=0, metavar="N",
+                   help="a seeded random N of the test images (default: all of them)")
     p.add_argument("--out", help="directory for eval.json and confusion.png")
     add_quiet(p)
     p.set_defaults(func=cmd_eval)
 
 
 def _add_reproduce(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("reproduce", help=COMMANDS["reproduce"])
+    p = add_command(sub, "reproduce")
     p.add_argument("experiment", nargs="+", choices=[*EXPERIMENTS, "all"], help="one or more; runs they share are trained once")
     p.add_argument("--out", default="reproduce", help="directory for runs, curves and report.md")
     p.add_argument("--quick", action="store_true", help="a few synthetic images on the CPU: checks the machinery only")

@@ -1,5 +1,5 @@
 """What every command line of zoo and of export shares, and what a library module may print with: argument
-types, the ``--quiet`` flag, markdown tables and the exit-code rule.
+types, the ``--quiet`` flag, markdown tables, the exit-code rule and the smoke-test size (``ZOO_SMOKE``).
 
 A leaf: it imports nothing of zoo but its errors and the environment's checks (zoo.core.environment), so the CLI
 (``zoo.cli``, ``zoo.cli.commands``, ``zoo.cli.cliutil``) and export's modules build on it without importing each other.
@@ -13,11 +13,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from zoo.core.environment import check_environment, debug_enabled
+from zoo.core.environment import check_environment, debug_enabled, smoke_enabled
 from zoo.core.errors import RunStopped, ZooError
 
-__all__ = ["EXIT_CODES", "EXIT_OS_ERROR", "EXIT_STOPPED", "EXIT_USER_ERROR", "add_quiet", "format_table", "key_value",
-           "positive", "run_command"]
+__all__ = ["EXIT_CODES", "EXIT_OS_ERROR", "EXIT_STOPPED", "EXIT_USER_ERROR", "SMOKE_SIZE", "add_quiet", "format_table",
+           "key_value", "positive", "run_command", "smoke_size"]
 
 EXIT_USER_ERROR = 2
 """The exit status of a refused input or a failed check (argparse's usage errors use it too)."""
@@ -31,6 +31,31 @@ EXIT_CODES = (
     "SIGINT/SIGTERM with its state saved. Each error is one line; --debug (or ZOO_DEBUG=1) shows the traceback."
 )
 
+
+SMOKE_SIZE: dict[str, Callable[[Any], Any]] = {
+    "epochs": lambda n: 1,  # training: one epoch
+    "train_subset": lambda n: min(n or 256, 256),  # of at most 256 training images (0 means all)
+    "test_subset": lambda n: min(n or 256, 256),  # tested and evaluated (zoo eval) on at most 256
+    "synthetic": lambda n: min(n, 256),
+    "val_split": lambda n: min(n, 64),
+    "quick": lambda on: True,  # reproductions: --quick, one seed, in this process
+    "seeds": lambda seeds: [1],
+    "jobs": lambda n: 1,
+    "rounds": lambda n: 2,  # benchmarks: 2 rounds, at batch 1, accuracy on 64 images
+    "batch_sizes": lambda sizes: [1],
+    "eval_images": lambda n: min(n or 64, 64),
+}
+"""What ``ZOO_SMOKE=1`` does to any command's arguments, by their name (train, reproduce, bench take them): every
+command runs at smoke-test size, which is how tests/test_docs.py runs every command of the README and docs/. The
+one place it is applied is :func:`run_command`; the README names the variable and what it does."""
+
+
+def smoke_size(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` at smoke-test size (:data:`SMOKE_SIZE`); arguments it does not name stay as given."""
+    for name, cap in SMOKE_SIZE.items():
+        if hasattr(args, name):
+            setattr(args, name, cap(getattr(args, name)))
+    return args
 
 
 def positive(kind: type) -> Callable[[str], Any]:
@@ -89,7 +114,7 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     try:
         debug = debug or debug_enabled()
         check_environment()  # a bad variable is one line before any work
-        return args.func(args)
+        return args.func(smoke_size(args) if smoke_enabled() else args)
     except KeyboardInterrupt:
         print(f"{parser.prog}: stopped (Ctrl-C)", file=sys.stderr)
         return EXIT_STOPPED

@@ -2,9 +2,10 @@
 
 Every command calls :func:`check_environment` first, so a mistyped variable is one line naming it, not a
 traceback minutes in. The readers use the parsed values from here: :func:`distributed` (torchrun's variables,
-for ``zoo.train.loop``) and :func:`hf_endpoint` (``zoo.hub.pretrained``). Variables that huggingface_hub reads for zoo
-(``HF_HUB_OFFLINE``, ``HF_HOME``, ``HF_HUB_CACHE``) are checked too; the rest are read where they are used
-(``ZOO_DATA_DIR`` in zoo.data.loading, ``ZOO_HUB_DIR`` in zoo.hub.pretrained, ``ZOO_GIT_COMMIT`` in zoo.core.machine).
+for ``zoo.train.loop``), :func:`hf_endpoint` (``zoo.hub.pretrained``) and :func:`smoke_enabled` (``ZOO_SMOKE``, zoo.core.console).
+Variables that huggingface_hub reads for zoo (``HF_HUB_OFFLINE``, ``HF_HOME``, ``HF_HUB_CACHE``) are checked too;
+the rest are read where they are used (``ZOO_DATA_DIR`` in zoo.data.loading, ``ZOO_HUB_DIR`` in zoo.hub.pretrained,
+``ZOO_GIT_COMMIT`` in zoo.core.machine).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from urllib.parse import urlsplit
 
 from zoo.core.errors import ArgumentError
 
-__all__ = ["check_environment", "debug_enabled", "distributed", "hf_endpoint"]
+__all__ = ["check_environment", "debug_enabled", "distributed", "hf_endpoint", "smoke_enabled"]
 
 SWITCHES = ("", "0", "1", "false", "true", "no", "yes", "off", "on")
 """The values a yes/no variable (ZOO_DEBUG, HF_HUB_OFFLINE) may take, in any case."""
@@ -69,6 +70,11 @@ def debug_enabled() -> bool:
     return _switch("ZOO_DEBUG")
 
 
+def smoke_enabled() -> bool:
+    """``ZOO_SMOKE``: every command runs at smoke-test size (zoo.core.console.SMOKE_SIZE; 0, false, no, off or empty: not)."""
+    return _switch("ZOO_SMOKE")
+
+
 def _switch(name: str) -> bool:
     value = os.environ.get(name, "").strip().lower()
     if value not in SWITCHES:
@@ -88,6 +94,7 @@ def check_environment() -> None:
     distributed()
     hf_endpoint()
     debug_enabled()
+    smoke_enabled()
     _switch("HF_HUB_OFFLINE")
     for name in ("ZOO_DATA_DIR", "ZOO_HUB_DIR", "HF_HOME", "HF_HUB_CACHE"):
         _folder(name)

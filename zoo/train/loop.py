@@ -207,9 +207,10 @@ def evaluate(model: nn.Module, loader: DeviceLoader, num_classes: int, tta_flip:
 
 def evaluate_model(
     model: nn.Module, dataset: str, data_dir: str | None = None, *, device: str = "auto", tta_flip: bool = False,
-    bf16: bool = True, download: bool = True, progress: bool = False,
+    bf16: bool = True, download: bool = True, progress: bool = False, test_subset: int = 0,
 ) -> dict[str, Any]:
-    """Loss, top-1 / top-5 error, per-class accuracy (%) and confusion matrix of ``model`` on ``dataset``'s full test set."""
+    """Loss, top-1 / top-5 error, per-class accuracy (%) and confusion matrix of ``model`` on ``dataset``'s full test set
+    (``test_subset`` > 0: on a seeded random subset of that many test images, as ``zoo train --test-subset``)."""
     base, dev = unwrap_zoo_model(model, "evaluate_model"), resolve_device(device)
     spec = get_dataset_spec(dataset, data=getattr(base, "data_config", None))
     if base.in_chans != spec.in_chans or base.num_classes < spec.num_classes:  # a larger head trains, so it evaluates
@@ -218,13 +219,14 @@ def evaluate_model(
             f"{dataset} has {spec.in_chans} and {spec.num_classes}; pick the dataset they were trained on"
         )
     data = load_dataset(spec, data_dir, download=download, progress=progress)
-    loader = DeviceLoader(data.x_test, data.y_test, batch_size=1024, mean=data.spec.mean, std=data.spec.std,
+    x_test, y_test = subset(data.x_test, data.y_test, test_subset)
+    loader = DeviceLoader(x_test, y_test, batch_size=1024, mean=data.spec.mean, std=data.spec.std,
                           shuffle=False, drop_last=False, device=dev, channels_last=dev.type == "cuda")
     result = evaluate(model.to(dev), loader, base.num_classes, tta_flip, bf16, progress)
     confusion = result["confusion"]
     per_class = (confusion.diag().float() / confusion.sum(1).clamp(min=1).float() * 100).tolist()
     labels = [*spec.label_names, *map(str, range(spec.num_classes, base.num_classes))]  # a larger head's spare outputs
-    result.update(dataset=dataset, tta_flip=tta_flip, images=len(data.y_test), confusion=confusion.tolist(),
+    result.update(dataset=dataset, tta_flip=tta_flip, images=len(y_test), confusion=confusion.tolist(),
                   labels=labels, per_class_acc=dict(zip(spec.label_names, per_class)))
     return result
 
@@ -239,6 +241,7 @@ def evaluate_checkpoint(
     out: str | os.PathLike | None = None,
     tta_flip: bool = False,
     progress: bool = False,
+    test_subset: int = 0,
 ) -> dict[str, Any]:
     """:func:`evaluate_model` of a checkpoint; with ``out``, also ``eval.json`` and ``confusion.png`` there.
 
@@ -257,7 +260,8 @@ def evaluate_checkpoint(
         raise TrainingError(f"which test set? pass the dataset the weights of {arch} were trained on "
                             f"({', '.join(list_datasets())} or {FOLDER_PREFIX}PATH)")
     result = {"arch": arch, "weights": str(weights or f"pretrained tag {arch}"),
-              **evaluate_model(model, dataset, data_dir, device=device, tta_flip=tta_flip, progress=progress)}
+              **evaluate_model(model, dataset, data_dir, device=device, tta_flip=tta_flip, progress=progress,
+                                 test_subset=test_subset)}
     if out is not None:
         out = Path(out)
         atomic_write_bytes(out / "eval.json", json.dumps(result, indent=2).encode())
