@@ -670,3 +670,16 @@ def test_range_bounds_print_as_people_write_them():
     assert str(Range(0, 10**6, open_high=False)) == ">= 0 and <= 1,000,000"
     assert str(Range(0, 1)) == ">= 0 and < 1" and str(Range(0, open_low=True)) == "> 0"
     assert Range(1, 4096, open_high=False).admits(4096) and not Range(0, 1).admits(1)
+
+
+def test_a_failed_download_is_one_line(monkeypatch, capsys, tmp_path):
+    """torchvision's offline error spans several lines (each mirror tried); ours stays one, naming --data-dir."""
+    from zoo import data
+
+    def offline(root, spec):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://a/, got:\n<urlopen error>\n")
+
+    monkeypatch.delenv("ZOO_DATA_DIR", raising=False)
+    monkeypatch.setattr(data, "_from_torchvision", offline)
+    assert main(["train", "resnet18", "--dataset", "mnist", "--epochs", "1", "--out", str(tmp_path / "r")]) == 2
+    one_line(capsys, "Tried https://a/, got: <urlopen error>); pass --data-dir DIR holding mnist.npz")

@@ -215,9 +215,9 @@ def _from_npz_or_download(spec: DataSpec, data_dir: str | os.PathLike | None, do
     root = Path.home() / ".cache" / "zoo" / "datasets"
     try:
         return _from_torchvision(root, spec)
-    except Exception as e:  # torchvision raises URLError, RuntimeError, ... offline
+    except Exception as e:  # torchvision raises URLError, RuntimeError, ... offline, in messages of several lines
         raise DataError(
-            f"{name}: no --data-dir given and torchvision's download into {root} failed ({type(e).__name__}: {e}); "
+            f"{name}: no --data-dir given and torchvision's download into {root} failed ({type(e).__name__}: {' '.join(str(e).split())}); "
             f"pass --data-dir DIR holding {name}.npz (uint8 x_train, y_train, x_test, y_test) or use a synthetic set"
         ) from e
 
