@@ -63,7 +63,7 @@ def run_blocks(name: str, text: str, cwd: Path, env: dict[str, str], data: bool 
         command = (["bash", "-euo", "pipefail", "-c", block.code] if block.lang == "bash" else
                    [str(cwd / ".venv" / "bin" / "python"), "-c", block.code])
         try:
-            done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+            done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
         except subprocess.TimeoutExpired as e:
             failures.append(f"{name}:{block.line}: ```{block.lang} block ran past {e.timeout:.0f} s\n{block.code}")
             continue

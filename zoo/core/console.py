@@ -34,10 +34,10 @@ EXIT_CODES = (
 
 SMOKE_SIZE: dict[str, Callable[[Any], Any]] = {
     "epochs": lambda n: 1,  # training: one epoch
-    "train_subset": lambda n: min(n or 256, 256),  # of at most 256 training images (0 means all)
-    "test_subset": lambda n: min(n or 256, 256),  # tested and evaluated (zoo eval) on at most 256
-    "synthetic": lambda n: min(n, 256),
-    "val_split": lambda n: min(n, 64),
+    "train_subset": lambda n: min(n or 64, 64),  # of at most 64 training images (0 means all)
+    "test_subset": lambda n: min(n or 64, 64),  # tested and evaluated (zoo eval) on at most 64
+    "synthetic": lambda n: min(n, 64),
+    "val_split": lambda n: min(n, 32),
     "quick": lambda on: True,  # reproductions: --quick, one seed, in this process
     "seeds": lambda seeds: [1],
     "jobs": lambda n: 1,
