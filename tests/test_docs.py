@@ -19,6 +19,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,18 +108,41 @@ def fresh_copy(root: Path) -> Path:
 # ---------------------------------------------------------------------------- every block runs
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(REPO)))
-def test_every_block_runs_as_written(doc, tmp_path):
+RUNS_AT_ONCE = 2
+"""Documents run side by side: a reader's command mostly keeps one core busy (imports, data, writing files)."""
+
+
+def run_doc(doc: Path, root: Path) -> list[str]:
+    """The failures of ``doc``'s blocks, run in a fresh copy of the repository under ``root``, with its share of the
+    cores' torch threads (as tests/conftest.py gives each pytest-xdist worker)."""
+    threads = str(max(1, len(os.sched_getaffinity(0)) // RUNS_AT_ONCE))
+    return run_blocks(str(doc.relative_to(REPO)), doc.read_text(), fresh_copy(root),
+                      {**reader_env(root), "OMP_NUM_THREADS": threads}, real_data_dir() is not None)
+
+
+@pytest.fixture(scope="module")
+def doc_runs(request, tmp_path_factory):
+    """The selected documents' runs, RUNS_AT_ONCE at a time, the longest first; each test waits for its own."""
     if not (Path(sys.prefix) / "bin" / "zoo").is_file():
         pytest.skip(f"zoo's command is not installed in {sys.prefix}, which the blocks' .venv stands for")
-    text = doc.read_text()
-    data = real_data_dir() is not None
-    run, skipped = runnable(text, data)
-    if not run:
+    selected = [item.callspec.params["doc"] for item in request.session.items
+                if item.originalname == "test_every_block_runs_as_written"]
+    docs = sorted((d for d in selected if runnable(d.read_text(), real_data_dir() is not None)[0]),
+                  key=lambda d: -sum(len(b.code) for b in runnable(d.read_text(), True)[0]))
+    with ThreadPoolExecutor(max_workers=RUNS_AT_ONCE) as pool:
+        runs = {doc: pool.submit(run_doc, doc, tmp_path_factory.mktemp(doc.stem)) for doc in docs}
+        yield runs
+        for run in runs.values():
+            run.cancel()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_block_runs_as_written(doc, doc_runs):
+    if doc not in doc_runs:
+        skipped = runnable(doc.read_text(), False)[1]
         pytest.skip(f"every runnable block of {doc.name} needs {DATA}" if skipped else f"{doc.name} has no commands")
-    repo = fresh_copy(tmp_path)
-    failures = run_blocks(str(doc.relative_to(REPO)), text, repo, reader_env(tmp_path), data)
+    failures = doc_runs[doc].result()
     assert not failures, "\n\n".join(failures)
 
 
