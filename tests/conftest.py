@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import collections
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,34 @@ def pytest_collection_modifyitems(config, items):
     in this order): a big file started last leaves the other cores idle at the end. Order within a file is kept."""
     slow = collections.Counter(item.path for item in items if item.get_closest_marker("slow"))
     items.sort(key=lambda item: -slow[item.path])  # stable
+
+
+@pytest.fixture(scope="session", autouse=True)
+def zoo_cache_dir(tmp_path_factory) -> Iterator[Path]:
+    """zoo's ONNX cache (``$ZOO_CACHE_DIR``, export.cache) in the session's temp folder, never the user's home;
+    subprocesses inherit it (test_bench.py gives its module a fresh one)."""
+    folder = tmp_path_factory.mktemp("zoo_cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ZOO_CACHE_DIR", str(folder))
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def module_tmp(request, tmp_path_factory) -> Iterator[Callable[[str], Path]]:
+    """``module_tmp(name)``: a fresh folder for a module-scoped fixture's artefacts (trained runs, exports), removed
+    when the module's tests are done, unless one failed (pyproject keeps the temp folders of failed tests only).
+    tmp_path_factory's own folders stay to the end of the session: a full run would hold every module's at once."""
+    made: list[Path] = []
+    failed = request.session.testsfailed
+
+    def mktemp(name: str) -> Path:
+        made.append(tmp_path_factory.mktemp(name))
+        return made[-1]
+
+    yield mktemp
+    if request.session.testsfailed == failed:
+        for folder in made:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def dead_pid() -> int:

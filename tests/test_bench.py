@@ -53,9 +53,9 @@ SAPPHIRE_RAPIDS = isa_features(["avx2", "avx512f", "avx512_vnni", "avx512_bf16",
 
 
 @pytest.fixture(scope="module", autouse=True)
-def onnx_cache(tmp_path_factory) -> Path:
+def onnx_cache(module_tmp) -> Path:
     """The ONNX cache of this module's runs: a fresh folder, never the user's."""
-    folder = tmp_path_factory.mktemp("cache")
+    folder = module_tmp("cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ZOO_CACHE_DIR", str(folder))
         yield folder
@@ -194,10 +194,10 @@ def test_bench_writes_the_documented_schema(tmp_path, capsys, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def vgg11_weights(tmp_path_factory) -> Path:
+def vgg11_weights(module_tmp) -> Path:
     """A randomly initialised vgg11 saved as zoo saves trained weights, MNIST-sized with the CIFAR head."""
     torch.manual_seed(0)
-    return zoo.save_pretrained(zoo.create_model("vgg11", **VGG11), tmp_path_factory.mktemp("weights") / "vgg11")
+    return zoo.save_pretrained(zoo.create_model("vgg11", **VGG11), module_tmp("weights") / "vgg11")
 
 
 @pytest.mark.slow

@@ -33,10 +33,10 @@ def epoch_row(epoch: int, test_err: float) -> dict:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
+def run_dir(module_tmp) -> Path:
     """A finished run as the trainer leaves it (weights untrained: a card only describes them)."""
     torch.manual_seed(0)
-    run_dir = tmp_path_factory.mktemp("run")
+    run_dir = module_tmp("run")
     history = [epoch_row(1, 40.0), epoch_row(2, 20.0)]
     run = {
         "arch": ARCH, "model_kwargs": KWARGS, "dataset": "mnist", "dataset_source": "npz:mnist.npz", "config": {},

@@ -47,9 +47,9 @@ def one_line(capsys, fragment: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def saved_once(tmp_path_factory) -> Path:
+def saved_once(module_tmp) -> Path:
     model = zoo.create_model("resnet18", num_classes=7, in_chans=1, stem="cifar")
-    return save_pretrained(model, tmp_path_factory.mktemp("saved") / "r18")
+    return save_pretrained(model, module_tmp("saved") / "r18")
 
 
 @pytest.fixture
@@ -329,8 +329,8 @@ def test_a_damaged_tags_file_leaves_help_version_and_list_working(damaged_tags, 
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("trained") / "run"
+def trained(module_tmp) -> Path:
+    out = module_tmp("trained") / "run"
     assert main(["train", "resnet18", *TINY, "--out", str(out)]) == 0
     return out
 

@@ -176,13 +176,13 @@ def test_googlenet_transform_input_survives_save_and_load(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def test_images(tmp_path_factory):
+def test_images(module_tmp):
     from conftest import real_data_dir
 
     data = real_data_dir()
     if data is None:
         pytest.skip("real MNIST / CIFAR-10 npz files not found (set ZOO_DATA_DIR)")
-    out = tmp_path_factory.mktemp("images")
+    out = module_tmp("images")
     paths = {}
     for name in ("mnist", "cifar10"):
         with np.load(data / f"{name}.npz") as npz:  # each npz[key] decompresses the whole array again

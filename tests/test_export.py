@@ -104,13 +104,13 @@ def export_case(name: str, case: tuple[dict[str, Any], tuple[int, int, int]], di
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(module_tmp):
     """``exported(name)``: :func:`export_case` of CASES[name], once per module."""
     done: dict[str, Exported] = {}
 
     def export(name: str) -> Exported:
         if name not in done:
-            done[name] = export_case(name, CASES[name], tmp_path_factory.mktemp(name))
+            done[name] = export_case(name, CASES[name], module_tmp(name))
         return done[name]
 
     return export
@@ -176,9 +176,9 @@ def test_export_refuses_input_the_model_cannot_take(input_size, match, tmp_path)
 
 
 @pytest.fixture(scope="module")
-def static_export(tmp_path_factory) -> tuple[int, str, Path]:
+def static_export(module_tmp) -> tuple[int, str, Path]:
     """``python -m export`` with a fixed batch of 3, run once: (exit code, stdout, the file)."""
-    path = tmp_path_factory.mktemp("cli") / "vgg11.onnx"
+    path = module_tmp("cli") / "vgg11.onnx"
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = main(["vgg11", "--out", str(path), "--batch", "3", "--input-size", "1", "32", "32", "--num-classes", "7",

@@ -80,9 +80,9 @@ def test_a_fresh_head_from_a_saved_folder_is_initialised_and_seeded(poisoned_mem
 
 
 @pytest.fixture(scope="module")
-def sources(tmp_path_factory) -> dict[str, Path]:
+def sources(module_tmp) -> dict[str, Path]:
     """One source of each kind: an untrained save, a trained RGB run, a trained 1-channel run, a re-saved tag."""
-    root = tmp_path_factory.mktemp("sources")
+    root = module_tmp("sources")
     save_pretrained(zoo.create_model("resnet18", num_classes=10), root / "untrained")
     assert main(["train", "resnet18", "--dataset", "cifar10", *TINY[2:], "--out", str(root / "rgb")]) == 0
     assert main(["train", "resnet18", *TINY, "--out", str(root / "grey")]) == 0

@@ -66,7 +66,7 @@ def logits_of(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Trained:
+def trained(module_tmp) -> Trained:
     """A run directory as the trainer writes it, for a model trained two SGD steps on 8 random images."""
     torch.manual_seed(0)
     model = zoo.create_model(ARCH, **KWARGS)
@@ -89,7 +89,7 @@ def trained(tmp_path_factory) -> Trained:
             "test_top5_err": 100.0 * (~(logits.topk(5, 1).indices == y[:, None]).any(1)).float().mean().item(),
             "epoch_s": 1.0, "img_s": 8.0,
         })
-    run_dir = tmp_path_factory.mktemp("run")
+    run_dir = module_tmp("run")
     run = {
         "arch": ARCH, "model_kwargs": KWARGS, "dataset": "mnist", "dataset_source": "npz:mnist.npz", "config": {},
         "world_size": 1, "dataset_sha256": "ab" * 32, "recipe": "paper",
@@ -363,7 +363,7 @@ def git(repo: Path, *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def hub(trained, tmp_path_factory):
+def hub(trained, module_tmp):
     """olah serving a git repository of the trained folder on 127.0.0.1, and huggingface_hub pointed at it.
 
     huggingface_hub reads HF_ENDPOINT, HF_HOME and HF_HUB_OFFLINE once, when it is
@@ -376,7 +376,7 @@ def hub(trained, tmp_path_factory):
         pytest.skip("olah is not installed (pip install olah): the Hub download path is not tested")
     if shutil.which("git") is None:
         pytest.skip("git is not installed: olah serves git repositories")
-    root = tmp_path_factory.mktemp("olah")
+    root = module_tmp("olah")
     repo = Path(shutil.copytree(trained.folder, root / "mirrors" / "models" / REPO_ID))
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")

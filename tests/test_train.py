@@ -39,9 +39,9 @@ def assert_bitwise_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor])
 
 
 @pytest.fixture(scope="module")
-def reference_run(tmp_path_factory) -> Path:
+def reference_run(module_tmp) -> Path:
     """One uninterrupted TINY run, shared by the resume tests."""
-    out = tmp_path_factory.mktemp("reference")
+    out = module_tmp("reference")
     train(TrainConfig(out=str(out), **TINY))
     return out
 
