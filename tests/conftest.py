@@ -11,13 +11,37 @@ from pathlib import Path
 import pytest
 import torch
 
+import zoo
+import zoo.registry
+
 REPO = Path(__file__).resolve().parents[1]
 ONE_PER_BLOCK_KIND = {"resnet18", "resnet50", "vgg11_bn", "googlenet_res5x5"}
 """The models the fast tier builds where a test covers every model: one per kind of block (BasicBlock,
-Bottleneck, VGG with BN, residual Inception); the full suite builds them all."""
+Bottleneck, VGG with BN, residual Inception); the full suite builds every model but the TWINS."""
+TWINS = {
+    "resnet34": "resnet18", "resnet101": "resnet50", "resnet152": "resnet50",
+    **{f"vgg{depth}{bn}": f"vgg11{bn}" for depth in (13, 16, 19) for bn in ("", "_bn")},
+    "googlenet_5x5": "googlenet", "googlenet_res3x3": "googlenet_res5x5", "googlenet_resall5x5": "googlenet_resall3x3",
+}
+"""Models whose forward runs the code of the model named: the deeper ResNets and VGGs (more blocks of the same
+kinds), and the GoogLeNets that differ from another in the kernel size of their third branch only (the same class and
+kinds of module: tests/test_models.py checks it). The full suite's per-model tests of what neither changes
+(TorchScript, fx, features, default cfgs, gradient checkpointing, forward and backward) run the model named only; the
+cheap per-model tests, every code path's export (tests/test_export.py) and the comparisons with torchvision's
+weights run them all. A new family, depth or variant is tested in full until it is added here."""
 SMALL = ["--dataset", "mnist", "--synthetic", "64", "--batch-size", "32", "--epochs", "1", "--quiet"]
 TINY = [*SMALL, "--device", "cpu"]
 """`zoo train` arguments of a run of seconds: 64 synthetic MNIST images, one epoch (TINY: on the CPU)."""
+
+
+def code_path(name: str, kernel_sizes: bool = True) -> tuple[str, frozenset]:
+    """What ``name``'s forward runs, whatever its depth: its class, and the kinds of module it is built of (type,
+    kernel size unless ``kernel_sizes`` is false, residual or not), at its defaults on the meta device (as
+    tests/test_export.py's cases count them)."""
+    model = zoo.registry.meta_model(name)
+    kinds = {(type(m).__name__, getattr(m, "kernel_size", None) if kernel_sizes else None, getattr(m, "residual", None))
+             for m in model.modules()}
+    return type(model).__name__, frozenset(kinds)
 
 
 def pytest_configure(config):

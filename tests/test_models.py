@@ -10,7 +10,7 @@ import zoo.models.registry
 from zoo.core.errors import ArgumentError
 from zoo.models import GoogLeNetOutputs
 
-from conftest import ONE_PER_BLOCK_KIND
+from conftest import ONE_PER_BLOCK_KIND, TWINS, code_path
 
 ALL = zoo.list_models()
 GOOGLENETS = zoo.list_models("googlenet*")
@@ -33,16 +33,12 @@ def outputs_of(out):
     return list(out) if isinstance(out, tuple) else [out]
 
 
-# VGG's torchvision head (25088 x 4096 x 4096) is the same code at every depth, 3-5 s a case: it runs here for vgg11,
-# vgg11_bn and the paper's vgg19; the other depths run it in test_torchvision_state_dict_loads_and_matches, and
-# their features here with the CIFAR head.
-PAPER_HEAD_CASES = {"vgg11", "vgg11_bn", "vgg19"}
-
-
+# Every model but the conftest.TWINS, which run another model's code (more blocks, or other kernels). VGG's
+# torchvision head (25088 x 4096 x 4096, 3-5 s a case) runs here on vgg11 and vgg11_bn, and at every depth in
+# test_torchvision_state_dict_loads_and_matches.
 @pytest.mark.parametrize(("name", "config"), [
     slow_if(name not in ONE_PER_BLOCK_KIND or name.startswith("vgg") and config == "paper", name, config)
-    for name in ALL for config in ("paper", "cifar")
-    if not (name.startswith("vgg") and config == "paper" and name not in PAPER_HEAD_CASES)])
+    for name in ALL for config in ("paper", "cifar") if name not in TWINS])
 def test_forward_backward_mnist_and_cifar(name, config):
     torch.manual_seed(0)
     for in_chans in (1, 3):
@@ -108,6 +104,29 @@ def test_torchvision_state_dict_loads_and_matches(name):
 )
 def test_param_counts_match_torchvision(name, params):
     assert zoo.model_info(name)["params"] == params
+
+
+@pytest.mark.parametrize(("name", "twin"), TWINS.items())
+def test_a_twin_runs_the_code_of_the_model_it_names(name, twin):
+    """What lets the per-model tests of TorchScript, fx, features, cfgs and gradients run the model named only: the
+    same code, whatever the depth and the kernel sizes. A deeper twin's depth, what it does change, is torchvision's
+    (on the meta device: no memory, no init)."""
+    assert code_path(name, kernel_sizes=False) == code_path(twin, kernel_sizes=False)
+    params = {n: sum(p.numel() for p in zoo.registry.meta_model(n).parameters()) for n in (name, twin)}
+    assert params[name] != params[twin]  # not the same model
+    if code_path(name) == code_path(twin):  # more blocks, not other kernels
+        with torch.device("meta"):
+            reference = getattr(torchvision.models, name)()
+        assert params[name] == sum(p.numel() for p in reference.parameters()) > params[twin]
+
+
+def test_code_paths_tell_block_kinds_apart():
+    """The negative control: the kinds of block of a family are different code paths, with or without kernel sizes;
+    the kernel sizes tell the GoogLeNet twins apart."""
+    kinds = ("resnet18", "resnet50", "vgg11", "vgg11_bn", "googlenet", "googlenet_res5x5", "googlenet_resall3x3")
+    for kernel_sizes in (True, False):
+        assert len({code_path(name, kernel_sizes) for name in kinds}) == len(kinds)
+    assert code_path("googlenet_5x5") != code_path("googlenet")
 
 
 def test_googlenet_without_aux_param_count():

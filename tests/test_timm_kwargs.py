@@ -13,7 +13,7 @@ import zoo.models.layers
 from zoo.core.errors import ArgumentError
 from zoo.models.layers import DropPath, ZooModel
 
-from conftest import ONE_PER_BLOCK_KIND
+from conftest import ONE_PER_BLOCK_KIND, TWINS
 
 ALL = zoo.list_models()
 GOOGLENETS = zoo.list_models("googlenet*")
@@ -44,15 +44,15 @@ def timm():
 # ---------------------------------------------------------------------------- gradient checkpointing
 
 # The fast tier checkpoints one model of each block kind, both configurations (VGG's CIFAR head only: its imagenet
-# head is 25088 x 4096 weights and their gradients, twice, 3-8 s a case); the others (0.2-2 s each) run in the full suite.
-# Checkpointing covers the stages of forward_features; the head runs plain. So VGG's imagenet head adds no code to
-# check at other depths than vgg11 and vgg11_bn, and every depth's stages are checked with the CIFAR head.
+# head is 25088 x 4096 weights and their gradients, twice, 3-8 s a case); the full suite every model but the
+# conftest.TWINS. Checkpointing covers the stages of forward_features; the head runs plain. So VGG's imagenet head adds
+# no code to check past vgg11 and vgg11_bn, whose stages are checked with the CIFAR head too.
 VGG_IMAGENET_HEAD = {"vgg11", "vgg11_bn"}
 
 
 def checkpointing_cases() -> list:
     cases = []
-    for name in ALL:
+    for name in (n for n in ALL if n not in TWINS):
         for config in ("imagenet", "cifar"):
             vgg_head = name.startswith("vgg") and config == "imagenet"
             if vgg_head and name not in VGG_IMAGENET_HEAD:
