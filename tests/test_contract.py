@@ -135,20 +135,24 @@ def test_a_new_family_exports_with_parity_as_its_batchnorm_declaration_says(tiny
 
 
 def family_cases(both: bool = False) -> list:
-    """(name, variant) for every registered model but the TWINS (conftest.py: they run another model's code) in both
-    configurations; in the fast tier, each family's first registered name (its file registers its
-    smallest model first) in its cheap configuration at 32x32 (the imagenet stem, VGG's cifar head: its
-    ``quick_kwargs``), or in both (``both``). A new family is in both tiers."""
+    """(name, variant): each family's first registered name (its file registers its smallest model first) in both
+    configurations, in the fast tier in its cheap one at 32x32 (the imagenet stem, VGG's cifar head: its
+    ``quick_kwargs``) or in both (``both``); in the slow tier, the family's other models but the TWINS (conftest.py:
+    they run another model's code) in the cheap configuration (the other one's stem or head is the first name's code)
+    or in both (``both``). A new family is in both tiers."""
     zoo.list_models()  # registers the built-in families
-    seen, cases = set(), []
+    cheap: dict[str, str] = {}
+    cases = []
     for name in [n for n in _MODELS if n not in TWINS]:
         family = factory(name).__module__  # one file per family
-        cls = model_class(name) if family not in seen else None
-        cheap = cls.quick_kwargs.get(cls.variant_arg, "imagenet") if cls else None
+        first = family not in cheap
+        if first:
+            cls = model_class(name)
+            cheap[family] = cls.quick_kwargs.get(cls.variant_arg, "imagenet")
         for variant in ("cifar", "imagenet"):
-            fast = cls is not None and (both or variant == cheap)
-            cases.append(pytest.param(name, variant, marks=() if fast else pytest.mark.slow, id=f"{name}-{variant}"))
-        seen.add(family)
+            if both or first or variant == cheap[family]:
+                fast = first and (both or variant == cheap[family])
+                cases.append(pytest.param(name, variant, marks=() if fast else pytest.mark.slow, id=f"{name}-{variant}"))
     return cases
 
 
