@@ -89,6 +89,24 @@ def module_tmp(request, tmp_path_factory) -> Iterator[Callable[[str], Path]]:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def tag_onnx(tmp_path_factory) -> Callable[[str], Path]:
+    """``tag_onnx(tag)``: a bundled tag's ONNX export at its input size, made once per process (3-10 s an export) for
+    the tests that read it; one that would change the file copies it first."""
+    from zoo.export.onnx import export_onnx
+
+    made: dict[str, Path] = {}
+
+    def export(tag: str) -> Path:
+        if tag not in made:
+            size = zoo.get_pretrained_tag(tag).data.input_size
+            made[tag] = export_onnx(zoo.create_model(tag, pretrained=True), tmp_path_factory.mktemp("tag") / "m.onnx",
+                                    input_size=size)
+        return made[tag]
+
+    return export
+
+
 def dead_pid() -> int:
     """The pid of a process that has exited: a lock or temp file's owner that is gone."""
     proc = subprocess.Popen([sys.executable, "-c", "pass"])

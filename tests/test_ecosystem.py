@@ -21,7 +21,6 @@ from torchvision.models.feature_extraction import create_feature_extractor, get_
 
 import zoo
 import zoo.models.registry
-from zoo.export import export_onnx
 from zoo.cli import main
 from zoo.core.progress import progress_bar
 from zoo.data.loading import DeviceLoader, synthetic
@@ -198,15 +197,14 @@ def test_images(module_tmp):
 @pytest.mark.real_data
 @pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
 @pytest.mark.slow
-def test_predict_real_test_images_with_the_bundled_weights_torch_and_onnx(dataset, test_images, tmp_path, capsys):
+def test_predict_real_test_images_with_the_bundled_weights_torch_and_onnx(dataset, test_images, tag_onnx, capsys):
     tag = f"googlenet_res5x5.{dataset}_paper"
     paths, labels = zip(*test_images[dataset])
     names = zoo.get_pretrained_tag(tag).data.label_names
     results = predict(paths, tag, top_k=3)
     hits = sum(r["top"][0]["label"] == names[y] for r, y in zip(results, labels))
     assert hits >= (19 if dataset == "mnist" else 15), hits  # the tags' accuracy: 99.5% and 87.6%
-    onnx_path = export_onnx(zoo.create_model(tag, pretrained=True), tmp_path / "m.onnx",
-                            input_size=zoo.get_pretrained_tag(tag).data.input_size)
+    onnx_path = tag_onnx(tag)
     via_onnx = predict(paths, onnx_path, top_k=3)
     assert [r["top"][0]["label"] for r in via_onnx] == [r["top"][0]["label"] for r in results]
     assert all(abs(a["top"][0]["probability"] - b["top"][0]["probability"]) < 1e-4 for a, b in zip(results, via_onnx))
@@ -215,10 +213,8 @@ def test_predict_real_test_images_with_the_bundled_weights_torch_and_onnx(datase
 
 
 @pytest.mark.slow
-def test_exported_onnx_describes_itself(tmp_path):
-    model = zoo.create_model("googlenet_res5x5.cifar10_paper", pretrained=True)
-    path = export_onnx(model, tmp_path / "m.onnx", input_size=(3, 32, 32))
-    proto = onnx.load(path)
+def test_exported_onnx_describes_itself(tag_onnx):
+    proto = onnx.load(tag_onnx("googlenet_res5x5.cifar10_paper"))  # exported at the tag's 3x32x32
     props = {p.key: p.value for p in proto.metadata_props}
     config = json.loads(props["zoo.config"])
     assert props["zoo.arch"] == "googlenet_res5x5" and props["zoo.version"] == zoo.__version__

@@ -20,7 +20,7 @@ from huggingface_hub import ModelCard
 import zoo
 import zoo.models.registry
 from zoo.export.bench import ort_predict, quantize_int8, top1
-from zoo.export.onnx import check_parity, create_session, export_onnx
+from zoo.export.onnx import check_parity, create_session
 from zoo.core.files import sha256_file
 from zoo.hub.weights import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, load_tensors
 from zoo.cli import main
@@ -138,10 +138,10 @@ def test_zoo_eval_on_the_tag_alone_confirms_the_cards_accuracy(name, data_dir, t
 @pytest.mark.real_data
 @pytest.mark.slow
 @pytest.mark.parametrize("name", TAGS)
-def test_onnx_export_matches_and_int8_loses_at_most_half_a_point(name, data_dir, tmp_path):
+def test_onnx_export_matches_and_int8_loses_at_most_half_a_point(name, data_dir, tag_onnx, tmp_path):
     tag = entry(name)
     model = zoo.create_model(name, pretrained=True).eval()
-    path = export_onnx(model, tmp_path / "model.onnx", input_size=tag.data.input_size)
+    path = tag_onnx(name)
     check_parity(model, path, input_size=tag.data.input_size)
     data = load_dataset(tag.dataset, data_dir, download=False)
     fp32 = top1(ort_predict(create_session(path)), data, 10000, 500)
