@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import zoo
-import zoo.registry
+import zoo.models.registry
 
 REPO = Path(__file__).resolve().parents[1]
 ONE_PER_BLOCK_KIND = {"resnet18", "resnet50", "vgg11_bn", "googlenet_res5x5"}
@@ -38,7 +38,7 @@ def code_path(name: str, kernel_sizes: bool = True) -> tuple[str, frozenset]:
     """What ``name``'s forward runs, whatever its depth: its class, and the kinds of module it is built of (type,
     kernel size unless ``kernel_sizes`` is false, residual or not), at its defaults on the meta device (as
     tests/test_export.py's cases count them)."""
-    model = zoo.registry.meta_model(name)
+    model = zoo.models.registry.meta_model(name)
     kinds = {(type(m).__name__, getattr(m, "kernel_size", None) if kernel_sizes else None, getattr(m, "residual", None))
              for m in model.modules()}
     return type(model).__name__, frozenset(kinds)

@@ -113,7 +113,7 @@ def test_a_twin_runs_the_code_of_the_model_it_names(name, twin):
     same code, whatever the depth and the kernel sizes. A deeper twin's depth, what it does change, is torchvision's
     (on the meta device: no memory, no init)."""
     assert code_path(name, kernel_sizes=False) == code_path(twin, kernel_sizes=False)
-    params = {n: sum(p.numel() for p in zoo.registry.meta_model(n).parameters()) for n in (name, twin)}
+    params = {n: sum(p.numel() for p in zoo.models.registry.meta_model(n).parameters()) for n in (name, twin)}
     assert params[name] != params[twin]  # not the same model
     if code_path(name) == code_path(twin):  # more blocks, not other kernels
         with torch.device("meta"):
