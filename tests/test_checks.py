@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 import zoo
+import zoo.data.loading
 from zoo.models import registry
 from zoo.cli import main
 from zoo.core.errors import ArgumentError, CheckpointError, DataError, HubError, TrainingError, UnknownModelError
@@ -682,12 +683,10 @@ def test_range_bounds_print_as_people_write_them():
 
 def test_a_failed_download_is_one_line(monkeypatch, capsys, tmp_path):
     """torchvision's offline error spans several lines (each mirror tried); ours stays one, naming --data-dir."""
-    from zoo import data
-
     def offline(root, spec):
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://a/, got:\n<urlopen error>\n")
 
     monkeypatch.delenv("ZOO_DATA_DIR", raising=False)
-    monkeypatch.setattr(data, "_from_torchvision", offline)
+    monkeypatch.setattr(zoo.data.loading, "_from_torchvision", offline)
     assert main(["train", "resnet18", "--dataset", "mnist", "--epochs", "1", "--out", str(tmp_path / "r")]) == 2
     one_line(capsys, "Tried https://a/, got: <urlopen error>); pass --data-dir DIR holding mnist.npz")
