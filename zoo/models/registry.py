@@ -377,6 +377,12 @@ def list_models(pattern: str | Iterable[str] = "*", pretrained: bool = False) ->
     return sorted(n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns))
 
 
+def param_count(name: str, **kwargs: Any) -> int:
+    """Parameters of ``name`` built with ``kwargs`` (None values left out, as :func:`model_info` does), counted on
+    the meta device: what a plan needs of a model without the cost of tracing a forward pass."""
+    return sum(p.numel() for p in meta_model(name, **{k: v for k, v in kwargs.items() if v is not None}).parameters())
+
+
 def model_info(name: str, input_size: tuple[int, int, int] | None = None, **kwargs: Any) -> dict[str, Any]:
     """Parameter count and multiply-accumulates of one forward pass at batch 1.
 
@@ -404,7 +410,7 @@ def _model_info(name: str, input_size: tuple[int, int, int] | None, kwargs_json:
     return {
         "name": name,
         "input_size": list(size),
-        "params": sum(p.numel() for p in model.parameters()),
+        "params": param_count(name, **json.loads(kwargs_json)),
         "macs": flops // 2,
         "flops": flops,
     }

@@ -15,7 +15,7 @@ from zoo.paper import verdicts
 from zoo.data.datasets import get_spec
 from zoo.core.errors import DataError
 from zoo.train.recipes import get_recipe
-from zoo.models.registry import model_class, model_info
+from zoo.models.registry import model_class, param_count
 from zoo.paper.reproduce import EXPERIMENTS, POOLED_SD, Claim, Experiment, scope_problem, sd_factor
 from zoo.train.loop import TrainConfig
 
@@ -139,8 +139,8 @@ def estimate(configs: list[TrainConfig], machine: str = "h200", jobs: int = 1, t
         run_s = images / img_s + STARTUP_S
         if not math.isnan(run_s):
             seconds += run_s / min(jobs, processes, len(configs))
-        params = model_info(cfg.arch, input_size=spec.input_size, **{**recipe.model_kwargs, **cfg.model_kwargs,
-                            "num_classes": spec.num_classes, "in_chans": spec.input_size[0]})["params"]
+        params = param_count(cfg.arch, **{**recipe.model_kwargs, **cfg.model_kwargs, "num_classes": spec.num_classes,
+                                          "in_chans": spec.input_size[0]})
         states.append(params * BYTES_PER_PARAM["state"])
         kept += params * sum(BYTES_PER_PARAM.values())
         rows.append({"run": Path(cfg.out).name, "epochs": recipe.epochs, "images": int(images), "img_s": img_s,

@@ -444,6 +444,10 @@ def power(effect: float, sd: float, n: int, kind: str) -> float:
 
 def seeds_needed(effect: float, sd: float, kind: str, most: int = 1000) -> int | None:
     """The fewest seeds (per side) whose :func:`mde` is at most |``effect``|; None beyond ``most`` or for no effect."""
-    if not abs(effect) > 0:
+    if not abs(effect) > 0 or mde(sd, most, kind) > abs(effect):
         return None
-    return next((n for n in range(2, most + 1) if mde(sd, n, kind) <= abs(effect)), None)
+    lo, hi = 1, most  # mde falls as n grows: mde(lo) > |effect| >= mde(hi); bisect instead of trying every n
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if mde(sd, mid, kind) <= abs(effect) else (mid, hi)
+    return hi
