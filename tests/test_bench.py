@@ -635,6 +635,7 @@ def _doc(noisy: bool, features: dict | None = None) -> dict:
                         "latency_ms": {"onnxruntime": {"1": fig}}}]}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("noisy", [True, False])
 def test_noisy_figures_are_drawn_hollow_and_the_legend_says_so(noisy):
     for chart in (cost_chart(_doc(noisy), accuracy=False), batch_chart(_doc(noisy)), peak_chart(_doc(noisy))):

@@ -67,6 +67,7 @@ def table_value(card: str, row: str) -> str:
     return match.group(1)
 
 
+@pytest.mark.slow
 def test_card_numbers_match_the_checkpoint(run_dir):
     folder = run_dir / "model"
     card = ModelCard.load(folder / CARD_NAME)
@@ -128,6 +129,7 @@ def meta_for(arch: str, **changes) -> CheckpointMeta:
     return dataclasses.replace(base, **changes)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("arch", "kernel"), [("googlenet_res3x3", "3x3"), ("googlenet_5x5", "5x5")])
 def test_googlenet_cards_carry_the_906_provenance_note(arch, kernel, tmp_path):
     weights = tmp_path / WEIGHTS_NAME

@@ -104,6 +104,7 @@ def tiny_family(monkeypatch):
     del _MODELS["tinynet"]
 
 
+@pytest.mark.slow
 @TORCHSCRIPT_DEPRECATED
 def test_a_new_family_needs_only_its_model_file_and_two_recipe_rows(tiny_family, tmp_path):
     test_every_registered_model_keeps_the_family_contract(tiny_family)
@@ -247,10 +248,10 @@ def check_layer_decay(model: nn.Module) -> None:
     assert len(coarse) == len(scales) + 1  # a group per stage with parameters, then the heads
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "variant"), family_cases(both=True))
 def test_default_cfg_says_what_the_model_is(name, variant):
-    """On the meta device, so both configurations are cheap: VGG's imagenet head (num_features 512, head_hidden_size
-    4096, timm's) is in the fast tier."""
+    """Both configurations: VGG's imagenet head has num_features 512 and head_hidden_size 4096, as timm's."""
     kwargs = {model_class(name).variant_arg: variant}
     check_default_cfg(on_meta(name, **kwargs), lambda **k: on_meta(name, **kwargs, **k))
     check_default_cfg(on_meta(name, num_classes=10, **kwargs), lambda **k: on_meta(name, **kwargs, **k))
@@ -259,8 +260,8 @@ def test_default_cfg_says_what_the_model_is(name, variant):
     check_default_cfg(model, lambda **k: on_meta(name, **kwargs, **k))
 
 
-@pytest.mark.parametrize("tag", [pytest.param(t, marks=pytest.mark.slow if i else ())
-                                 for i, t in enumerate(zoo.list_models(pretrained=True))])
+@pytest.mark.slow
+@pytest.mark.parametrize("tag", zoo.list_models(pretrained=True))
 @TORCHSCRIPT_DEPRECATED
 def test_pretrained_tags_keep_the_contract_and_load_as_timm_loads_them(tag):
     check_default_cfg(on_meta(tag), lambda **k: on_meta(tag, **k))
@@ -297,6 +298,7 @@ def test_features_and_intermediates_are_the_stages_feature_info_describes(name, 
     torch.testing.assert_close(model.forward_intermediates(x)[0], plain)  # timm's: checkpointing changes nothing
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "variant"), family_cases())
 @TORCHSCRIPT_DEPRECATED
 def test_fx_traces_eval_and_train_and_torchscript_compiles_the_trace(name, variant):
@@ -320,6 +322,7 @@ def test_fx_traces_eval_and_train_and_torchscript_compiles_the_trace(name, varia
         torch.testing.assert_close(got, model(x), rtol=0, atol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "variant"), family_cases())
 @TORCHSCRIPT_DEPRECATED
 def test_torchscript_gives_eager_outputs_in_eval_and_train(name, variant):

@@ -140,6 +140,7 @@ def test_init_adapts_a_tag_to_the_channels_asked_for(tmp_path):
 # ---------------------------------------------------------------------------- provenance survives save -> load -> save
 
 
+@pytest.mark.slow
 def test_provenance_survives_save_load_save_and_the_card_front_matter_is_the_hubs(tmp_path):
     model = zoo.create_model("googlenet_res5x5.mnist_paper", num_classes=3, label_names=["a", "b", "c"])
     record = dataclasses.replace(model.data_config, dataset="folder:scans", images=(30, 9), dataset_sha256="c" * 64,
@@ -177,6 +178,7 @@ def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+@pytest.mark.slow
 def test_every_third_party_package_zoo_imports_is_a_declared_dependency():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     requirements = [*project["dependencies"], *(d for extra in project["optional-dependencies"].values() for d in extra)]

@@ -101,10 +101,9 @@ def test_timm_overlay_file_keeps_the_trained_classifier(tmp_path):
 # ---------------------------------------------------------------------------- the timm model API
 
 
-@pytest.mark.parametrize(("name", "variant", "config"), [  # 3-4 s: VGG's ImageNet head, the GoogLeNet at CIFAR size
-    pytest.param(name, variant, config, marks=pytest.mark.slow if (name, config) in
-                 {("vgg11_bn", "imagenet"), ("googlenet_res5x5", "cifar")} else ())
-    for config in ("imagenet", "cifar") for name, variant in FAMILIES])
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "variant", "config"), [  # 1-4 s each: VGG's ImageNet head, the GoogLeNet at CIFAR size
+    (name, variant, config) for config in ("imagenet", "cifar") for name, variant in FAMILIES])
 def test_timm_model_api(name, variant, config):
     torch.manual_seed(0)
     model = random_bn(zoo.create_model(name, num_classes=10, **{variant: config}))
@@ -130,6 +129,7 @@ def test_timm_features_only_gives_the_stages_feature_info_describes(name):
     assert [64 // o.shape[-1] for o in outs] == model.feature_info.reduction() == [4, 8, 16]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "vgg11_bn", "googlenet", "googlenet_resall5x5"])
 def test_traceable_by_fx_and_torchvision_feature_extraction_while_eager_errors_stay(name):
     model = random_bn(zoo.create_model(name, num_classes=10))

@@ -68,8 +68,6 @@ def export_cases() -> dict[str, tuple[dict[str, Any], tuple[int, int, int]]]:
 
 
 CASES = export_cases()
-FAST = {"resnet18"}
-"""The case of the fast tier (2 s); the others take 2-15 s each on 2 cores."""
 
 
 def with_real_bn_statistics(model: nn.Module, input_size: tuple[int, int, int]) -> nn.Module:
@@ -147,7 +145,8 @@ def check_fold_rule(model: nn.Module) -> None:
         assert fold_batchnorm(model) is model
 
 
-@pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in CASES])
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CASES)
 def test_every_code_path_exports_with_parity(name, exported):
     check_exported(exported(name))
 
@@ -231,6 +230,7 @@ def test_parser_mounts_as_a_subcommand():
     assert callable(args.func)
 
 
+@pytest.mark.slow
 def test_batchnorm_folding_keeps_outputs_and_the_original_model(exported):
     model = exported("resnet18").model.eval()  # the downsample shortcuts' Sequential(conv, bn) and conv1/bn1 alike
     folded = fold_batchnorm(model)

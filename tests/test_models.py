@@ -10,7 +10,7 @@ import zoo.models.registry
 from zoo.core.errors import ArgumentError
 from zoo.models import GoogLeNetOutputs
 
-from conftest import ONE_PER_BLOCK_KIND, TWINS, code_path
+from conftest import TWINS, code_path
 
 ALL = zoo.list_models()
 GOOGLENETS = zoo.list_models("googlenet*")
@@ -36,9 +36,9 @@ def outputs_of(out):
 # Every model but the conftest.TWINS, which run another model's code (more blocks, or other kernels). VGG's
 # torchvision head (25088 x 4096 x 4096, 3-5 s a case) is the same code with or without BN in the features: it runs
 # here on vgg11, and at every depth in test_torchvision_state_dict_loads_and_matches.
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "config"), [
-    slow_if(name not in ONE_PER_BLOCK_KIND or name.startswith("vgg") and config == "paper", name, config)
-    for name in ALL for config in ("paper", "cifar")
+    (name, config) for name in ALL for config in ("paper", "cifar")
     if name not in TWINS and not (name == "vgg11_bn" and config == "paper")])
 def test_forward_backward_mnist_and_cifar(name, config):
     torch.manual_seed(0)
@@ -144,6 +144,7 @@ def test_googlenet_5x5_differs_only_in_branch3_kernel():
         assert plain[k].shape[2:] == (3, 3) and five[k].shape[2:] == (5, 5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("res", "plain"), [("googlenet_res3x3", "googlenet"), ("googlenet_res5x5", "googlenet_5x5")])
 def test_residual_variant_has_plain_twin_param_count(res, plain):
     assert zoo.model_info(res)["params"] == zoo.model_info(plain)["params"]

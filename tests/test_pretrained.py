@@ -83,6 +83,7 @@ def test_refreshing_a_card_refuses_weights_that_measure_otherwise(tmp_path, monk
     assert {p.name: p.read_bytes() for p in entry(name).bundled.iterdir()} == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TAGS)
 def test_tag_loads_the_same_through_zoo_torch_hub_and_timm(name):
     tag = entry(name)

@@ -153,6 +153,7 @@ def fig7_report(tmp_path, epochs: int) -> str:
     return R.reproduce("fig7", tmp_path, report_only=True, **kw).read_text()
 
 
+@pytest.mark.slow
 def test_report_aggregates_seeds_and_derives_verdicts_by_the_stated_rule(tmp_path):
     text = fig7_report(tmp_path, epochs=160)  # as long as the paper's: every claim comparable
     assert "| 3x3, residuals | 13.73 | 17.60 ± 0.26 | 17.60 ± 0.26 | 17.60 ± 0.26 | 50.70 ± 0.70 | 17.50, 17.40, 17.90 |" in text
@@ -242,6 +243,7 @@ def test_a_squeezed_one_cycle_schedule_is_not_comparable_for_early_claims(tmp_pa
     assert R.compressed(next(iter(paper.values()))) == ""
 
 
+@pytest.mark.slow
 def test_every_verdict_row_says_whether_it_was_pre_registered(tmp_path):
     """fig7-early's own design is confirmatory; the same claim on other runs is exploratory."""
     d = R.FIG7_EARLY_DESIGN
@@ -311,6 +313,7 @@ def test_facts_include_the_papers_counts_and_its_mistake():
     assert any("AlexNet" in what for what in R.OUT_OF_SCOPE)
 
 
+@pytest.mark.slow
 def test_a_run_whose_records_hold_all_its_epochs_is_done_without_its_weights(tmp_path):
     """reports/ keep run.json and metrics.jsonl only: a reproduction spanning sessions goes on from them instead of
     training the finished runs again; a run with fewer epochs recorded (and no state to resume) starts anew."""

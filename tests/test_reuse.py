@@ -74,6 +74,7 @@ def test_adapt_input_conv_matches_timm():
         assert torch.allclose(adapt_input_conv(chans, w), timm_adapt(chans, w)), chans
 
 
+@pytest.mark.slow
 def test_new_head_can_be_named_and_other_architectures_are_still_refused(tmp_path):
     model = zoo.create_model(TAG, pretrained=True, num_classes=2, label_names=["cat", "dog"])
     assert model.pretrained_cfg["label_names"] == ("cat", "dog")
@@ -87,6 +88,7 @@ def test_new_head_can_be_named_and_other_architectures_are_still_refused(tmp_pat
         zoo.load_weights(wrong, folder)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("build", [zoo.create_model, lambda name, **kw: timm.create_model(f"zoo_{name}", **kw)],
                          ids=["zoo", "timm"])
 def test_features_only_with_pretrained_gives_the_trained_maps(build, tag_state):
@@ -109,6 +111,7 @@ def _roundtrip(model: torch.nn.Module, folder: Path) -> torch.nn.Module:
     return loaded
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change", ["as loaded", "reset_classifier", "fine-tuned"])
 def test_save_pretrained_round_trips_any_zoo_model_through_zoo_and_timm(change, tmp_path):
     model = zoo.create_model(TAG, pretrained=True)
@@ -148,6 +151,7 @@ def test_timm_discovers_the_tags_and_a_probe_does_not_switch_the_bridge_off():
     assert int(out.split()[-1]) == len(zoo.list_models())
 
 
+@pytest.mark.slow
 def test_predict_takes_paths_folders_pil_images_and_tensors_in_bounded_batches(tmp_path):
     images = [Image.fromarray(np.random.default_rng(i).integers(0, 255, (40, 40, 3), np.uint8)) for i in range(5)]
     (tmp_path / "dir" / "sub").mkdir(parents=True)

@@ -67,6 +67,7 @@ def gradients(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     return {n: p.grad for n, p in model.named_parameters()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "kwargs"), checkpointing_cases())
 def test_gradient_checkpointing_gives_the_same_gradients(name, kwargs, monkeypatch):
     """Checkpointed stages recompute their activations in backward, dropout and stochastic depth included."""
@@ -104,6 +105,7 @@ def test_checkpointing_each_module_alone_breaks_backward(name, config, monkeypat
         model(torch.randn(2, 3, 32, 32)).sum().backward()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "vgg11_bn", "googlenet", "googlenet_resall5x5"])
 def test_checkpointing_model_traces_and_gives_the_stages(name):
     model = meta(name, num_classes=10, drop_path_rate=0.1 if name in RESIDUAL else 0.0).train()
