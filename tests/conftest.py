@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import shutil
 import subprocess
@@ -10,9 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import Tensor, nn
 
 import zoo
+import zoo.hub.factory
 import zoo.models.registry
+from zoo.models.layers import Variant, ZooModel, classifier, feature_info
+from zoo.models.registry import _MODELS, TIMM_PREFIX, register_model
+from zoo.train import recipes
 
 REPO = Path(__file__).resolve().parents[1]
 ONE_PER_BLOCK_KIND = {"resnet18", "resnet50", "vgg11_bn", "googlenet_res5x5"}
@@ -105,6 +111,98 @@ def tag_onnx(tmp_path_factory) -> Callable[[str], Path]:
         return made[tag]
 
     return export
+
+
+class TinyNet(ZooModel):
+    """The guide's example family (docs/extending.md): a first conv and four pre-activation blocks (BatchNorm, ReLU,
+    conv: no BatchNorm follows a conv, so it declares ``folds_batchnorm = False``), the five stages the contract asks
+    for."""
+
+    family = "tiny"
+    variant_arg = "stem"
+    first_conv = "conv1"
+    classifier_names = "fc"
+    folds_batchnorm = False
+
+    def __init__(self, num_classes: int = 1000, in_chans: int = 3, stem: Variant = "cifar", global_pool: str = "avg") -> None:
+        super().__init__()
+        self.check_variant(stem)
+        self.num_classes, self.in_chans, self.stem = num_classes, in_chans, stem
+        self.default_input_size, self.min_input_size = (in_chans, 32, 32), 1
+        self.conv1 = nn.Conv2d(in_chans, 8, 3, stride=2 if stem == "imagenet" else 1, padding=1)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1)) for _ in range(4)
+        )
+        self.feature_info = feature_info([8] * 5, [1] * 5, ["conv1", *(f"blocks.{i}" for i in range(4))])
+        self.set_global_pool(global_pool, num_classes)  # avgpool, num_features, head_hidden_size
+        self.fc = classifier(self.head_hidden_size, num_classes)
+
+    def stages(self) -> list[list[nn.Module]]:
+        return [[self.conv1], *([b] for b in self.blocks)]
+
+    def forward_layers(self, x: Tensor) -> Tensor:
+        x = self.conv1(x)
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = self.pool_features(x)
+        return x if pre_logits else self.fc(x)
+
+
+def tinynet(**kwargs) -> TinyNet:
+    """The guide's family's one model: a few KB of weights, where a test of machinery (saving, loading, releasing,
+    resuming, refusing) needs a zoo model but not a particular architecture."""
+    return TinyNet(**kwargs)
+
+
+@contextlib.contextmanager
+def tiny_registered() -> Iterator[str]:
+    """The guide's steps (a ZooModel subclass, a registered factory, a row in each recipe table) for as long as the
+    block runs; then nothing of it is left registered, in zoo or in timm (which zoo mirrors every model into). Never at
+    import: tests parametrized over the registry are collected before any fixture runs. Within a registration, a
+    nested one does nothing."""
+    if "tinynet" in _MODELS:
+        yield "tinynet"
+        return
+    register_model(tinynet)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setitem(recipes.PAPER, "tiny", dict(lr=0.05, batch_size=16, epochs=1))
+            patch.setitem(recipes.FAST, "tiny", dict(lr=0.1, batch_size=16, epochs=1))
+            yield "tinynet"
+    finally:
+        del _MODELS["tinynet"]
+        _unregister_from_timm(TIMM_PREFIX + "tinynet")
+
+
+def _unregister_from_timm(name: str) -> None:
+    """Undo zoo.hub.factory's mirror of ``name`` into timm, if timm was imported while it was registered: timm's own
+    undo of a registration (which it runs before overwriting one), and the entry point zoo.hub.factory keeps for it."""
+    timm_registry = sys.modules.get("timm.models._registry")
+    if timm_registry is None or name not in timm_registry._model_entrypoints:
+        return
+    timm_registry._clear_model_entries(name)
+    del timm_registry._model_entrypoints[name]
+    zoo.hub.factory.default_cfgs.pop(name, None)
+    zoo.hub.factory.__all__.remove(name)
+    delattr(zoo.hub.factory, name)
+
+
+@pytest.fixture
+def tiny_family() -> Iterator[str]:
+    """``"tinynet"``, registered for this test (:func:`tiny_registered`)."""
+    with tiny_registered() as name:
+        yield name
+
+
+@pytest.fixture(scope="module")
+def tiny_arch() -> Iterator[str]:
+    """``"tinynet"``, registered for a module's tests (:func:`tiny_registered`): for the module-scoped fixtures that
+    save or train one model that many tests read."""
+    with tiny_registered() as name:
+        yield name
 
 
 def dead_pid() -> int:

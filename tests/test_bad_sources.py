@@ -85,9 +85,9 @@ def image_folder(root: Path) -> Path:
 
 
 @pytest.fixture
-def model():
-    """A small model to predict with: resnet18 fed 32x32 images."""
-    net = zoo.create_model("resnet18", num_classes=3)
+def model(tiny_family):
+    """A small model to predict with, load into and save: the guide's tiny family (conftest.py) fed 32x32 images."""
+    net = zoo.create_model(tiny_family, num_classes=3)
     net.pretrained_cfg = {**net.pretrained_cfg, "input_size": (3, 32, 32)}
     return net
 
@@ -138,14 +138,15 @@ def test_a_fifo_as_weights_npz_or_onnx_is_named(fifo, tmp_path, model):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["train", "predict"])
-def test_the_issues_fifo_commands_end_in_one_line(command, tmp_path, model):
+def test_the_issues_fifo_commands_end_in_one_line(command, tmp_path):
     os.mkfifo(tmp_path / "x.png")
     if command == "train":
         os.mkfifo(image_folder(tmp_path / "fold") / "a" / "f.png")
         args = ["train", "resnet18", "--dataset", f"folder:{tmp_path / 'fold'}", "--epochs", "1", "--device", "cpu",
                 "--out", str(tmp_path / "run"), "--quiet"]
     else:
-        args = ["predict", str(tmp_path / "x.png"), "--model", str(save_pretrained(model, tmp_path / "saved"))]
+        saved = save_pretrained(zoo.create_model("resnet18", num_classes=3), tmp_path / "saved")  # a subprocess's model
+        args = ["predict", str(tmp_path / "x.png"), "--model", str(saved)]
     try:
         done = subprocess.run([sys.executable, "-m", "zoo.cli", *args], capture_output=True, text=True, timeout=120)
     except subprocess.TimeoutExpired:
@@ -241,14 +242,14 @@ def test_compare_refuses_a_non_finite_figure_naming_it(tmp_path):
 def weights_file(path: Path, model, edit: str, value: float) -> Path:
     tensors = state_dict_of(model)
     tensors[edit] = tensors[edit].clone().fill_(value)
-    meta = CheckpointMeta(arch="resnet18", model_kwargs={"num_classes": 3}, num_classes=3, in_chans=3,
+    meta = CheckpointMeta(arch="tinynet", model_kwargs={"num_classes": 3}, num_classes=3, in_chans=3,
                           data=model.data_config, zoo_version="test")
     save_tensors(path, tensors, meta.to_metadata())
     return path
 
 
 @pytest.mark.parametrize(("edit", "value", "message"), [
-    ("layer1.0.bn1.running_var", -1.0, "negative BatchNorm variance in layer1.0.bn1.running_var"),
+    ("blocks.0.0.running_var", -1.0, "negative BatchNorm variance in blocks.0.0.running_var"),
     pytest.param("fc.weight", math.nan, "NaN or infinite values in fc.weight", marks=pytest.mark.slow),
     pytest.param("conv1.weight", math.inf, "NaN or infinite values in conv1.weight", marks=pytest.mark.slow),
 ])
@@ -261,10 +262,10 @@ def test_impossible_values_are_refused_without_a_digest(edit, value, message, tm
 
 def test_a_training_state_with_impossible_values_is_refused(tmp_path, model):
     tensors = {f"model/{k}": v for k, v in state_dict_of(model).items()}
-    tensors["model/bn1.running_var"] = -tensors["model/bn1.running_var"]
+    tensors["model/blocks.0.0.running_var"] = -tensors["model/blocks.0.0.running_var"]
     save_tensors(tmp_path / "state.safetensors", tensors, {"zoo_train_state": "{}"})
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(CheckpointError, match="bn1.running_var"):
+    with pytest.raises(CheckpointError, match="blocks.0.0.running_var"):
         load_state(tmp_path / "state.safetensors", model, optimizer, torch.device("cpu"))
 
 

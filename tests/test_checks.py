@@ -49,14 +49,15 @@ def one_line(capsys, fragment: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def saved_once(module_tmp) -> Path:
-    model = zoo.create_model("resnet18", num_classes=7, in_chans=1, stem="cifar")
+def saved_once(tiny_arch, module_tmp) -> Path:
+    """A saved model of the guide's tiny family (conftest.py): what is checked here is the files, not the architecture."""
+    model = zoo.create_model(tiny_arch, num_classes=7, in_chans=1, stem="cifar")
     return save_pretrained(model, module_tmp("saved") / "r18")
 
 
 @pytest.fixture
 def saved(saved_once, tmp_path) -> Path:
-    """A saved resnet18 folder of this test's own, to damage at will."""
+    """A saved tinynet folder of this test's own, to damage at will."""
     return Path(shutil.copytree(saved_once, tmp_path / "r18"))
 
 
@@ -139,7 +140,7 @@ def timm_folder(saved: Path, **config: object) -> Path:
     """``saved`` as timm's save_for_hf leaves it: weights without zoo metadata, config.json with ``config``."""
     tensors, _ = load_tensors(saved / "model.safetensors")
     save_tensors(saved / "model.safetensors", tensors, {"format": "pt"})
-    (saved / "config.json").write_text(json.dumps({"architecture": "zoo_resnet18", "num_classes": 7, **config}))
+    (saved / "config.json").write_text(json.dumps({"architecture": "zoo_tinynet", "num_classes": 7, **config}))
     return saved
 
 
@@ -226,7 +227,7 @@ def test_train_init_weights_with_bad_metadata_are_refused_before_the_data(saved_
 
     path = restamped(saved_once, tmp_path / "w.safetensors", data={"std": [0]})
     monkeypatch.setattr(T, "prepare_data", lambda *a, **k: pytest.fail("the data was loaded"))
-    assert main(["train", "resnet18", *TINY, "--init", str(path), "--out", str(tmp_path / "run")]) == 2
+    assert main(["train", "tinynet", *TINY, "--init", str(path), "--out", str(tmp_path / "run")]) == 2
     one_line(capsys, f"{path} has malformed zoo metadata (the data config: std must be > 0")
     assert not (tmp_path / "run").exists()
 
@@ -331,16 +332,18 @@ def test_a_damaged_tags_file_leaves_help_version_and_list_working(damaged_tags, 
 
 
 @pytest.fixture(scope="module")
-def trained(module_tmp) -> Path:
+def trained(tiny_arch, module_tmp) -> Path:
+    """A finished run of the guide's tiny family (conftest.py): release, push and resume check the run's files, not
+    its architecture."""
     out = module_tmp("trained") / "run"
-    assert main(["train", "resnet18", *TINY, "--out", str(out)]) == 0
+    assert main(["train", tiny_arch, *TINY, "--out", str(out)]) == 0
     return out
 
 
 @pytest.fixture
 def run(trained, tmp_path) -> Path:
-    """A copy of the trained run for one test to damage. Its resume state (90 MB, 17 copies) is a hard link to the
-    shared run's: a test may replace it (zoo writes a new file and renames it), never write into it."""
+    """A copy of the trained run for one test to damage. Its resume state is a hard link to the shared run's: a test
+    may replace it (zoo writes a new file and renames it), never write into it."""
     def copy(src: str, dst: str) -> None:
         if Path(src).name == "state.safetensors":
             os.link(src, dst)
@@ -433,7 +436,7 @@ def test_a_mirror_folder_linked_outside_the_mirror_is_refused(link, saved, tmp_p
     else:
         (mirror / "acme").symlink_to(saved.parent)
     with pytest.raises(HubError, match=r"acme/r18 links to .*outside the mirror .*copy the repo into it"):
-        load_weights(zoo.create_model("resnet18", num_classes=7, in_chans=1, stem="cifar"), "hf-hub:acme/r18")
+        load_weights(zoo.create_model("tinynet", num_classes=7, in_chans=1, stem="cifar"), "hf-hub:acme/r18")
 
 
 def test_a_mirror_folder_linked_inside_the_mirror_loads(saved, tmp_path, monkeypatch):
@@ -443,7 +446,7 @@ def test_a_mirror_folder_linked_inside_the_mirror_loads(saved, tmp_path, monkeyp
     (mirror / "acme" / "r18").symlink_to(mirror / "store" / "r18")
     monkeypatch.setenv("ZOO_HUB_DIR", str(mirror))
     torch.manual_seed(1)  # a model initialised otherwise than the saved one: only the load can make them equal
-    model = load_weights(zoo.create_model("resnet18", num_classes=7, in_chans=1, stem="cifar"), "hf-hub:acme/r18")
+    model = load_weights(zoo.create_model("tinynet", num_classes=7, in_chans=1, stem="cifar"), "hf-hub:acme/r18")
     saved_tensors, _ = load_tensors(saved / "model.safetensors")
     assert saved_tensors and all(torch.equal(model.state_dict()[k], v) for k, v in saved_tensors.items())
 
@@ -451,7 +454,7 @@ def test_a_mirror_folder_linked_inside_the_mirror_loads(saved, tmp_path, monkeyp
 def test_resume_refuses_an_empty_run_record_in_one_line_and_writes_nothing(run, capsys):
     (run / "run.json").write_text("{}")
     before = snapshot(run)
-    assert main(["train", "resnet18", *TINY, "--epochs", "2", "--resume", "--out", str(run)]) == 2
+    assert main(["train", "tinynet", *TINY, "--epochs", "2", "--resume", "--out", str(run)]) == 2
     one_line(capsys, f"{run / 'run.json'} lacks arch, model_kwargs")
     assert snapshot(run) == before
 
@@ -460,7 +463,7 @@ def test_resume_refuses_the_state_of_another_arch_in_one_line_and_writes_nothing
     other = zoo.create_model("vgg11", num_classes=10, in_chans=1, head="cifar")
     save_state(run / "state.safetensors", other, torch.optim.SGD(other.parameters(), lr=0.1, momentum=0.9), LoopState(), {})
     before = snapshot(run)
-    assert main(["train", "resnet18", *TINY, "--epochs", "2", "--resume", "--out", str(run)]) == 2
+    assert main(["train", "tinynet", *TINY, "--epochs", "2", "--resume", "--out", str(run)]) == 2
     one_line(capsys, f"{run / 'state.safetensors'} is not a training state of this run's model")
     assert snapshot(run) == before
 
@@ -472,7 +475,7 @@ def test_eval_out_under_a_file_is_refused_before_the_evaluation(saved, tmp_path,
     blocker = tmp_path / "file"
     blocker.write_text("x")
     # the 7-class weights would fail on MNIST's 10 classes: the output's message shows it was checked first
-    assert main(["eval", "resnet18", "--weights", str(saved), "--dataset", "mnist", "--out", str(blocker / "ev")]) == 2
+    assert main(["eval", "tinynet", "--weights", str(saved), "--dataset", "mnist", "--out", str(blocker / "ev")]) == 2
     one_line(capsys, f"cannot write {blocker / 'ev' / 'eval.json'}: {blocker} is a file")
 
 
@@ -593,9 +596,9 @@ def test_bench_model_arguments_that_contradict_are_refused(args, message, tmp_pa
 
 
 @pytest.mark.slow
-def test_an_upper_case_onnx_suffix_is_exported_and_predicted(tmp_path):
+def test_an_upper_case_onnx_suffix_is_exported_and_predicted(tiny_family, tmp_path):
     out = tmp_path / "M.ONNX"
-    assert export_main(["resnet18", "--num-classes", "10", "--model-arg", "stem=cifar", "--input-size", "3", "32", "32",
+    assert export_main([tiny_family, "--num-classes", "10", "--model-arg", "stem=cifar", "--input-size", "3", "32", "32",
                         "--out", str(out), "--quiet"]) == 0
     image = tmp_path / "x.PNG"
     Image.new("RGB", (40, 30)).save(image)
@@ -651,7 +654,7 @@ def no_cuda(monkeypatch):
 def device_commands(tmp_path: Path, saved: Path, trained: Path) -> dict[str, list[str]]:
     return {
         "train": ["train", "resnet18", *SMALL, "--out", str(tmp_path / "run")],
-        "eval": ["eval", "resnet18", "--weights", str(saved), "--dataset", "mnist"],
+        "eval": ["eval", "tinynet", "--weights", str(saved), "--dataset", "mnist"],
         "reproduce": ["reproduce", "fig5", "--out", str(tmp_path / "repro")],
         "release": release_args(trained, tmp_path),
     }

@@ -21,13 +21,13 @@ from torchvision.models.feature_extraction import create_feature_extractor, get_
 
 import zoo
 from zoo.train import recipes
-from zoo.models.layers import Variant, ZooModel, classifier, feature_info
-from zoo.models.registry import _MODELS, factory, meta_model, model_args, model_class, register_model
+from zoo.models.layers import ZooModel
+from zoo.models.registry import _MODELS, factory, meta_model, model_args, model_class
 from zoo.train.loop import TrainConfig, train
 
 from test_export import check_exported, check_fold_rule, export_case, export_cases
 
-from conftest import TWINS
+from conftest import TWINS, TinyNet
 
 TORCHSCRIPT_DEPRECATED = pytest.mark.filterwarnings("ignore:`torch.jit.:FutureWarning")
 """torch 2.14 deprecates TorchScript; timm's contract and its users still ask for it."""
@@ -52,58 +52,6 @@ def test_every_registered_model_keeps_the_family_contract(name):
         assert all(isinstance(note, str) and note for note in model.card_notes())
 
 
-class TinyNet(ZooModel):
-    """The guide's example family (docs/extending.md): a first conv and four pre-activation blocks (BatchNorm, ReLU,
-    conv: no BatchNorm follows a conv, so it declares ``folds_batchnorm = False``), the five stages the contract asks
-    for."""
-
-    family = "tiny"
-    variant_arg = "stem"
-    first_conv = "conv1"
-    classifier_names = "fc"
-    folds_batchnorm = False
-
-    def __init__(self, num_classes: int = 1000, in_chans: int = 3, stem: Variant = "cifar", global_pool: str = "avg") -> None:
-        super().__init__()
-        self.check_variant(stem)
-        self.num_classes, self.in_chans, self.stem = num_classes, in_chans, stem
-        self.default_input_size, self.min_input_size = (in_chans, 32, 32), 1
-        self.conv1 = nn.Conv2d(in_chans, 8, 3, stride=2 if stem == "imagenet" else 1, padding=1)
-        self.blocks = nn.ModuleList(
-            nn.Sequential(nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1)) for _ in range(4)
-        )
-        self.feature_info = feature_info([8] * 5, [1] * 5, ["conv1", *(f"blocks.{i}" for i in range(4))])
-        self.set_global_pool(global_pool, num_classes)  # avgpool, num_features, head_hidden_size
-        self.fc = classifier(self.head_hidden_size, num_classes)
-
-    def stages(self) -> list[list[nn.Module]]:
-        return [[self.conv1], *([b] for b in self.blocks)]
-
-    def forward_layers(self, x: Tensor) -> Tensor:
-        x = self.conv1(x)
-        for block in self.blocks:
-            x = block(x)
-        return x
-
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.pool_features(x)
-        return x if pre_logits else self.fc(x)
-
-
-def tinynet(**kwargs) -> TinyNet:
-    return TinyNet(**kwargs)
-
-
-@pytest.fixture
-def tiny_family(monkeypatch):
-    """The guide's steps: a ZooModel subclass, a registered factory, a row in each recipe table."""
-    register_model(tinynet)
-    monkeypatch.setitem(recipes.PAPER, "tiny", dict(lr=0.05, batch_size=16, epochs=1))
-    monkeypatch.setitem(recipes.FAST, "tiny", dict(lr=0.1, batch_size=16, epochs=1))
-    yield "tinynet"
-    del _MODELS["tinynet"]
-
-
 @pytest.mark.slow
 @TORCHSCRIPT_DEPRECATED
 def test_a_new_family_needs_only_its_model_file_and_two_recipe_rows(tiny_family, tmp_path):
@@ -121,7 +69,6 @@ def test_a_new_family_needs_only_its_model_file_and_two_recipe_rows(tiny_family,
 
 
 @pytest.mark.slow  # an export, 3-10 s on 2 cores
-@pytest.mark.filterwarnings("ignore:Overwriting zoo_tinynet:UserWarning")  # timm keeps the previous test's entry
 def test_a_new_family_exports_with_parity_as_its_batchnorm_declaration_says(tiny_family, tmp_path, monkeypatch):
     """The guide's family in tests/test_export.py's export case: parity, the interface, and its declaration
     ``folds_batchnorm = False`` (pre-activation blocks), without which the export check fails."""

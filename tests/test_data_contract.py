@@ -95,13 +95,15 @@ def write_folder(root: Path, mode: str, per_class: int = 6, classes: int = 3) ->
 
 
 def train_folder(folder: Path, out: Path, *args: str) -> dict:
-    assert main(["train", "resnet18", "--dataset", f"folder:{folder}", "--recipe", "fast", "--epochs", "1",
+    """A run of the guide's tiny family (conftest.py; the fixture tiny_family registers it) on ``folder``: what is
+    checked is the data's record, not the architecture."""
+    assert main(["train", "tinynet", "--dataset", f"folder:{folder}", "--recipe", "fast", "--epochs", "1",
                  "--device", "cpu", "--quiet", "--out", str(out), *args]) == 0
     return json.loads((out / "run.json").read_text())
 
 
 @pytest.mark.slow
-def test_a_folder_is_not_mirrored_unless_asked_and_run_json_and_card_say_so(tmp_path):
+def test_a_folder_is_not_mirrored_unless_asked_and_run_json_and_card_say_so(tiny_family, tmp_path):
     folder = write_folder(tmp_path / "digits", "L")
     run = train_folder(folder, tmp_path / "plain")
     assert run["mirror"] is False and not run["recipe_config"]["flip"] and not run["recipe_config"]["tta_flip"]
@@ -113,12 +115,13 @@ def test_a_folder_is_not_mirrored_unless_asked_and_run_json_and_card_say_so(tmp_
 
 
 @pytest.mark.slow
-def test_a_small_greyscale_folder_trains_a_one_channel_model_with_the_defaults(tmp_path):
-    """12 training images: the recipe's batch of 512 is lowered to them, and run.json and the card say so."""
+def test_a_small_greyscale_folder_trains_a_one_channel_model_with_the_defaults(tiny_family, tmp_path):
+    """12 training images: the recipe's batch (the tiny family's fast row: 16) is lowered to them, and run.json and the
+    card say so."""
     run = train_folder(write_folder(tmp_path / "digits", "L", per_class=5), tmp_path / "run")
     assert run["input_size"] == [1, 32, 32] and run["model_kwargs"]["in_chans"] == 1
     assert run["recipe_config"]["batch_size"] == 12
-    assert run["notes"] == ["The batch was lowered from the fast recipe's 512 to 12: the dataset has 12 training images."]
+    assert run["notes"] == ["The batch was lowered from the fast recipe's 16 to 12: the dataset has 12 training images."]
     assert run["notes"][0] in (tmp_path / "run" / "model" / "README.md").read_text()
     rgb = train_folder(write_folder(tmp_path / "rgb", "RGB", per_class=5), tmp_path / "rgb-run", "--batch-size", "4")
     assert rgb["input_size"] == [3, 32, 32] and rgb["notes"] == []  # an RGB folder, an explicit batch: kept
@@ -141,7 +144,7 @@ def test_init_adapts_a_tag_to_the_channels_asked_for(tmp_path):
 
 
 @pytest.mark.slow
-def test_provenance_survives_save_load_save_and_the_card_front_matter_is_the_hubs(tmp_path):
+def test_provenance_survives_save_load_save_and_the_card_front_matter_is_the_hubs(tiny_family, tmp_path):
     model = zoo.create_model("googlenet_res5x5.mnist_paper", num_classes=3, label_names=["a", "b", "c"])
     record = dataclasses.replace(model.data_config, dataset="folder:scans", images=(30, 9), dataset_sha256="c" * 64,
                                  base_model="hf-hub:acme/digits@" + "0" * 40, metrics={"final_test_err": 4.5})
@@ -155,7 +158,7 @@ def test_provenance_survives_save_load_save_and_the_card_front_matter_is_the_hub
     assert "fine-tuned from hf-hub:acme/digits@" in card.text and "pip install deeper-zoo" in card.text
     config = json.loads((again / "config.json").read_text())
     assert config["zoo"]["data"] == record.to_json() and config["pretrained_cfg"]["crop_pct"] == 32 / 28
-    fresh = zoo.save_pretrained(zoo.create_model("resnet18", num_classes=3), tmp_path / "fresh")
+    fresh = zoo.save_pretrained(zoo.create_model(tiny_family, num_classes=3), tmp_path / "fresh")
     assert "trained from scratch" in (fresh / "README.md").read_text()  # the negative control
 
 

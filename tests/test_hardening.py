@@ -85,31 +85,32 @@ def test_negative_classes_refused_and_zero_means_no_classifier():
 
 
 @pytest.fixture
-def saved_resnet(tmp_path) -> Path:
-    model = zoo.create_model("resnet18", num_classes=7, in_chans=1, stem="cifar")
-    return save_pretrained(model, tmp_path / "r18", arch="resnet18", model_kwargs={"num_classes": 7, "in_chans": 1, "stem": "cifar"})
+def saved_tiny(tiny_family, tmp_path) -> Path:
+    """A saved model of the guide's tiny family (conftest.py: 8 channels, a few KB), for checks of the files."""
+    model = zoo.create_model(tiny_family, num_classes=7, in_chans=1, stem="cifar")
+    return save_pretrained(model, tmp_path / "r18", arch=tiny_family, model_kwargs={"num_classes": 7, "in_chans": 1, "stem": "cifar"})
 
 
 @pytest.mark.slow
-def test_export_of_saved_weights_uses_their_configuration_and_opset(saved_resnet, tmp_path, capsys):
+def test_export_of_saved_weights_uses_their_configuration_and_opset(saved_tiny, tmp_path, capsys):
     out = tmp_path / "r.onnx"
-    assert export_main(["resnet18", "--weights", str(saved_resnet), "--out", str(out), "--opset", "18"]) == 0
+    assert export_main(["tinynet", "--weights", str(saved_tiny), "--out", str(out), "--opset", "18"]) == 0
     model = onnx.load(out)
     assert model.graph.output[0].type.tensor_type.shape.dim[1].dim_value == 7  # the saved num_classes, not 1000
     assert model.graph.input[0].type.tensor_type.shape.dim[1].dim_value == 1  # and its 1x32x32 input
     assert {o.domain: o.version for o in model.opset_import}[""] == 18  # --opset is honoured
     # timm's semantics: another head size is a fresh head (0: the pooled features), the rest is the weights' own
-    assert export_main(["resnet18", "--weights", str(saved_resnet), "--out", str(tmp_path / "f.onnx"), "--num-classes", "0"]) == 0
-    assert onnx.load(tmp_path / "f.onnx").graph.output[0].type.tensor_type.shape.dim[1].dim_value == 512
-    assert export_main(["resnet18", "--weights", str(saved_resnet), "--out", str(tmp_path / "x.onnx"),
+    assert export_main(["tinynet", "--weights", str(saved_tiny), "--out", str(tmp_path / "f.onnx"), "--num-classes", "0"]) == 0
+    assert onnx.load(tmp_path / "f.onnx").graph.output[0].type.tensor_type.shape.dim[1].dim_value == 8  # TinyNet's width
+    assert export_main(["tinynet", "--weights", str(saved_tiny), "--out", str(tmp_path / "x.onnx"),
                         "--model-arg", "stem=imagenet"]) == 2
     assert "was saved with stem='cifar', but stem='imagenet' was asked for" in capsys.readouterr().err
     assert not (tmp_path / "x.onnx").exists()
 
 
 @pytest.mark.slow
-def test_resume_refuses_a_change_of_the_data_seen(tmp_path):
-    base = dict(arch="resnet18", dataset="mnist", recipe="paper", batch_size=32, epochs=1, device="cpu", progress=False,
+def test_resume_refuses_a_change_of_the_data_seen(tiny_family, tmp_path):
+    base = dict(arch=tiny_family, dataset="mnist", recipe="paper", batch_size=32, epochs=1, device="cpu", progress=False,
                 out=str(tmp_path / "run"))
     train(TrainConfig(synthetic=64, **base))
     for change, field in ((dict(synthetic=96), "data.train_images"), (dict(synthetic=64, test_subset=32), "data.test_images")):
@@ -122,31 +123,31 @@ def test_resume_refuses_a_change_of_the_data_seen(tmp_path):
     (torch.float64, torch.float32, "stores conv1.weight as torch.float64, the model holds torch.float32"),
     (torch.float32, torch.float64, "stores conv1.weight as torch.float32, the model holds torch.float64"),
 ])
-def test_weights_of_another_precision_are_not_cast_silently(stored, model_dtype, message, tmp_path):
-    model = zoo.create_model("resnet18", num_classes=10, stem="cifar")
+def test_weights_of_another_precision_are_not_cast_silently(stored, model_dtype, message, tiny_family, tmp_path):
+    model = zoo.create_model(tiny_family, num_classes=10, stem="cifar")
     tensors = {k: v.to(stored) if v.is_floating_point() else v for k, v in model.state_dict().items()}
     save_tensors(tmp_path / "w.safetensors", tensors, {"format": "pt"})
     with pytest.raises(CheckpointError, match=message):
-        load_weights(zoo.create_model("resnet18", num_classes=10, stem="cifar").to(model_dtype), tmp_path / "w.safetensors")
+        load_weights(zoo.create_model(tiny_family, num_classes=10, stem="cifar").to(model_dtype), tmp_path / "w.safetensors")
 
 
 @pytest.mark.slow
-def test_half_precision_weights_load_only_while_they_stay_finite(tmp_path):
-    model = zoo.create_model("resnet18", num_classes=10, stem="cifar")
+def test_half_precision_weights_load_only_while_they_stay_finite(tiny_family, tmp_path):
+    model = zoo.create_model(tiny_family, num_classes=10, stem="cifar")
     save_tensors(tmp_path / "h.safetensors", {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()},
                  {"format": "pt"})
-    load_weights(zoo.create_model("resnet18", num_classes=10, stem="cifar"), tmp_path / "h.safetensors")  # fp16 -> fp32: fine
+    load_weights(zoo.create_model(tiny_family, num_classes=10, stem="cifar"), tmp_path / "h.safetensors")  # fp16 -> fp32: fine
     big = dict(model.state_dict(), **{"fc.weight": torch.full_like(model.fc.weight, 1e6)})
     save_tensors(tmp_path / "big.safetensors", big, {"format": "pt"})
     with pytest.raises(CheckpointError, match="fc.weight does not fit in torch.float16"):
-        load_weights(zoo.create_model("resnet18", num_classes=10, stem="cifar").half(), tmp_path / "big.safetensors")
+        load_weights(zoo.create_model(tiny_family, num_classes=10, stem="cifar").half(), tmp_path / "big.safetensors")
 
 
 # ---------------------------------------------------------------------------- run directories and files
 
 
 @pytest.mark.slow
-def test_a_run_directory_has_one_writer_and_a_killed_holder_leaves_no_lock(tmp_path, capsys):
+def test_a_run_directory_has_one_writer_and_a_killed_holder_leaves_no_lock(tiny_family, tmp_path, capsys):
     out = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; from pathlib import Path; from zoo.hub.rundir import directory_lock\n"
@@ -154,18 +155,18 @@ def test_a_run_directory_has_one_writer_and_a_killed_holder_leaves_no_lock(tmp_p
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        assert main(["train", "resnet18", *TINY, "--out", str(out)]) == 2
+        assert main(["train", tiny_family, *TINY, "--out", str(out)]) == 2
         assert f"is in use by process {holder.pid}" in capsys.readouterr().err
         assert sorted(os.listdir(out)) == [".lock"]  # the refused run wrote nothing
     finally:
         holder.kill()  # killed while holding: the kernel releases the lock
         holder.wait()
-    assert main(["train", "resnet18", *TINY, "--out", str(out)]) == 0
+    assert main(["train", tiny_family, *TINY, "--out", str(out)]) == 0
     assert not (out / ".lock").exists() and (out / "model" / "model.safetensors").is_file()
 
 
 @pytest.mark.slow
-def test_failed_export_parity_leaves_no_onnx_and_the_old_file_alone(tmp_path, monkeypatch, capsys):
+def test_failed_export_parity_leaves_no_onnx_and_the_old_file_alone(tiny_family, tmp_path, monkeypatch, capsys):
     import zoo.export.__main__ as E
     from zoo.core.errors import ExportError
 
@@ -176,7 +177,7 @@ def test_failed_export_parity_leaves_no_onnx_and_the_old_file_alone(tmp_path, mo
         raise ExportError("parity failed (injected)")
 
     monkeypatch.setattr(E, "check_parity", failing)
-    assert export_main(["resnet18", "--num-classes", "10", "--model-arg", "stem=cifar", "--out", str(out)]) == 2
+    assert export_main([tiny_family, "--num-classes", "10", "--model-arg", "stem=cifar", "--out", str(out)]) == 2
     assert "parity failed (injected)" in capsys.readouterr().err
     assert out.read_bytes() == b"the previous export" and sorted(os.listdir(tmp_path)) == ["m.onnx"]
 
@@ -237,20 +238,20 @@ def test_a_tag_file_name_cannot_leave_its_folder(monkeypatch):
         load_pretrained(zoo.create_model("googlenet_res5x5", num_classes=10, in_chans=1, aux_logits=False), tag)
 
 
-def test_links_out_of_a_checkpoint_folder_are_not_followed(saved_resnet, tmp_path):
+def test_links_out_of_a_checkpoint_folder_are_not_followed(saved_tiny, tmp_path):
     outside = tmp_path / "elsewhere.safetensors"
-    (saved_resnet / "model.safetensors").rename(outside)
-    (saved_resnet / "model.safetensors").symlink_to(outside)
+    (saved_tiny / "model.safetensors").rename(outside)
+    (saved_tiny / "model.safetensors").symlink_to(outside)
     with pytest.raises(CheckpointError, match="outside .*does not follow links out of a checkpoint folder"):
-        zoo.load_model(saved_resnet)
+        zoo.load_model(saved_tiny)
 
 
-def test_a_corrupt_copy_is_mended_inside_its_folder(saved_resnet):
-    data = bytearray((saved_resnet / "model.safetensors").read_bytes())
+def test_a_corrupt_copy_is_mended_inside_its_folder(saved_tiny):
+    data = bytearray((saved_tiny / "model.safetensors").read_bytes())
     data[len(data) // 2] ^= 1
-    (saved_resnet / "model.safetensors").write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match=f"restore {saved_resnet / 'model.safetensors'}") as info:
-        zoo.load_model(saved_resnet)
+    (saved_tiny / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=f"restore {saved_tiny / 'model.safetensors'}") as info:
+        zoo.load_model(saved_tiny)
     assert "delete" not in str(info.value)
 
 
@@ -258,23 +259,23 @@ def test_a_corrupt_copy_is_mended_inside_its_folder(saved_resnet):
     (lambda cfg: cfg["zoo"].update(sha256=5), "field zoo.sha256 is 5"),
     (lambda cfg: cfg["zoo"].update(sha256="ABC"), "field zoo.sha256 is 'ABC'"),
 ])
-def test_malformed_config_json_names_the_field(edit, message, saved_resnet):
-    config = json.loads((saved_resnet / "config.json").read_text())
+def test_malformed_config_json_names_the_field(edit, message, saved_tiny):
+    config = json.loads((saved_tiny / "config.json").read_text())
     edit(config)
-    (saved_resnet / "config.json").write_text(json.dumps(config))
+    (saved_tiny / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match=message):
-        zoo.load_model(saved_resnet)
+        zoo.load_model(saved_tiny)
 
 
-def test_metadata_with_unknown_model_kwargs_names_the_field(tmp_path):
-    model = zoo.create_model("resnet18", num_classes=10)
+def test_metadata_with_unknown_model_kwargs_names_the_field(tiny_family, tmp_path):
+    model = zoo.create_model(tiny_family, num_classes=10)
     path = tmp_path / "m.safetensors"
-    metadata = {"format": "pt", "zoo_format": "2", "arch": "resnet18", "model_kwargs": json.dumps({"num_classes": 10, "wings": 2}),
+    metadata = {"format": "pt", "zoo_format": "2", "arch": tiny_family, "model_kwargs": json.dumps({"num_classes": 10, "wings": 2}),
                 "num_classes": "10", "in_chans": "3", "data": json.dumps(model.data_config.to_json()),
                 "zoo_version": zoo.__version__}
     save_tensors(path, model.state_dict(), metadata)
-    with pytest.raises(CheckpointError, match="field model_kwargs cannot build resnet18 .*takes no 'wings'"):
-        load_weights(zoo.create_model("resnet18", num_classes=10), path)
+    with pytest.raises(CheckpointError, match="field model_kwargs cannot build tinynet .*takes no 'wings'"):
+        load_weights(zoo.create_model(tiny_family, num_classes=10), path)
 
 
 # ---------------------------------------------------------------------------- datasets
@@ -326,9 +327,10 @@ def test_an_output_path_under_a_file_is_refused_before_the_work(tmp_path, capsys
 
 
 @pytest.mark.slow
-def test_system_errors_are_one_line_with_status_1_and_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
+def test_system_errors_are_one_line_with_status_1_and_debug_shows_the_traceback(tiny_family, tmp_path, capsys,
+                                                                               monkeypatch):
     run = tmp_path / "run"
-    assert main(["train", "resnet18", *TINY, "--out", str(run)]) == 0
+    assert main(["train", tiny_family, *TINY, "--out", str(run)]) == 0
     (run / "model" / "README.md").unlink()
     (run / "model" / "README.md").mkdir()  # a directory where the card goes: refused, never replaced
     capsys.readouterr()
@@ -420,22 +422,22 @@ def disk_fails(monkeypatch):
 
 
 @pytest.mark.slow
-def test_checkpoint_folder_write_failing_keeps_the_old_one_loadable(saved_resnet, disk_fails):
-    before = {p.name: p.read_bytes() for p in saved_resnet.iterdir()}
+def test_checkpoint_folder_write_failing_keeps_the_old_one_loadable(saved_tiny, disk_fails):
+    before = {p.name: p.read_bytes() for p in saved_tiny.iterdir()}
     disk_fails()
     with pytest.raises(OSError, match="injected"):
-        save_pretrained(zoo.create_model("resnet18", num_classes=7, in_chans=1, stem="cifar"), saved_resnet, arch="resnet18",
+        save_pretrained(zoo.create_model("tinynet", num_classes=7, in_chans=1, stem="cifar"), saved_tiny, arch="tinynet",
                         model_kwargs={"num_classes": 7, "in_chans": 1, "stem": "cifar"})
-    assert {p.name: p.read_bytes() for p in saved_resnet.iterdir()} == before
-    zoo.load_model(saved_resnet)
+    assert {p.name: p.read_bytes() for p in saved_tiny.iterdir()} == before
+    zoo.load_model(saved_tiny)
 
 
 @pytest.mark.slow
-def test_onnx_write_failing_keeps_the_old_file_loadable(tmp_path, disk_fails):
+def test_onnx_write_failing_keeps_the_old_file_loadable(tiny_family, tmp_path, disk_fails):
     import onnxruntime as ort
 
     out = tmp_path / "m.onnx"
-    args = ["resnet18", "--num-classes", "10", "--model-arg", "stem=cifar", "--input-size", "3", "32", "32", "--out", str(out)]
+    args = [tiny_family, "--num-classes", "10", "--model-arg", "stem=cifar", "--input-size", "3", "32", "32", "--out", str(out)]
     assert export_main(args) == 0
     before = out.read_bytes()
     disk_fails()
@@ -458,11 +460,11 @@ def test_bench_results_write_failing_keeps_the_old_ones(tmp_path, disk_fails):
 
 
 @pytest.mark.slow
-def test_card_write_failing_keeps_the_old_card(tmp_path, disk_fails):
+def test_card_write_failing_keeps_the_old_card(tiny_family, tmp_path, disk_fails):
     from huggingface_hub import ModelCard
 
     run = tmp_path / "run"
-    assert main(["train", "resnet18", *TINY, "--out", str(run)]) == 0
+    assert main(["train", tiny_family, *TINY, "--out", str(run)]) == 0
     card = run / "model" / "README.md"
     before = card.read_bytes()
     disk_fails()

@@ -1,7 +1,7 @@
 """zoo.hub.pretrained: save_pretrained -> load by path, by local mirror, through a real Hub server, and every refusal.
 
-A tiny ResNet-18 (1 channel, 10 classes, 32x32) is trained two SGD steps on
-random images; its folder is then loaded every way a user can and must give
+A model of the guide's tiny family (conftest.py: 1 channel, 10 classes, 32x32,
+a few KB of weights) is trained two SGD steps on random images; its folder is then loaded every way a user can and must give
 bit-identical outputs. The Hub is an ``olah`` server on 127.0.0.1 serving a
 git repository of that folder (skipped when olah is not installed).
 """
@@ -41,7 +41,10 @@ from zoo.core.errors import ArgumentError, CheckpointError, HubError
 from zoo.hub.pretrained import MIRROR_ENV, load_pretrained, load_weights, push_to_hub, save_pretrained
 from zoo.models.registry import PretrainedTag
 
-ARCH = "resnet18"
+ARCH = "tinynet"
+"""What is saved, loaded, served and pushed: the files are what is tested, not the architecture (conftest.py)."""
+RESNET = "resnet18"
+"""The refusals that compare two architectures (a ResNet's depth, its stem, another family) use a ResNet."""
 KWARGS = {"num_classes": 10, "in_chans": 1}
 REPO_ID = "acme/zoo-resnet18-test"
 SECRET = "hf_zooTestSecretToken0123456789"
@@ -56,8 +59,14 @@ class Trained:
     sha256: str
 
 
-def fresh(**kwargs) -> torch.nn.Module:
-    return zoo.create_model(ARCH, **{**KWARGS, **kwargs}).eval()
+def fresh(arch: str = ARCH, **kwargs) -> torch.nn.Module:
+    return zoo.create_model(arch, **{**KWARGS, **kwargs}).eval()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny(tiny_arch) -> str:
+    """ARCH registered for every test of this module."""
+    return tiny_arch
 
 
 @torch.no_grad()
@@ -129,14 +138,14 @@ def test_folder_holds_what_the_contract_says(trained):
     if (Path(zoo.__file__).parents[1] / ".git").exists():
         assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", meta["git_commit"])
     config = json.loads((trained.folder / CONFIG_NAME).read_text())
-    assert config["architecture"] == "zoo_resnet18" and config["num_classes"] == 10
+    assert config["architecture"] == f"zoo_{ARCH}" and config["num_classes"] == 10
     assert config["model_args"] == KWARGS and config["pretrained_cfg"]["input_size"] == [1, 32, 32]
     assert config["zoo"]["sha256"] == trained.sha256
     # timm's own parser accepts it (PretrainedCfg refuses unknown keys)
     from timm.models._hub import load_model_config_from_path
 
     pretrained_cfg, name, model_args = load_model_config_from_path(trained.folder)
-    assert name == "zoo_resnet18" and model_args == KWARGS and pretrained_cfg["mean"] == [0.1307]
+    assert name == f"zoo_{ARCH}" and model_args == KWARGS and pretrained_cfg["mean"] == [0.1307]
 
 
 def test_load_by_folder_and_by_file_into_a_wrapped_model(trained):
@@ -236,13 +245,13 @@ def write_weights(folder: Path, tensors: dict[str, torch.Tensor]) -> None:
 def nan_folder(trained: Trained, tmp_path: Path) -> Path:
     folder = Path(shutil.copytree(trained.folder, tmp_path / "nan"))
     tensors, _ = load_tensors(folder / WEIGHTS_NAME)
-    tensors["layer2.0.conv1.weight"][0, 0, 0, 0] = float("nan")
+    tensors["blocks.1.2.weight"][0, 0, 0, 0] = float("nan")
     write_weights(folder, tensors)
     return folder
 
 
 def test_nan_weights_refused(trained, tmp_path):
-    with pytest.raises(CheckpointError, match="NaN or infinite values in layer2.0.conv1.weight"):
+    with pytest.raises(CheckpointError, match="NaN or infinite values in blocks.1.2.weight"):
         load_weights(fresh(), nan_folder(trained, tmp_path))
 
 
@@ -256,9 +265,9 @@ def test_nan_weights_refused(trained, tmp_path):
         ("resnet18", {**KWARGS, "stem": "cifar"}, "conv1.weight \\(64, 1, 7, 7\\) vs model \\(64, 1, 3, 3\\)"),
     ],
 )
-def test_wrong_model_refused_with_the_fix(trained, arch, kwargs, message):
+def test_wrong_model_refused_with_the_fix(resnet_folder, arch, kwargs, message):
     with pytest.raises(CheckpointError, match=message):
-        load_weights(zoo.create_model(arch, **kwargs), trained.folder)
+        load_weights(zoo.create_model(arch, **kwargs), resnet_folder)
 
 
 def test_missing_source_says_what_to_pass(tmp_path):
@@ -273,6 +282,12 @@ def test_missing_source_says_what_to_pass(tmp_path):
 
 def save(model, out_dir, **overrides):
     return save_pretrained(model, out_dir, **{"arch": ARCH, "model_kwargs": KWARGS, "history": None, **overrides})
+
+
+@pytest.fixture(scope="module")
+def resnet_folder(module_tmp) -> Path:
+    """A saved (untrained) resnet18, for the refusals that name a ResNet's layers, depth and stem."""
+    return save(fresh(RESNET), module_tmp("resnet") / "model", arch=RESNET)
 
 
 def test_save_failing_midway_leaves_nothing(trained, tmp_path, monkeypatch):
@@ -308,12 +323,12 @@ def test_save_failing_midway_leaves_nothing(trained, tmp_path, monkeypatch):
     ],
 )
 def test_save_refuses_bad_input_and_writes_nothing(tmp_path, diverged, overrides, message):
-    model = fresh()
+    model = fresh(RESNET)
     if diverged:
         with torch.no_grad():
             model.fc.bias[3] = float("inf")
     with pytest.raises(CheckpointError, match=message):
-        save(model, tmp_path / "out", **overrides)
+        save(model, tmp_path / "out", **{"arch": RESNET, **overrides})
     assert os.listdir(tmp_path) == []
 
 
@@ -335,7 +350,7 @@ def test_timm_local_dir_builds_and_loads(trained):
     five = timm.create_model(f"local-dir:{trained.folder}", pretrained=True, num_classes=5)
     assert five.fc.out_features == 5 and torch.equal(five.conv1.weight, model.conv1.weight)
     # and zoo's checked loader accepts a model timm built (timm's extra attributes are not architecture)
-    assert_same_outputs(load_weights(timm.create_model("zoo_resnet18", **KWARGS), trained.folder), trained)
+    assert_same_outputs(load_weights(timm.create_model(f"zoo_{ARCH}", **KWARGS), trained.folder), trained)
 
 
 # ---------------------------------------------------------------------------- a real Hub server
@@ -369,7 +384,7 @@ def hub(trained, module_tmp):
     huggingface_hub reads HF_ENDPOINT, HF_HOME and HF_HUB_OFFLINE once, when it is
     imported (zoo imports it through timm), so its constants are patched beside
     the environment (which zoo reads at call time). The cache is shared by the
-    tests of this module: olah serves a 45 MB file in seconds, and what is
+    tests of this module: olah serves a file in seconds, and what is
     tested after the first download is the cache path a user's second load takes.
     """
     if importlib.util.find_spec("olah") is None:
@@ -446,15 +461,15 @@ def test_pretrained_tag_loads_through_the_hub(trained, hub, monkeypatch):
     assert_same_outputs(load_pretrained(fresh(), tag), trained)
     monkeypatch.setitem(zoo.models.registry._tags(), tag.name, tag)
     assert tag.name in zoo.list_models(pretrained=True)
-    assert_same_outputs(zoo.create_model("resnet18.mnist_test", pretrained=True), trained)
+    assert_same_outputs(zoo.create_model(f"{ARCH}.mnist_test", pretrained=True), trained)
 
 
 @pytest.mark.parametrize(
     ("overrides", "error", "message"),
     [
-        ({"sha256": "0" * 64}, CheckpointError, "sha256 mismatch .* tag resnet18.mnist_test expects 0{64}"),
+        ({"sha256": "0" * 64}, CheckpointError, f"sha256 mismatch .* tag {ARCH}.mnist_test expects 0{{64}}"),
         ({"revision": "main"}, HubError, "pins revision 'main'; a tag must pin a 40-hex commit"),
-        ({"arch": "resnet34"}, CheckpointError, "holds 'resnet18' weights, but tag resnet34.mnist_test is for 'resnet34'"),
+        ({"arch": "resnet34"}, CheckpointError, f"holds '{ARCH}' weights, but tag resnet34.mnist_test is for 'resnet34'"),
         ({"hf_hub_id": "acme/missing"}, HubError, "cannot fetch hf-hub:acme/missing@"),
     ],
 )
