@@ -195,6 +195,7 @@ def test_cli_exports_a_fixed_batch(static_export):
     assert graph.output[0].type.tensor_type.shape.dim[1].dim_value == 7
 
 
+@pytest.mark.slow  # the export it reads: 4 s
 def test_parity_failure_raises_export_error(static_export):
     """Another random init of the same architecture is a model the file does not hold."""
     torch.manual_seed(1)
@@ -207,7 +208,7 @@ def test_parity_failure_raises_export_error(static_export):
     "argv, message",
     [
         (["resnet18", "--model-arg", "head=cifar"], "resnet18 takes no 'head'; it takes num_classes, in_chans, stem"),
-        (["vgg11", "--input-size", "3", "16", "16"], "at least 32x32"),
+        (["vgg11", "--model-arg", "head=cifar", "--input-size", "3", "16", "16"], "at least 32x32"),
         (["resnet1"], "unknown model 'resnet1'"),
     ],
 )

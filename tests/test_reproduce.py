@@ -81,6 +81,7 @@ def test_finished_runs_are_skipped(quick_all, monkeypatch):
     assert R.reproduce(["fig7", "aux"], out, quick=True).is_file()
 
 
+@pytest.mark.slow  # the report's facts trace every model at 224x224: 3.5 s
 def test_report_only_trains_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(R, "run_configs", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
     text = R.reproduce("aux", tmp_path, report_only=True).read_text()
