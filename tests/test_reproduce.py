@@ -170,6 +170,7 @@ def test_report_aggregates_seeds_and_derives_verdicts_by_the_stated_rule(tmp_pat
     assert (tmp_path / "fig7-fast.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow  # a report: its facts trace every model at 224x224
 def test_a_short_run_never_contradicts_a_claim_about_the_papers_end(tmp_path):
     text = fig7_report(tmp_path, epochs=10)
     claim = next(line for line in text.splitlines() if line.startswith("| true 5x5 beats 3x3 (residuals) |"))
