@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from zoo.core.files import atomic_write_bytes
-from zoo.data.loading import SAMPLE_FILE
 from zoo.data.datasets import get_spec, list_datasets
+from zoo.data.loading import SAMPLE_FILE
 
 SEED = 0
 

@@ -27,10 +27,18 @@ from torch import nn
 
 import zoo
 from zoo.core.console import key_value
-from zoo.data.loading import DeviceLoader, PAPER_CROP_RATIO, PAPER_CROP_SCALE, PAPER_JITTER, PAPER_ROTATION_DEG, load_dataset, synthetic
 from zoo.data.datasets import get_spec
-from zoo.train.recipes import get_recipe
+from zoo.data.loading import (
+    PAPER_CROP_RATIO,
+    PAPER_CROP_SCALE,
+    PAPER_JITTER,
+    PAPER_ROTATION_DEG,
+    DeviceLoader,
+    load_dataset,
+    synthetic,
+)
 from zoo.train.loop import train_step
+from zoo.train.recipes import get_recipe
 
 
 class PaperTransformDataset(torch.utils.data.Dataset):

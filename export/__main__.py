@@ -13,12 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .onnx import PARITY_BATCHES, check_opset, check_parity, check_tolerance, export_onnx, load_model
-from zoo.core.files import atomic_path, check_writable
 from zoo.core.console import add_quiet, key_value, run_command
 from zoo.core.errors import ArgumentError
+from zoo.core.files import atomic_path, check_writable
 from zoo.core.progress import progress_bar
 from zoo.models.registry import check_input_size
+
+from .onnx import PARITY_BATCHES, check_opset, check_parity, check_tolerance, export_onnx, load_model
 
 
 def _batch(value: str) -> int | None:

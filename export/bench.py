@@ -70,28 +70,37 @@ import onnxscript
 import torch
 
 import zoo
+from zoo.core.arguments import Range, check_arguments
+from zoo.core.console import add_quiet, positive, run_command
+from zoo.core.errors import ArgumentError, CheckpointError, DataError, ExportError, UnknownModelError
+from zoo.core.files import check_writable
+from zoo.core.machine import cpu_name, has_bf16, has_vnni, isa_features, physical_cores
+from zoo.core.progress import progress_bar
+from zoo.core.version import __version__
+from zoo.data.datasets import DEFAULT_DATASET, get_spec, list_datasets
+from zoo.data.loading import Dataset, DeviceLoader, load_dataset, load_sample, subset
+from zoo.hub.pretrained import read_meta
+from zoo.models.layers import ZooModel
+from zoo.models.registry import split_model_name
+
 from . import openvino
 from .__main__ import add_model_arguments
 from .cache import cached, code_sha256, is_cached, state_sha256
 from .inductor import INDUCTOR_SETTINGS, compile_model
-from .onnx import INPUT_NAME, PROVIDER, check_opset, check_parity, create_session, export_onnx, fold_batchnorm, load_model
+from .onnx import (
+    INPUT_NAME,
+    PROVIDER,
+    check_opset,
+    check_parity,
+    create_session,
+    export_onnx,
+    fold_batchnorm,
+    load_model,
+)
 from .peak import peak_gmacs
 from .report import SCHEMA, compare, read_results, write_results
 from .stats import NOISY, ratios, summary
 from .timing import CONTENDED, Round, Worker, cpu_clock, interleaved, others_share, time_round
-from zoo.core.arguments import Range, check_arguments
-from zoo.core.files import check_writable
-from zoo.core.console import add_quiet, positive, run_command
-from zoo.data.loading import Dataset, DeviceLoader, load_dataset, load_sample, subset
-from zoo.data.datasets import DEFAULT_DATASET, get_spec, list_datasets
-from zoo.core.errors import ArgumentError, CheckpointError, DataError, ExportError, UnknownModelError
-from zoo.hub.pretrained import read_meta
-from zoo.models.layers import ZooModel
-from zoo.core.machine import cpu_name, has_bf16, has_vnni, isa_features, physical_cores
-from zoo.core.progress import progress_bar
-from zoo.models.registry import split_model_name
-from zoo.core.version import __version__
-
 
 PAPER_MODELS = ("vgg19", "resnet18", "googlenet*")
 """The paper's three families and its GoogLeNet ablations, in their paper configuration (default stem/head)."""

@@ -38,12 +38,12 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 import zoo
-from zoo.core.files import atomic_path
 from zoo.core.errors import ArgumentError, ExportError
-from zoo.models.layers import ZooModel
-from zoo.inference.runtime import ONNX_PREFIX, PROVIDER, onnx_session
-from zoo.models.registry import split_model_name
+from zoo.core.files import atomic_path
 from zoo.core.version import __version__
+from zoo.inference.runtime import ONNX_PREFIX, PROVIDER, onnx_session
+from zoo.models.layers import ZooModel
+from zoo.models.registry import split_model_name
 
 __all__ = [
     "INPUT_NAME", "MAX_OPSET", "MIN_OPSET", "OUTPUT_NAME", "PARITY_BATCHES", "PROVIDER", "check_onnx", "check_opset",

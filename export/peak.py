@@ -18,8 +18,9 @@ import onnxruntime as ort
 import torch
 from onnx import TensorProto, helper
 
-from .onnx import PROVIDER
 from zoo.core.machine import has_bf16
+
+from .onnx import PROVIDER
 
 __all__ = ["GEMM_N", "peak_gmacs"]
 

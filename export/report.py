@@ -16,9 +16,9 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.core.files import atomic_write_bytes, check_readable
 from zoo.core.console import format_table
 from zoo.core.errors import ArgumentError
+from zoo.core.files import atomic_write_bytes, check_readable
 from zoo.core.plots import png_bytes
 
 if TYPE_CHECKING:  # matplotlib is imported lazily, by the charts only

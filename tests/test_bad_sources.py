@@ -21,16 +21,16 @@ import torch
 from PIL import Image
 
 import zoo
-from zoo.paper import reproduce as R
 from zoo.cli import main
-from zoo.data.loading import load_dataset, scan_folder
 from zoo.core.errors import ArgumentError, CheckpointError, DataError, ZooInputError
+from zoo.data.loading import load_dataset, scan_folder
 from zoo.export.onnx import create_session
 from zoo.export.report import compare
 from zoo.hub.pretrained import load_model, load_weights, save_pretrained
-from zoo.inference.runtime import predict
 from zoo.hub.rundir import RunDir, load_state
 from zoo.hub.weights import CheckpointMeta, save_tensors, state_dict_of
+from zoo.inference.runtime import predict
+from zoo.paper import reproduce as R
 
 from conftest import TINY, dead_pid
 

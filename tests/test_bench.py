@@ -21,14 +21,31 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from matplotlib.collections import PathCollection
 import torch._inductor.config
+from matplotlib.collections import PathCollection
 
 import zoo
+from zoo.core.errors import ArgumentError, CheckpointError, DataError, ExportError
+from zoo.core.machine import ISA_FEATURES, has_bf16, has_vnni, isa_features
+from zoo.data.loading import load_sample, synthetic
 from zoo.export import bench
 from zoo.export.bench import (
-    DEFAULT_ENGINES, SCHEMA, BenchConfig, Engine, Subject, _summary, build_parser, int8_settings, main, measure,
-    model_names, prepare, quantize_int8, run_bench, select_engines, torch_predict,
+    DEFAULT_ENGINES,
+    SCHEMA,
+    BenchConfig,
+    Engine,
+    Subject,
+    _summary,
+    build_parser,
+    int8_settings,
+    main,
+    measure,
+    model_names,
+    prepare,
+    quantize_int8,
+    run_bench,
+    select_engines,
+    torch_predict,
 )
 from zoo.export.cache import cached, is_cached
 from zoo.export.inductor import compile_model
@@ -37,9 +54,6 @@ from zoo.export.peak import peak_gmacs
 from zoo.export.report import NOISY_LEGEND, batch_chart, compare, cost_chart, peak_chart, table_rows, write_results
 from zoo.export.stats import bootstrap_interval, is_noisy, ratios, summary
 from zoo.export.timing import Worker, busy_ticks, cpu_clock, interleaved, others_share, time_round
-from zoo.data.loading import load_sample, synthetic
-from zoo.core.errors import ArgumentError, CheckpointError, DataError, ExportError
-from zoo.core.machine import ISA_FEATURES, has_bf16, has_vnni, isa_features
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["vgg11", "--model-arg", "head=cifar", "--input", "mnist", "--batch-sizes", "2", "--rounds", "2", "--threads", "1"]

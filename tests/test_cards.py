@@ -13,13 +13,13 @@ import torch
 from huggingface_hub import ModelCard
 
 import zoo
-from zoo.hub.cards import build_card, metrics_from_history, write_run_card
-from zoo.data.datasets import get_spec
-from zoo.core.files import sha256_file
-from zoo.hub.weights import CARD_NAME, CONFIG_NAME, CURVE_NAME, WEIGHTS_NAME, CheckpointMeta
 from zoo.cli import main
 from zoo.core.errors import CheckpointError
+from zoo.core.files import sha256_file
+from zoo.data.datasets import get_spec
+from zoo.hub.cards import build_card, metrics_from_history, write_run_card
 from zoo.hub.pretrained import save_pretrained
+from zoo.hub.weights import CARD_NAME, CONFIG_NAME, CURVE_NAME, WEIGHTS_NAME, CheckpointMeta
 
 ARCH = "resnet18"
 KWARGS = {"num_classes": 10, "in_chans": 1}
@@ -189,8 +189,8 @@ def test_the_test_steering_note_follows_what_the_run_did():
 
 
 def test_runs_of_different_models_get_different_card_names():
-    from zoo.train.recipes import get_recipe
     from zoo.train.loop import run_tag
+    from zoo.train.recipes import get_recipe
 
     paper = get_recipe("paper", "googlenet", "cifar10")
     assert run_tag("cifar10", paper, {}) == "cifar10_paper"

@@ -9,7 +9,9 @@ import torch
 from torch import nn
 
 import zoo
+from zoo.core.errors import CheckpointError
 from zoo.core.files import atomic_write_bytes, staged_dir
+from zoo.data.datasets import DataConfig
 from zoo.hub.weights import (
     CheckpointMeta,
     check_compatible,
@@ -19,8 +21,6 @@ from zoo.hub.weights import (
     state_dict_of,
     strip_prefixes,
 )
-from zoo.data.datasets import DataConfig
-from zoo.core.errors import CheckpointError
 
 
 def meta_for(arch: str, **model_kwargs) -> CheckpointMeta:

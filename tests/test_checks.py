@@ -6,7 +6,6 @@ says what to pass, and the disk afterwards: nothing written.
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import os
 import re
@@ -20,16 +19,16 @@ from PIL import Image
 
 import zoo
 import zoo.data.loading
-from zoo.models import registry
 from zoo.cli import main
 from zoo.core.errors import ArgumentError, CheckpointError, DataError, HubError, TrainingError, UnknownModelError
 from zoo.export.__main__ import main as export_main
 from zoo.export.onnx import MAX_OPSET, MIN_OPSET, check_parity, export_onnx
 from zoo.export.report import compare
 from zoo.hub.pretrained import load_weights, publishable_files, save_pretrained
-from zoo.inference.runtime import predict
 from zoo.hub.rundir import LoopState, save_state
 from zoo.hub.weights import load_tensors, read_metadata, save_tensors
+from zoo.inference.runtime import predict
+from zoo.models import registry
 
 from conftest import REPO, SMALL, TINY
 

@@ -20,14 +20,13 @@ from torch import Tensor, nn
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
 import zoo
-from zoo.train import recipes
 from zoo.models.layers import ZooModel
 from zoo.models.registry import _MODELS, factory, meta_model, model_args, model_class
+from zoo.train import recipes
 from zoo.train.loop import TrainConfig, train
 
-from test_export import check_exported, check_fold_rule, export_case, export_cases
-
 from conftest import TWINS, TinyNet
+from test_export import check_exported, check_fold_rule, export_case, export_cases
 
 TORCHSCRIPT_DEPRECATED = pytest.mark.filterwarnings("ignore:`torch.jit.:FutureWarning")
 """torch 2.14 deprecates TorchScript; timm's contract and its users still ask for it."""

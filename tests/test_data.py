@@ -10,9 +10,9 @@ from PIL import Image
 
 import zoo
 from zoo.cli import main
-from zoo.data.loading import DeviceLoader, crop_flip, load_dataset, synthetic
-from zoo.data.datasets import DataSpec, register_dataset, unregister_dataset
 from zoo.core.errors import DataError
+from zoo.data.datasets import DataSpec, register_dataset, unregister_dataset
+from zoo.data.loading import DeviceLoader, crop_flip, load_dataset, synthetic
 
 
 def test_npz_layout_and_mnist_padding(tmp_path):

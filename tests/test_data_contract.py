@@ -8,22 +8,23 @@ import importlib.metadata
 import json
 import re
 import sys
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 import torch
 from huggingface_hub import ModelCard
 from PIL import Image
 from timm.data import create_transform, resolve_data_config
 
 import zoo
-from conftest import REPO
 from zoo.cli import main
 from zoo.data.loading import SAMPLE_FILE
 from zoo.inference.runtime import predictor
 from zoo.models.registry import meta_model
+
+from conftest import REPO
 
 SIZES = [None, (20, 20), (56, 56), (45, 30)]
 """(W, H) an image is resized to before it is given to a model: its own size (None), smaller, larger, not square."""

@@ -22,9 +22,9 @@ from torchvision.models.feature_extraction import create_feature_extractor, get_
 import zoo
 import zoo.models.registry
 from zoo.cli import main
+from zoo.core.errors import ArgumentError, ZooInputError
 from zoo.core.progress import progress_bar
 from zoo.data.loading import DeviceLoader, synthetic
-from zoo.core.errors import ArgumentError, ZooInputError
 from zoo.inference.runtime import predict
 from zoo.train.loop import evaluate
 

@@ -21,10 +21,10 @@ from torch import nn
 
 import zoo
 import zoo.models.registry
+from zoo.core.errors import ExportError
 from zoo.export import check_parity, export_onnx
 from zoo.export.__main__ import build_parser, main
 from zoo.export.onnx import fold_batchnorm
-from zoo.core.errors import ExportError
 from zoo.models.layers import VARIANTS
 from zoo.models.registry import _MODELS, meta_model, model_class
 

@@ -23,8 +23,8 @@ from torch import nn
 import zoo.core.files
 from zoo.cli import main
 from zoo.core.errors import ArgumentError, ExportError
-from zoo.export.__main__ import main as export_main
 from zoo.core.files import atomic_write_bytes, check_writable, staged_dir
+from zoo.export.__main__ import main as export_main
 from zoo.hub.weights import load_tensors, save_tensors
 
 from conftest import TINY, dead_pid

@@ -22,21 +22,28 @@ import torch
 from PIL import Image
 
 import zoo
-from zoo.export.__main__ import main as export_main
-from zoo.core.files import atomic_write_bytes, staged_dir
-from zoo.hub.weights import load_tensors, save_tensors
 from zoo.cli import main
 from zoo.core.console import EXIT_STOPPED, key_value, run_command
+from zoo.core.errors import (
+    ArgumentError,
+    CheckpointError,
+    DataError,
+    HubError,
+    RunStopped,
+    TrainingError,
+    ZooInputError,
+)
+from zoo.core.files import atomic_write_bytes, staged_dir
 from zoo.data.loading import load_dataset
-from zoo.core.errors import ArgumentError, CheckpointError, DataError, HubError, RunStopped, TrainingError, ZooInputError
+from zoo.export.__main__ import main as export_main
 from zoo.hub.pretrained import load_weights, save_pretrained
-from zoo.inference.runtime import predict
-from zoo.train.release import release
 from zoo.hub.rundir import RunDir
+from zoo.hub.weights import load_tensors, save_tensors
+from zoo.inference.runtime import predict
 from zoo.train.loop import TrainConfig, train
+from zoo.train.release import release
 
 from conftest import TINY, dead_pid
-
 
 # ---------------------------------------------------------------------------- silent wrong results
 

@@ -34,11 +34,11 @@ from huggingface_hub.utils import filter_repo_objects
 
 import zoo
 import zoo.models.registry
-from zoo.data.datasets import get_spec
-from zoo.core.files import sha256_file
-from zoo.hub.weights import CARD_NAME, CONFIG_NAME, CURVE_NAME, WEIGHTS_NAME, load_tensors, read_metadata, save_tensors
 from zoo.core.errors import ArgumentError, CheckpointError, HubError
+from zoo.core.files import sha256_file
+from zoo.data.datasets import get_spec
 from zoo.hub.pretrained import MIRROR_ENV, load_pretrained, load_weights, push_to_hub, save_pretrained
+from zoo.hub.weights import CARD_NAME, CONFIG_NAME, CURVE_NAME, WEIGHTS_NAME, load_tensors, read_metadata, save_tensors
 from zoo.models.registry import PretrainedTag
 
 ARCH = "tinynet"

@@ -19,15 +19,15 @@ from huggingface_hub import ModelCard
 
 import zoo
 import zoo.models.registry
+from zoo.cli import main
+from zoo.core.errors import CheckpointError, HubError
+from zoo.core.files import sha256_file
+from zoo.data.loading import load_dataset
 from zoo.export.bench import ort_predict, quantize_int8, top1
 from zoo.export.onnx import check_parity, create_session
-from zoo.core.files import sha256_file
-from zoo.hub.weights import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, load_tensors
-from zoo.cli import main
-from zoo.data.loading import load_dataset
-from zoo.core.errors import CheckpointError, HubError
 from zoo.hub.pretrained import publishable_files
 from zoo.hub.rundir import RunDir
+from zoo.hub.weights import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, load_tensors
 
 REPO = Path(__file__).resolve().parents[1]
 TAGS = zoo.list_models(pretrained=True)

@@ -17,10 +17,11 @@ import torch
 from PIL import Image
 
 import zoo
-from conftest import REPO, real_data_dir
 from zoo.cli import main
 from zoo.core.errors import ArgumentError, CheckpointError, ZooInputError
 from zoo.hub.weights import state_dict_of
+
+from conftest import REPO, real_data_dir
 
 TAG = "googlenet_res5x5.cifar10_paper"
 MNIST_TAG = "googlenet_res5x5.mnist_paper"

@@ -8,10 +8,10 @@ from __future__ import annotations
 import importlib.util
 import pkgutil
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 import zoo
 

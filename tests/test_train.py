@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from zoo.hub.weights import load_tensors
-from zoo.data.loading import synthetic
-from zoo.core.errors import TrainingError
-from zoo.train.recipes import get_recipe
 from zoo.cli import main
+from zoo.core.errors import TrainingError
+from zoo.data.loading import synthetic
 from zoo.hub.rundir import RunDir
+from zoo.hub.weights import load_tensors
 from zoo.train.loop import TrainConfig, train
+from zoo.train.recipes import get_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,8 +7,23 @@ import numpy as np
 import pytest
 
 from zoo.paper.verdicts import (
-    ALPHA, RULE, all_of, at_most, better, decide, gap, holm, mde, near, power, seeds_needed, similar, summarize, t_cdf,
-    t_pdf, t_ppf,
+    ALPHA,
+    RULE,
+    all_of,
+    at_most,
+    better,
+    decide,
+    gap,
+    holm,
+    mde,
+    near,
+    power,
+    seeds_needed,
+    similar,
+    summarize,
+    t_cdf,
+    t_pdf,
+    t_ppf,
 )
 
 

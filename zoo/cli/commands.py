@@ -10,20 +10,21 @@ import json
 import sys
 from pathlib import Path
 
-from zoo.hub.cards import write_run_card
 from zoo.cli.cliutil import add_command, dataset_name, registered_dataset
 from zoo.core.console import EXIT_STOPPED, add_quiet, format_table, key_value, positive
-from zoo.data.datasets import DEFAULT_DATASET, FOLDER_PREFIX, list_datasets
 from zoo.core.errors import ArgumentError, UnknownModelError
 from zoo.core.files import check_readable
+from zoo.data.datasets import DEFAULT_DATASET, FOLDER_PREFIX, list_datasets
+from zoo.hub.cards import write_run_card
 from zoo.hub.pretrained import push_to_hub
 from zoo.inference.runtime import predict
-from zoo.train.recipes import RECIPES
 from zoo.models.registry import BUNDLED_DIR, TAGS_FILE, list_models, model_info
-from zoo.train.release import release
 from zoo.paper.plan import MACHINES, estimate, machines, power_plan, untestable
 from zoo.paper.reproduce import EXPERIMENTS, plan_configs, reproduce, unique_configs
 from zoo.train.loop import TrainConfig, evaluate_checkpoint, train
+from zoo.train.recipes import RECIPES
+from zoo.train.release import release
+
 
 def cmd_list(args: argparse.Namespace) -> int:
     for name in list_models(args.pattern or "*", pretrained=args.pretrained):

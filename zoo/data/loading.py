@@ -30,10 +30,10 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from zoo.data.datasets import AUGMENTATIONS, FOLDER_PREFIX, Augment, DataConfig, DataSpec, get_spec
 from zoo.core.errors import DataError, ZooInputError
 from zoo.core.files import check_inside, check_readable
 from zoo.core.progress import progress_bar
+from zoo.data.datasets import AUGMENTATIONS, FOLDER_PREFIX, Augment, DataConfig, DataSpec, get_spec
 
 
 @dataclass

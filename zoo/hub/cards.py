@@ -21,13 +21,13 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 import zoo.models  # noqa: F401  (registers the built-in families, which this module looks up)
-from zoo.core.files import atomic_write_bytes, sha256_file
-from zoo.hub.weights import CARD_NAME, CURVE_NAME, WEIGHTS_NAME, CheckpointMeta, float_dtypes, read_metadata
-from zoo.data.datasets import FOLDER_PREFIX, DataConfig, find_spec
 from zoo.core.errors import CheckpointError
+from zoo.core.files import atomic_write_bytes, sha256_file
 from zoo.core.plots import history_png
-from zoo.models.registry import TIMM_PREFIX, hub_model_id, meta_model, model_info
+from zoo.data.datasets import FOLDER_PREFIX, DataConfig, find_spec
 from zoo.hub.rundir import RunDir, RunRecord
+from zoo.hub.weights import CARD_NAME, CURVE_NAME, WEIGHTS_NAME, CheckpointMeta, float_dtypes, read_metadata
+from zoo.models.registry import TIMM_PREFIX, hub_model_id, meta_model, model_info
 
 __all__ = ["build_card", "metrics_from_history", "read_run", "run_notes", "write_bundle_card", "write_run_card"]
 

@@ -17,13 +17,20 @@ from typing import Any
 
 from torch import nn
 
-from zoo.models import registry
 from zoo.core.errors import ArgumentError, CheckpointError
 from zoo.data.datasets import DataConfig
 from zoo.hub.pretrained import HF_PREFIX, load_model, load_pretrained, load_weights, name_labels, read_meta
-from zoo.models.registry import (TIMM_PREFIX, build_model, get_pretrained_tag, meta_model, model_args, pretrained_cfg,
-                           split_model_name)
 from zoo.hub.weights import unwrap_zoo_model
+from zoo.models import registry
+from zoo.models.registry import (
+    TIMM_PREFIX,
+    build_model,
+    get_pretrained_tag,
+    meta_model,
+    model_args,
+    pretrained_cfg,
+    split_model_name,
+)
 
 __all__ = ["TIMM_PREFIX", "create_model", "init_config", "load_any", "mirror_into_timm"]
 

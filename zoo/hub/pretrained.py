@@ -51,11 +51,15 @@ from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidat
 from torch import nn
 
 import zoo.models  # noqa: F401  (registers the built-in families, which this module looks up)
-from zoo.hub.cards import build_card, metrics_from_history
-from zoo.data.datasets import DataConfig
+from zoo.core.environment import hf_endpoint
+from zoo.core.errors import ArgumentError, CheckpointError, HubError
 from zoo.core.files import atomic_write_bytes, check_inside, check_readable, sha256_file, staged_dir
 from zoo.core.machine import git_commit
-from zoo.models.layers import ZooModel
+from zoo.core.plots import history_png
+from zoo.core.version import __version__
+from zoo.data.datasets import DataConfig
+from zoo.hub.cards import build_card, metrics_from_history
+from zoo.hub.rundir import HISTORY_NAME, RUN_RECORD_NAME
 from zoo.hub.weights import (
     CARD_NAME,
     CONFIG_NAME,
@@ -76,9 +80,7 @@ from zoo.hub.weights import (
     unwrap_model,
     unwrap_zoo_model,
 )
-from zoo.core.environment import hf_endpoint
-from zoo.core.errors import ArgumentError, CheckpointError, HubError
-from zoo.core.plots import history_png
+from zoo.models.layers import ZooModel
 from zoo.models.registry import (
     COMMIT_PATTERN,
     HF_PREFIX,
@@ -91,8 +93,6 @@ from zoo.models.registry import (
     pretrained_cfg,
     set_data_config,
 )
-from zoo.hub.rundir import HISTORY_NAME, RUN_RECORD_NAME
-from zoo.core.version import __version__
 
 __all__ = [
     "HF_PREFIX",

@@ -28,9 +28,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from zoo.core.errors import CheckpointError, TrainingError
 from zoo.core.files import atomic_write_bytes, check_readable, remove_stale_temps
 from zoo.hub.weights import WEIGHTS_NAME, check_finite, load_tensors, save_tensors, unwrap_model
-from zoo.core.errors import CheckpointError, TrainingError
 
 __all__ = ["HISTORY_NAME", "RUN_RECORD_NAME", "LoopState", "RunDir", "RunRecord", "directory_lock", "load_state", "save_state"]
 

@@ -26,9 +26,9 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 import zoo.models  # noqa: F401  registers every architecture, which a checkpoint's arch is checked against
-from zoo.data.datasets import DataConfig, find_spec
 from zoo.core.errors import ArgumentError, CheckpointError
 from zoo.core.files import atomic_write_bytes, check_readable, naming_os_errors, sha256_file
+from zoo.data.datasets import DataConfig, find_spec
 from zoo.models.layers import ZooModel
 from zoo.models.registry import MODEL_RANGES, SHA256_PATTERN, check_input_size, list_models
 

@@ -25,15 +25,15 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from zoo.data.loading import IMAGE_SUFFIXES, image_array, open_image
-from zoo.data.datasets import DataConfig
 from zoo.core.errors import ArgumentError, ZooInputError
-from zoo.hub.factory import load_any
 from zoo.core.files import check_readable
-from zoo.models.layers import ZooModel
 from zoo.core.progress import progress_bar
-from zoo.models.registry import check_input_size, get_pretrained_tag, list_models
+from zoo.data.datasets import DataConfig
+from zoo.data.loading import IMAGE_SUFFIXES, image_array, open_image
+from zoo.hub.factory import load_any
 from zoo.hub.weights import legacy_data_config, unwrap_model
+from zoo.models.layers import ZooModel
+from zoo.models.registry import check_input_size, get_pretrained_tag, list_models
 
 __all__ = ["ONNX_PREFIX", "PROVIDER", "ImageInput", "Predictor", "onnx_session", "predict", "predictor"]
 

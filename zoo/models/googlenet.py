@@ -21,7 +21,14 @@ from torch import Tensor, nn
 
 from zoo.core.errors import ArgumentError
 from zoo.models.layers import (
-    DropPath, GlobalPool, Variant, ZooModel, classifier, classifier_drop_rate, drop_path_rates, feature_info,
+    DropPath,
+    GlobalPool,
+    Variant,
+    ZooModel,
+    classifier,
+    classifier_drop_rate,
+    drop_path_rates,
+    feature_info,
 )
 from zoo.models.registry import IMAGENET_MEAN_STD, register_model
 

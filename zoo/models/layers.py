@@ -16,8 +16,8 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from zoo.core.arguments import Range
-from zoo.data.datasets import DataConfig
 from zoo.core.errors import ArgumentError, ZooInputError
+from zoo.data.datasets import DataConfig
 
 GlobalPool = Literal["avg", "max", "avgmax", "catavgmax", ""]
 """timm's global_pool values: average, max, their mean, both concatenated (twice the channels), "" none."""

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from zoo.core.arguments import Range, check_arguments
-from zoo.data.datasets import DataConfig, spec_for_model
 from zoo.core.errors import ArgumentError, CheckpointError, DataError, UnknownModelError, ZooError
+from zoo.data.datasets import DataConfig, spec_for_model
 
 if TYPE_CHECKING:  # the type the registry builds and describes; zoo.models imports this module, so only for types
     from zoo.models.layers import ZooModel

@@ -2,7 +2,14 @@
 from torch import Tensor, nn
 
 from zoo.models.layers import (
-    DropPath, GlobalPool, Variant, ZooModel, check_rate, classifier, drop_path_rates, feature_info,
+    DropPath,
+    GlobalPool,
+    Variant,
+    ZooModel,
+    check_rate,
+    classifier,
+    drop_path_rates,
+    feature_info,
 )
 from zoo.models.registry import register_model
 

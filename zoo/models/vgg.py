@@ -6,7 +6,13 @@ from torch import Tensor, nn
 
 from zoo.core.errors import ArgumentError
 from zoo.models.layers import (
-    GLOBAL_POOLS, GlobalPool, Variant, ZooModel, classifier, classifier_drop_rate, feature_info,
+    GLOBAL_POOLS,
+    GlobalPool,
+    Variant,
+    ZooModel,
+    classifier,
+    classifier_drop_rate,
+    feature_info,
 )
 from zoo.models.registry import register_model
 

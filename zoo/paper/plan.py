@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.paper import verdicts
-from zoo.data.datasets import get_spec
 from zoo.core.errors import DataError
-from zoo.train.recipes import get_recipe
+from zoo.data.datasets import get_spec
 from zoo.models.registry import model_class, param_count
+from zoo.paper import verdicts
 from zoo.paper.reproduce import EXPERIMENTS, POOLED_SD, Claim, Experiment, scope_problem, sd_factor
 from zoo.train.loop import TrainConfig
+from zoo.train.recipes import get_recipe
 
 Plan = dict[str, dict[tuple[str, str, int], TrainConfig]]
 MACHINES = {"cpu": "this 2-core CPU (AMD EPYC, fp32)", "h100": "one NVIDIA H100 (bf16)", "h200": "one NVIDIA H200 (bf16)"}

@@ -26,17 +26,17 @@ import torch.fx
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from zoo.paper import verdicts
-from zoo.core.files import atomic_write_bytes, check_writable
-from zoo.data.loading import PAPER_CROP_SCALE, PAPER_JITTER, PAPER_ROTATION_DEG, find_npz
-from zoo.data.datasets import get_spec
 from zoo.core.errors import ArgumentError, RunStopped, TrainingError
+from zoo.core.files import atomic_write_bytes, check_writable
 from zoo.core.plots import curves_png
-from zoo.train.recipes import get_recipe
-from zoo.models.registry import build_model, meta_model, model_class, model_info
+from zoo.data.datasets import get_spec
+from zoo.data.loading import PAPER_CROP_SCALE, PAPER_JITTER, PAPER_ROTATION_DEG, find_npz
 from zoo.hub.rundir import RunDir, RunRecord, directory_lock
-from zoo.train.loop import TrainConfig, prepare_data, resolve_device, train
+from zoo.models.registry import build_model, meta_model, model_class, model_info
+from zoo.paper import verdicts
 from zoo.paper.verdicts import summarize
+from zoo.train.loop import TrainConfig, prepare_data, resolve_device, train
+from zoo.train.recipes import get_recipe
 
 # --------------------------------------------------------------------------- the paper's numbers
 # Quoted from "Deeper Networks for Image Classification" (shared/paper/): best top-1 test error in %,

@@ -18,11 +18,11 @@ import json
 import os
 import signal
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist
@@ -30,23 +30,31 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.core.arguments import Range, check_arguments
-from zoo.hub.cards import run_notes
-from zoo.core.files import atomic_write_bytes, check_writable
-from zoo.core.machine import git_commit
-from zoo.hub.weights import unwrap_zoo_model
-from zoo.data.loading import Dataset, DeviceLoader, arrays_sha256, get_dataset_spec, load_dataset, split_validation, subset, synthetic
-from zoo.data.datasets import DEFAULT_DATASET, FOLDER_PREFIX, DataConfig, DataSpec, get_spec, list_datasets
 from zoo.core.environment import distributed
 from zoo.core.errors import ArgumentError, TrainingError
-from zoo.hub.factory import create_model, init_config, load_any
-from zoo.hub.pretrained import load_model, save_pretrained
-from zoo.core.machine import cpu_name
+from zoo.core.files import atomic_write_bytes, check_writable
+from zoo.core.machine import cpu_name, git_commit
 from zoo.core.plots import confusion_png
 from zoo.core.progress import progress_bar
-from zoo.train.recipes import Recipe, get_recipe
-from zoo.models.registry import check_model_kwargs, get_pretrained_tag
-from zoo.hub.rundir import LoopState, RunDir, RunRecord, load_state, save_state
 from zoo.core.version import __version__
+from zoo.data.datasets import DEFAULT_DATASET, FOLDER_PREFIX, DataConfig, DataSpec, get_spec, list_datasets
+from zoo.data.loading import (
+    Dataset,
+    DeviceLoader,
+    arrays_sha256,
+    get_dataset_spec,
+    load_dataset,
+    split_validation,
+    subset,
+    synthetic,
+)
+from zoo.hub.cards import run_notes
+from zoo.hub.factory import create_model, init_config, load_any
+from zoo.hub.pretrained import load_model, save_pretrained
+from zoo.hub.rundir import LoopState, RunDir, RunRecord, load_state, save_state
+from zoo.hub.weights import unwrap_zoo_model
+from zoo.models.registry import check_model_kwargs, get_pretrained_tag
+from zoo.train.recipes import Recipe, get_recipe
 
 
 @dataclass

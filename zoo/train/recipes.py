@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 import zoo.models  # noqa: F401  (registers the built-in families, which this module looks up)
 from zoo.core.arguments import Range, check_arguments
-from zoo.data.datasets import Augment, DataSpec, get_spec
 from zoo.core.errors import TrainingError
+from zoo.data.datasets import Augment, DataSpec, get_spec
 from zoo.models.layers import ZooModel
 from zoo.models.registry import model_class
 

@@ -20,15 +20,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.hub.cards import TOP1, TOP5, read_run, write_bundle_card
-from zoo.core.files import atomic_write_bytes, check_writable, sha256_file
-from zoo.hub.weights import CONFIG_NAME, WEIGHTS_NAME
 from zoo.core.errors import ArgumentError, CheckpointError
-from zoo.hub.pretrained import load_model, read_meta, save_pretrained, timm_config
+from zoo.core.files import atomic_write_bytes, check_writable, sha256_file
+from zoo.hub.cards import TOP1, TOP5, read_run, write_bundle_card
 from zoo.hub.factory import create_model
-from zoo.models.layers import ZooModel
-from zoo.models.registry import BUNDLED_DIR, TAGS_FILE, PretrainedTag, tag_from_json, read_tags
+from zoo.hub.pretrained import load_model, read_meta, save_pretrained, timm_config
 from zoo.hub.rundir import RunDir, RunRecord
+from zoo.hub.weights import CONFIG_NAME, WEIGHTS_NAME
+from zoo.models.layers import ZooModel
+from zoo.models.registry import BUNDLED_DIR, TAGS_FILE, PretrainedTag, read_tags, tag_from_json
 from zoo.train.loop import evaluate_model, resolve_device
 
 __all__ = ["bundle_model", "release"]
