@@ -164,17 +164,18 @@ def test_a_registered_dataset_trains_predicts_and_plans_with_no_other_edit(toy_d
 
 
 @pytest.mark.slow
-def test_a_registered_dataset_works_everywhere_with_no_other_edit(toy_dataset, tmp_path, capsys):
+def test_a_registered_dataset_works_everywhere_with_no_other_edit(toy_dataset, tiny_family, tmp_path, capsys):
+    """Train, eval, predict and bench on the toy dataset, with the guide's tiny family (the dataset is under test)."""
     run = tmp_path / "run"
-    assert main(["train", "resnet18", "--dataset", "toy", "--recipe", "fast", "--epochs", "1", "--batch-size", "16",
+    assert main(["train", tiny_family, "--dataset", "toy", "--recipe", "fast", "--epochs", "1", "--batch-size", "16",
                  "--device", "cpu", "--out", str(run), "--quiet"]) == 0
     assert zoo.load_model(run / "model").pretrained_cfg["label_names"] == ("red", "green", "blue")
-    assert main(["eval", "resnet18", "--weights", str(run / "model"), "--dataset", "toy", "--device", "cpu", "--quiet"]) == 0
-    assert "resnet18 on toy test (30 images)" in capsys.readouterr().out
+    assert main(["eval", tiny_family, "--weights", str(run / "model"), "--dataset", "toy", "--device", "cpu", "--quiet"]) == 0
+    assert f"{tiny_family} on toy test (30 images)" in capsys.readouterr().out
     Image.fromarray(np.zeros((64, 48, 3), np.uint8)).save(tmp_path / "x.png")
     assert main(["predict", str(tmp_path / "x.png"), "--model", str(run / "model"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["top"][0]["label"] in {"red", "green", "blue"}
-    assert main(["bench", "resnet18", "--input", "toy", "--weights", f"resnet18={run / 'model'}", "--batch-sizes", "1",
+    assert main(["bench", tiny_family, "--input", "toy", "--weights", f"{tiny_family}={run / 'model'}", "--batch-sizes", "1",
                  "--rounds", "2", "--threads", "1", "--out", str(tmp_path / "bench"), "--quiet"]) == 0
     results = json.loads((tmp_path / "bench" / "results.json").read_text())
     assert results["settings"]["input_size"] == list(toy_dataset.input_size) and results["data"]["test_images"] == 30
