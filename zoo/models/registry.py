@@ -410,7 +410,7 @@ def _model_info(name: str, input_size: tuple[int, int, int] | None, kwargs_json:
     return {
         "name": name,
         "input_size": list(size),
-        "params": param_count(name, **json.loads(kwargs_json)),
+        "params": sum(p.numel() for p in model.parameters()),
         "macs": flops // 2,
         "flops": flops,
     }
