@@ -127,3 +127,18 @@ def test_zoo_does_not_import_timm_but_timm_sees_zoo_models_either_order():
     outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
             for code in (zoo_first, timm_first)]
     assert outs == [str(len(zoo.list_models())), "ResNet"]
+
+
+@pytest.mark.slow  # a fresh interpreter
+def test_a_meta_build_skips_the_init_and_a_real_build_keeps_it():
+    """Reading a model's structure (plans, cards, sizes) builds it on the meta device, where the init's kernels
+    would import torch._dynamo (3 s) to set no values; a real build still gets each family's init."""
+    code = (
+        "import sys, zoo.models.registry as r\n"
+        "for name in ('vgg11', 'resnet18', 'googlenet'): r.meta_model(name)\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+    torch.manual_seed(0)
+    conv = zoo.create_model("resnet18").conv1.weight  # kaiming normal, fan_out: std sqrt(2 / (64 * 7 * 7)) = 0.0255
+    assert conv.std().item() == pytest.approx((2 / (64 * 7 * 7)) ** 0.5, rel=0.05)  # torch's default init: 0.048

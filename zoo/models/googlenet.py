@@ -229,7 +229,7 @@ class GoogLeNet(ZooModel):
         self.dropout = nn.Dropout(p=classifier_drop_rate("GoogLeNet", dropout, drop_rate, 0.2))
         self.fc = classifier(self.head_hidden_size, num_classes)
 
-        for m in self.modules():
+        for m in self.modules_to_init():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.trunc_normal_(m.weight, mean=0.0, std=0.01, a=-2, b=2)
             elif isinstance(m, nn.BatchNorm2d):

@@ -6,7 +6,7 @@ No ``from __future__ import annotations`` here or in the families: TorchScript r
 what it compiles (forward and what it calls, the attributes' class annotations) and cannot read strings."""
 import re
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -240,6 +240,12 @@ class ZooModel(nn.Module):
     def _blocks(self, name: str) -> list[str]:
         module = self.get_submodule(name)
         return [f"{name}.{child}" for child, _ in module.named_children()] if isinstance(module, nn.Sequential) else [name]
+
+    def modules_to_init(self) -> Iterator[nn.Module]:
+        """The modules whose weights a family's init sets: every one, except on the meta device, where there are no
+        values to set and the init kernels import torch._dynamo on first use (3 s on 2 cores, in every process that
+        reads a model's structure: plans, cards, sizes)."""
+        return (m for m in self.modules() if not any(p.is_meta for p in m.parameters(recurse=False)))
 
     def no_weight_decay(self) -> set[str]:
         """timm's parameters kept from weight decay besides every 1-D one (biases, norms): none."""

@@ -132,7 +132,7 @@ class ResNet(ZooModel):
         self.dropout = nn.Dropout(p=drop_rate)
         self.fc = classifier(self.head_hidden_size, num_classes)
 
-        for m in self.modules():
+        for m in self.modules_to_init():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(m, nn.BatchNorm2d):

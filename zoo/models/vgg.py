@@ -111,7 +111,7 @@ class VGG(ZooModel):
             self.classifier = classifier(self.head_hidden_size, num_classes)
             self.classifier_names = "classifier"
 
-        for m in self.modules():
+        for m in self.modules_to_init():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 if m.bias is not None:
