@@ -1,7 +1,7 @@
 """Timing: one round of calls, interleaved rounds, the machine's load meanwhile, and engines in their own process.
 
 A round (:func:`time_round`) is a few warm-up calls, then the median of at least 3 calls and ``min_s`` seconds of
-them. :func:`interleaved` times every engine once per round, the order reversed every other round. An engine whose
+them (one call, where it alone takes ``min_s``). :func:`interleaved` times every engine once per round, the order reversed every other round. An engine whose
 runtime starts threads that disturb the others (OpenVINO's, which slowed torch eager 3x in one process) runs in a
 :class:`Worker`: its own process, sent each round's input and timing it there with the same :func:`time_round`, so
 its figures and the others' come from the same interleaved rounds and the same statistics. The load other processes
@@ -32,7 +32,9 @@ CONTENDED = 0.10
 
 
 def time_round(call: Callable[[], Any], warmup: int, min_s: float) -> float:
-    """One round: ``warmup`` calls, then the median of at least 3 calls and ``min_s`` seconds of them, in ms."""
+    """One round: ``warmup`` calls, then the median of at least 3 calls and ``min_s`` seconds of them, in ms; or the
+    first call alone where it takes ``min_s`` or longer (a large model's large batch: a timer's resolution and an
+    interrupt are lost in it, three calls would triple its cost, and the interval over rounds measures its spread)."""
     for _ in range(warmup):
         call()
     times: list[float] = []
@@ -41,6 +43,8 @@ def time_round(call: Callable[[], Any], warmup: int, min_s: float) -> float:
         t0 = time.perf_counter()
         call()
         times.append(time.perf_counter() - t0)
+        if min_s and times[0] >= min_s:
+            break
     return statistics.median(times) * 1e3
 
 

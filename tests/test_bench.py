@@ -119,6 +119,23 @@ def test_rounds_interleave_and_alternate_their_order():
     assert firsts == ["a", "b", "b", "a", "a", "b", "b", "a"]  # A B, B A, A B, B A
 
 
+def test_a_round_is_three_calls_or_more_unless_one_call_fills_it():
+    calls: list[float] = []
+
+    def sleeping(seconds: float) -> None:
+        calls.append(seconds)
+        time.sleep(seconds)
+
+    assert time_round(functools.partial(sleeping, 0.001), warmup=1, min_s=0.02) >= 1.0
+    assert len(calls) >= 1 + 3  # short calls: warm-up, then at least 3 and 20 ms of them
+    calls.clear()
+    assert time_round(functools.partial(sleeping, 0.03), warmup=1, min_s=0.02) >= 30.0
+    assert len(calls) == 1 + 1  # a call as long as the round: warm-up, then that one call
+    calls.clear()
+    time_round(functools.partial(sleeping, 0.0), warmup=0, min_s=0.0)
+    assert len(calls) == 3  # negative control: no minimum time, so no call fills a round
+
+
 # ---------------------------------------------------------------------------- the machine's load
 
 
