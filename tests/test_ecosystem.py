@@ -65,6 +65,7 @@ def test_pretrained_cfg_is_right_for_the_configuration_and_tag(name, kwargs, mea
     assert model.pretrained_cfg["num_classes"] == model.num_classes
 
 
+@pytest.mark.slow  # the tag saved to a folder and both loaded through timm
 def test_timm_transform_of_a_tag_and_of_a_local_dir_is_the_training_preprocessing(tmp_path):
     model = timm.create_model("zoo_googlenet_res5x5.cifar10_paper", pretrained=True)
     transform = create_transform(**resolve_data_config(model=model))
@@ -121,7 +122,7 @@ def test_timm_model_api(name, variant, config):
     assert headless(x).shape == (2, headless.head_hidden_size)
 
 
-@pytest.mark.parametrize("name", ["resnet18", "vgg11", *GOOGLENETS])
+@pytest.mark.parametrize("name", ["resnet18", pytest.param("vgg11", marks=pytest.mark.slow), *GOOGLENETS])  # vgg11: 1.4 s
 def test_timm_features_only_gives_the_stages_feature_info_describes(name):
     model = timm.create_model(f"zoo_{name}", features_only=True, out_indices=(1, 2, 3), num_classes=10)
     outs = model(torch.randn(2, 3, 64, 64))

@@ -291,6 +291,7 @@ def test_no_inodes_left_is_an_os_error_with_the_old_file_intact(tmpfs):
     assert (disk / "run.json").read_bytes() == b"old" and os.listdir(disk) == ["run.json"]
 
 
+@pytest.mark.slow  # a resnet18 run until its disk is full
 def test_a_full_disk_during_training_is_one_line_and_status_1(tmpfs, capsys):
     disk = tmpfs()
     assert main(["train", "resnet18", *TINY, "--out", str(disk / "run")]) == 1

@@ -189,6 +189,7 @@ def test_holm_adjusts_across_the_whole_report():
     assert all(v.p_holm == pytest.approx(min(1.0, 4 * decided[0].p)) for v in decided)  # four equal p-values
 
 
+@pytest.mark.slow  # a report: its facts trace every model at 224x224
 def test_a_run_from_a_recipe_that_changed_is_marked_stale(tmp_path):
     plan = R.plan_configs(["aux"], tmp_path, recipes=("paper",), val_split=0)
     for (label, _, _), cfg in plan["aux"].items():
