@@ -23,7 +23,7 @@ off, so its idle threads do not slow the next engine) in interleaved rounds (exp
 engine once, after warm-up, in alternating order. A latency is the median over rounds of each round's median call,
 with a 95% bootstrap interval; a speed-up is the median of the per-round ratios with its interval (export.stats).
 While a figure's interval is wider than +-10% the model's figures are timed for more rounds, within ``remeasure_s``
-per model, unless other processes take over 10% of the CPU (more rounds cannot help that noise); a figure that stays
+per model (each batch size its share), unless other processes take over 10% of the CPU (more rounds cannot help that noise); a figure that stays
 wide, or was timed under such load, is flagged noisy. Each latency is also a rate, GMAC/s, and a share of the peak
 a short GEMM probe measures at the run's start for the engine's precision (export.peak). Models with trained
 weights (a tag, or ``--weights``) get top-1 accuracy for every engine, on ``--data-dir``'s full test set or else on
@@ -150,7 +150,7 @@ class BenchConfig:
     rounds: int = 7
     warmup: int = 1  # calls before each round's timed ones: the engine timed before it has left other data in cache
     round_s: float = 0.05  # each round times calls for at least this long (and 3 calls)
-    remeasure_s: float = 4.0  # per model: time spent on more rounds while a figure's interval is wider than +-10%
+    remeasure_s: float = 4.0  # per model, shared by the batch sizes: more rounds while an interval is wider than +-10%
     peak_s: float = 1.0  # per precision and thread count: the GEMM peak probe (export.peak)
     eval_images: int = 0  # 0: the whole test set given (or the shipped sample)
     calibration_images: int = 100
@@ -289,14 +289,15 @@ def _round_of(engine: Engine, predict: Predict, x: np.ndarray) -> Round:
 
 
 def measure(engines: dict[Engine, Predict], batch: int, cfg: BenchConfig,
-            deadline: float = 0.0) -> tuple[dict[str, list[float]], float]:
-    """Round times (ms) of every engine at ``batch``, more rounds until ``deadline`` (perf_counter) while one is
-    noisy and other processes leave the machine to the benchmark, and the share of the machine's CPU they took."""
+            remeasure_s: float = 0.0) -> tuple[dict[str, list[float]], float]:
+    """Round times (ms) of every engine at ``batch``, then more rounds for up to ``remeasure_s`` seconds while one is
+    noisy and other processes leave the machine to the benchmark; and the share of the machine's CPU they took."""
     x = np.random.default_rng(0).standard_normal((batch, *cfg.input_size), dtype=np.float32)
     rounds_of = {e.name: _round_of(e, p, x) for e, p in engines.items()}
     workers = [p.pid for p in engines.values() if isinstance(p, Worker) and p.pid is not None]
     start = cpu_clock(workers)
     rounds = interleaved(rounds_of, cfg.rounds, cfg.warmup, cfg.round_s)
+    deadline = time.perf_counter() + remeasure_s
     while (time.perf_counter() < deadline and others_share(start, cpu_clock(workers)) <= CONTENDED
            and any(summary(r)["noisy"] for r in _figures(rounds))):
         interleaved(rounds_of, 2, cfg.warmup, cfg.round_s, into=rounds)
@@ -599,14 +600,14 @@ def usable_engines(cfg: BenchConfig) -> list[Engine]:
 def bench_model(s: Subject, engines: dict[Engine, Predict], builds: dict[str, Any], threads: int,
                 peaks: dict[str, float]) -> dict[str, Any]:
     """Latency at every batch size and throughput at the largest, per engine, each with its GMAC/s and share of the
-    ``peaks``; speed-ups; accuracy when trained. Re-measuring noisy figures takes at most ``remeasure_s`` per model."""
+    ``peaks``; speed-ups; accuracy when trained. Re-measuring noisy figures takes at most ``remeasure_s`` per model,
+    shared evenly by the batch sizes (batch 1's cheap rounds once took all of it, and batch 32 never had more)."""
     cfg, largest = s.cfg, max(s.cfg.batch_sizes)
     latency: dict[str, dict[str, Any]] = {e.name: {} for e in engines}
     speedups: dict[str, dict[str, Any]] = {}
-    deadline = time.perf_counter() + cfg.remeasure_s
     for batch in cfg.batch_sizes:
         timed = {e: p for e, p in engines.items() if e.batches is None or batch in e.batches}
-        rounds, contended = measure(timed, batch, cfg, deadline)
+        rounds, contended = measure(timed, batch, cfg, cfg.remeasure_s / len(cfg.batch_sizes))
         for engine in timed:
             fig = _summary(rounds[engine.name], contended)
             gmacs = s.facts["macs"] * batch / fig["median"] / 1e6
