@@ -23,9 +23,10 @@ off, so its idle threads do not slow the next engine) in interleaved rounds (exp
 engine once, after warm-up, in alternating order. A latency is the median over rounds of each round's median call,
 with a 95% bootstrap interval; a speed-up is the median of the per-round ratios with its interval (export.stats).
 While a figure's interval is wider than +-10% the model's figures are timed for more rounds, within ``remeasure_s``
-per model (each batch size its share), unless other processes take over 10% of the CPU (more rounds cannot help that noise); a figure that stays
-wide, or was timed under such load, is flagged noisy. Each latency is also a rate, GMAC/s, and a share of the peak
-a short GEMM probe measures at the run's start for the engine's precision (export.peak). Models with trained
+per model (each batch size its share), unless other processes take over 10% of the CPU (more rounds cannot help
+that noise); a figure that stays wide, or was timed under such load, is flagged noisy. Each latency is also a rate,
+GMAC/s, and a share of the peak a short GEMM probe measures at the run's start for the engine's precision
+(export.peak). Models with trained
 weights (a tag, or ``--weights``) get top-1 accuracy for every engine, on ``--data-dir``'s full test set or else on
 the sample of real test images shipped with zoo. Results go to ``--out``: results.json (every round kept, the CPU's
 instruction-set features, the peaks), results.csv, results.md and PNG charts.
@@ -149,7 +150,7 @@ class BenchConfig:
     features: dict[str, bool] = field(default_factory=isa_features)  # the CPU's (zoo.core.machine): what bf16/int8 use
     rounds: int = 7
     warmup: int = 1  # calls before each round's timed ones: the engine timed before it has left other data in cache
-    round_s: float = 0.05  # each round times calls for at least this long (and 3 calls)
+    round_s: float = 0.05  # each round times calls for at least this long (and 3 calls, unless one call fills it)
     remeasure_s: float = 4.0  # per model, shared by the batch sizes: more rounds while an interval is wider than +-10%
     peak_s: float = 1.0  # per precision and thread count: the GEMM peak probe (export.peak)
     eval_images: int = 0  # 0: the whole test set given (or the shipped sample)

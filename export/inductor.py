@@ -66,7 +66,8 @@ def compile_model(model: nn.Module, batch_sizes: tuple[int, ...], input_size: tu
     """``model`` compiled (static shapes) for each batch size, and what happened; None instead of the module when
     it failed, ran past ``limit_s`` or gives logits further than ``tolerance`` (relative, as export.onnx's
     parity check) from eager ones."""
-    import torch._inductor.config  # noqa: PLC0415 lazy: 2.7 s of imports (inductor, dynamo) that only this engine uses, on every zoo bench and export
+    # lazy: 2.7 s of imports (inductor, dynamo) that only this engine uses, paid by every zoo bench and export otherwise
+    import torch._inductor.config  # noqa: PLC0415
     torch._dynamo.reset()  # instances of one class share their forward's recompile limit: start each model afresh
     compiled = cast(nn.Module, torch.compile(model.eval(), dynamic=False))  # a module compiles to an OptimizedModule, typed as a plain callable
     generator = torch.Generator().manual_seed(0)

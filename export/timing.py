@@ -1,11 +1,12 @@
 """Timing: one round of calls, interleaved rounds, the machine's load meanwhile, and engines in their own process.
 
 A round (:func:`time_round`) is a few warm-up calls, then the median of at least 3 calls and ``min_s`` seconds of
-them (one call, where it alone takes ``min_s``). :func:`interleaved` times every engine once per round, the order reversed every other round. An engine whose
-runtime starts threads that disturb the others (OpenVINO's, which slowed torch eager 3x in one process) runs in a
-:class:`Worker`: its own process, sent each round's input and timing it there with the same :func:`time_round`, so
-its figures and the others' come from the same interleaved rounds and the same statistics. The load other processes
-put on the machine (:func:`others_share`) counts a worker's CPU time as the benchmark's own.
+them (one call, where it alone takes ``min_s``). :func:`interleaved` times every engine once per round, the order
+reversed every other round. An engine whose runtime starts threads that disturb the others (OpenVINO's, which slowed
+torch eager 3x in one process) runs in a :class:`Worker`: its own process, sent each round's input and timing it
+there with the same :func:`time_round`, so its figures and the others' come from the same interleaved rounds and the
+same statistics. The load other processes put on the machine (:func:`others_share`) counts a worker's CPU time as
+the benchmark's own.
 """
 from __future__ import annotations
 
