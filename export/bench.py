@@ -23,13 +23,13 @@ off, so its idle threads do not slow the next engine) in interleaved rounds (exp
 engine once, after warm-up, in alternating order. A latency is the median over rounds of each round's median call,
 with a 95% bootstrap interval; a speed-up is the median of the per-round ratios with its interval (export.stats).
 While a figure's interval is wider than +-10% the model's figures are timed for more rounds, within ``remeasure_s``
-per model (each batch size its share), unless other processes take over 10% of the CPU (more rounds cannot help
-that noise); a figure that stays wide, or was timed under such load, is flagged noisy. Each latency is also a rate,
+per model (each batch size its share), unless other processes take over 10% of the CPU (more rounds cannot help that
+noise); a figure that stays wide, or was timed under such load, is flagged noisy. Each latency is also a rate,
 GMAC/s, and a share of the peak a short GEMM probe measures at the run's start for the engine's precision
-(export.peak). Models with trained
-weights (a tag, or ``--weights``) get top-1 accuracy for every engine, on ``--data-dir``'s full test set or else on
-the sample of real test images shipped with zoo. Results go to ``--out``: results.json (every round kept, the CPU's
-instruction-set features, the peaks), results.csv, results.md and PNG charts.
+(export.peak). Models with trained weights (a tag, or ``--weights``) get top-1 accuracy for every engine, on
+``--data-dir``'s full test set or else on the sample of real test images shipped with zoo. Results go to ``--out``:
+results.json (every round kept, the CPU's instruction-set features, the peaks), results.csv, results.md and PNG
+charts.
 
 Engines are records (:class:`Engine`) in ``ENGINES``: how one is built for a model, when it applies, where it is
 available, its baseline, its precision, its device, its chart style and what it adds to the environment. Timing,
