@@ -58,6 +58,20 @@ def test_loss_falls_and_run_dir_is_complete(reference_run):
     assert (reference_run / "model" / "model.safetensors").is_file()
 
 
+def test_records_only_writes_the_same_records_and_nothing_else(tmp_path, tiny_arch, capsys):
+    """--records-only (what reproduce --quick runs) keeps run.json and metrics.jsonl, the same rows as a full run's,
+    and neither the resume state nor the finished model, which the full run (the negative control) writes."""
+    args = ["train", "tinynet", "--dataset", "mnist", "--synthetic", "64", "--epochs", "2", "--batch-size", "32",
+            "--device", "cpu", "--quiet", "--out"]
+    assert main([*args, str(tmp_path / "full")]) == main([*args, str(tmp_path / "records"), "--records-only"]) == 0
+    full, records = (json.loads(s) for s in capsys.readouterr().out.replace("}\n{", "}\0{").split("\0"))
+    assert {**full, "train_seconds": 0} == {**records, "train_seconds": 0}
+    assert sorted(p.name for p in (tmp_path / "records").iterdir()) == ["metrics.jsonl", "run.json"]
+    assert {"metrics.jsonl", "run.json", "state.safetensors", "model"} <= {p.name for p in (tmp_path / "full").iterdir()}
+    rows = [(tmp_path / run / "metrics.jsonl").read_text().splitlines() for run in ("full", "records")]
+    assert [json.loads(r)["train_loss"] for r in rows[0]] == [json.loads(r)["train_loss"] for r in rows[1]]
+
+
 @pytest.mark.slow
 def test_existing_run_is_never_overwritten(reference_run):
     with pytest.raises(TrainingError, match="--resume"):

@@ -61,7 +61,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         recipe_overrides=dict(args.recipe_arg),
         data_dir=args.data_dir, synthetic=args.synthetic, val_split=args.val_split, train_subset=args.train_subset,
         test_subset=args.test_subset, seed=args.seed, device=args.device, compile=args.compile, resume=args.resume,
-        progress=not args.quiet, init=args.init, mirror=args.mirror,
+        progress=not args.quiet, init=args.init, mirror=args.mirror, records_only=args.records_only,
     )
     summary = train(cfg)
     if summary.get("stopped"):
@@ -265,6 +265,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    p.add_argument("--records-only", action="store_true",
+                   help="write run.json and metrics.jsonl only: no resume state, no finished model (a check)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     p.set_defaults(func=cmd_train)
 

@@ -547,8 +547,6 @@ def facts_section() -> str:
     return "\n".join(lines) + "\n\n"
 
 
-# --quick: the whole pipeline on a few synthetic images, on the CPU, each family built with its quick_kwargs
-# (VGG's CIFAR head); it checks the machinery, not the numbers.
 # What the paper leaves open, with the value zoo uses (the report lists these once).
 UNSTATED = {
     "ResNet momentum and weight decay": "0.9 and 1e-4 (He et al.)",
@@ -561,7 +559,10 @@ UNSTATED = {
     "precision": "bf16 autocast on CUDA, fp32 on the CPU",
 }
 
-QUICK = dict(synthetic=4, test_subset=4, epochs=1, batch_size=4, device="cpu")
+# --quick: the whole pipeline on a few synthetic images, on the CPU, each family built with its quick_kwargs
+# (VGG's CIFAR head); it checks the machinery, not the numbers, and keeps each run's records only (run.json and
+# metrics.jsonl, all a report reads): no resume state and no finished model, 120 MB a GoogLeNet run.
+QUICK = dict(synthetic=4, test_subset=4, epochs=1, batch_size=4, device="cpu", records_only=True)
 QUICK_VAL_SPLIT = 4
 DEFAULT_VAL_SPLIT = 5000  # training images held out to select epochs and steer plateaus; 0 is the paper's protocol
 
@@ -611,7 +612,8 @@ def _cli_args(cfg: TrainConfig) -> list[str]:
             args += ["--" + name.replace("_", "-"), str(value)]
     args += [a for k, v in cfg.model_kwargs.items() for a in ("--model-arg", f"{k}={json.dumps(v)}")]
     args += [a for k, v in cfg.recipe_overrides.items() for a in ("--recipe-arg", f"{k}={json.dumps(v)}")]
-    return args + (["--compile"] if cfg.compile else []) + (["--resume"] if _status(cfg) == "resume" else [])
+    flags = {"--compile": cfg.compile, "--records-only": cfg.records_only, "--resume": _status(cfg) == "resume"}
+    return args + [flag for flag, on in flags.items() if on]
 
 
 def check_runs(configs: list[TrainConfig]) -> None:

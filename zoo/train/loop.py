@@ -81,6 +81,7 @@ class TrainConfig:
     eval_batch_size: int = 1024
     init: str | None = None  # fine-tune: a tag, a saved folder or hf-hub:owner/name whose weights the model starts from
     mirror: bool | None = None  # the images are mirror-symmetric (flips allowed); None: the dataset's own (a folder's: no)
+    records_only: bool = False  # write run.json and metrics.jsonl only: no resume state, no finished model
 
     def __post_init__(self) -> None:
         check_arguments("zoo train", dataclasses.asdict(self), TrainConfig, ranges=CONFIG_RANGES, error=TrainingError)
@@ -488,8 +489,9 @@ def train(cfg: TrainConfig, data: Dataset | None = None) -> dict[str, Any]:
         start(t)
         while t.state.epoch < t.recipe.epochs:
             if not run_epoch(t, stop):
-                return {"stopped": True, "message": f"stopped at epoch {t.state.epoch + 1} step {t.state.step}; "
-                                                    f"state saved in {t.run_dir.state}; --resume continues"}
+                kept = "records only, no state kept: a rerun starts it again" if cfg.records_only else \
+                    f"state saved in {t.run_dir.state}; --resume continues"
+                return {"stopped": True, "message": f"stopped at epoch {t.state.epoch + 1} step {t.state.step}; {kept}"}
         return finish(t)
 
 
@@ -565,7 +567,7 @@ def end_epoch(t: Trainer, epoch_s: float) -> None:
 
 
 def checkpoint(t: Trainer) -> None:
-    if t.rank == 0:
+    if t.rank == 0 and not t.cfg.records_only:
         save_state(t.run_dir.state, t.model, t.optimizer, t.state, t.sums)
 
 
@@ -578,7 +580,7 @@ def finish(t: Trainer) -> dict[str, Any]:
                             images=(seen["train_images"], seen["test_images"]) if seen else None)
     if t.data.source.startswith("synthetic"):
         data = dataclasses.replace(data, dataset=f"synthetic-{data.dataset}")
-    if t.rank == 0:
+    if t.rank == 0 and not t.cfg.records_only:
         save_pretrained(
             t.model, t.run_dir.model, arch=t.cfg.arch, model_kwargs=t.model_kwargs, data=data,
             tag=run_tag(FOLDER_PREFIX.rstrip(":") if spec.root else str(data.dataset), t.recipe, t.cfg.model_kwargs),
