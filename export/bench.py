@@ -24,8 +24,7 @@ engine once, after warm-up, in alternating order. A latency is the median over r
 with a 95% bootstrap interval; a speed-up is the median of the per-round ratios with its interval (export.stats).
 While a figure's interval is wider than +-10% the model's figures are timed for more rounds, within ``remeasure_s``
 per model (each batch size its share), unless other processes take over 10% of the CPU (more rounds cannot help that
-noise) or the rounds the figure would need to settle, at its spread, do not fit in the time left (no rounds are spent
-that cannot narrow it); a figure that stays wide, or was timed under such load, is flagged noisy. Each latency is also a rate,
+noise); a figure that stays wide, or was timed under such load, is flagged noisy. Each latency is also a rate,
 GMAC/s, and a share of the peak a short GEMM probe measures at the run's start for the engine's precision
 (export.peak). Models with trained weights (a tag, or ``--weights``) get top-1 accuracy for every engine, on
 ``--data-dir``'s full test set or else on the sample of real test images shipped with zoo. Results go to ``--out``:
@@ -101,7 +100,7 @@ from .onnx import (
 )
 from .peak import peak_gmacs
 from .report import SCHEMA, compare, read_results, write_results
-from .stats import NOISY, ratios, rounds_to_settle, summary
+from .stats import NOISY, ratios, summary
 from .timing import CONTENDED, Round, Worker, cpu_clock, interleaved, others_share, time_round
 
 PAPER_MODELS = ("vgg19", "resnet18", "googlenet*")
@@ -153,7 +152,6 @@ class BenchConfig:
     warmup: int = 1  # calls before each round's timed ones: the engine timed before it has left other data in cache
     round_s: float = 0.05  # each round times calls for at least this long (and 3 calls, unless one call fills it)
     remeasure_s: float = 4.0  # per model, shared by the batch sizes: more rounds while an interval is wider than +-10%
-    # and the rounds it would need to settle fit in the time left
     peak_s: float = 1.0  # per precision and thread count: the GEMM peak probe (export.peak)
     eval_images: int = 0  # 0: the whole test set given (or the shipped sample)
     calibration_images: int = 100
@@ -293,27 +291,18 @@ def _round_of(engine: Engine, predict: Predict, x: np.ndarray) -> Round:
 
 def measure(engines: dict[Engine, Predict], batch: int, cfg: BenchConfig,
             remeasure_s: float = 0.0) -> tuple[dict[str, list[float]], float]:
-    """Round times (ms) of every engine at ``batch``; then, while a figure is noisy, more rounds, 2 at a time, as long
-    as other processes leave the machine to the benchmark and the rounds the noisiest figure would need to settle
-    (stats.rounds_to_settle) fit in what is left of ``remeasure_s`` seconds at the base rounds' pace: rounds that
-    cannot narrow a figure in time are not started. And the share of the machine's CPU other processes took."""
+    """Round times (ms) of every engine at ``batch``, then more rounds for up to ``remeasure_s`` seconds while one is
+    noisy and other processes leave the machine to the benchmark; and the share of the machine's CPU they took."""
     x = np.random.default_rng(0).standard_normal((batch, *cfg.input_size), dtype=np.float32)
     rounds_of = {e.name: _round_of(e, p, x) for e, p in engines.items()}
     workers = [p.pid for p in engines.values() if isinstance(p, Worker) and p.pid is not None]
-    start, began = cpu_clock(workers), time.perf_counter()
+    start = cpu_clock(workers)
     rounds = interleaved(rounds_of, cfg.rounds, cfg.warmup, cfg.round_s)
-    now = time.perf_counter()
-    round_s, deadline = (now - began) / cfg.rounds, now + remeasure_s
-    while 0 < (more := _rounds_wanted(rounds)) and time.perf_counter() + more * round_s <= deadline and \
-            others_share(start, cpu_clock(workers)) <= CONTENDED:
+    deadline = time.perf_counter() + remeasure_s
+    while (time.perf_counter() < deadline and others_share(start, cpu_clock(workers)) <= CONTENDED
+           and any(summary(r)["noisy"] for r in _figures(rounds))):
         interleaved(rounds_of, 2, cfg.warmup, cfg.round_s, into=rounds)
     return rounds, others_share(start, cpu_clock(workers))
-
-
-def _rounds_wanted(rounds: dict[str, list[float]]) -> int:
-    """More rounds the noisiest of these figures would need to settle (0: none is noisy)."""
-    timed = len(next(iter(rounds.values())))
-    return max((rounds_to_settle(r) - timed for r in _figures(rounds) if summary(r)["noisy"]), default=0)
 
 
 def _summary(rounds: list[float], contended: float) -> dict[str, Any]:

@@ -9,14 +9,13 @@ wider than ``NOISY`` of its median on either side is noisy.
 """
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["NOISY", "bootstrap_interval", "is_noisy", "ratios", "rounds_to_settle", "summary"]
+__all__ = ["NOISY", "bootstrap_interval", "is_noisy", "ratios", "summary"]
 
 NOISY = 0.10
 """Half-width of a 95% interval, relative to its median, beyond which a figure is flagged noisy."""
@@ -35,15 +34,6 @@ def bootstrap_interval(values: Sequence[float], *, n: int = 2000, seed: int = 0)
 def is_noisy(median: float, interval: tuple[float, float], tolerance: float = NOISY) -> bool:
     low, high = interval
     return high > median * (1 + tolerance) or low < median * (1 - tolerance)
-
-
-def rounds_to_settle(rounds: Sequence[float], tolerance: float = NOISY) -> int:
-    """How many rounds in all would bring a figure's interval within +-``tolerance`` of its median, were its
-    half-width to shrink as 1/sqrt(rounds) (the spread staying what it is): ``len(rounds)`` when it already is."""
-    median = statistics.median(rounds)
-    low, high = bootstrap_interval(rounds)
-    half = max(high - median, median - low) / median if median > 0 else math.inf
-    return max(len(rounds), math.ceil(len(rounds) * (half / tolerance) ** 2)) if math.isfinite(half) else 2**31
 
 
 def summary(rounds: Sequence[float]) -> dict[str, Any]:
