@@ -9,12 +9,13 @@ import copy
 import csv
 import dataclasses
 import functools
+import itertools
 import json
 import os
 import random
 import shutil
 import signal
-import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ import zoo
 from zoo.core.errors import ArgumentError, CheckpointError, DataError, ExportError
 from zoo.core.machine import ISA_FEATURES, has_bf16, has_vnni, isa_features
 from zoo.data.loading import load_sample, synthetic
-from zoo.export import bench
+from zoo.export import bench, timing
 from zoo.export.bench import (
     DEFAULT_ENGINES,
     SCHEMA,
@@ -119,20 +120,24 @@ def test_rounds_interleave_and_alternate_their_order():
     assert firsts == ["a", "b", "b", "a", "a", "b", "b", "a"]  # A B, B A, A B, B A
 
 
-def test_a_round_is_three_calls_or_more_unless_one_call_fills_it():
+def test_a_round_is_three_calls_or_more_unless_one_call_fills_it(monkeypatch):
+    """On a virtual clock that each call moves on by its duration, so the machine's load cannot change a round."""
+    clock = {"now": 0.0}
     calls: list[float] = []
 
-    def sleeping(seconds: float) -> None:
+    def taking(seconds: float) -> None:
         calls.append(seconds)
-        time.sleep(seconds)
+        clock["now"] += seconds
 
-    assert time_round(functools.partial(sleeping, 0.001), warmup=1, min_s=0.02) >= 1.0
-    assert len(calls) >= 1 + 3  # short calls: warm-up, then at least 3 and 20 ms of them
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=lambda: clock["now"]))
+    short = 2.0**-10  # about 1 ms, exact in binary: 20 of them sum to exactly 20 * short
+    assert time_round(functools.partial(taking, short), warmup=1, min_s=20 * short) == short * 1e3
+    assert len(calls) == 1 + 20  # short calls: warm-up, then at least 3 and min_s of them
     calls.clear()
-    assert time_round(functools.partial(sleeping, 0.03), warmup=1, min_s=0.02) >= 30.0
+    assert time_round(functools.partial(taking, 0.03), warmup=1, min_s=0.02) == pytest.approx(30.0)
     assert len(calls) == 1 + 1  # a call as long as the round: warm-up, then that one call
     calls.clear()
-    time_round(functools.partial(sleeping, 0.0), warmup=0, min_s=0.0)
+    time_round(functools.partial(taking, 0.03), warmup=0, min_s=0.0)
     assert len(calls) == 3  # negative control: no minimum time, so no call fills a round
 
 
@@ -584,18 +589,6 @@ def test_a_worker_process_cpu_time_is_the_benchmarks_own():
 # ---------------------------------------------------------------------------- re-measuring, the cache, charts, compare
 
 
-def _alternating(ms: tuple[float, float]):
-    """A predict whose calls take ``ms[0]`` and ``ms[1]`` in turns: its rounds never agree within +-10%."""
-    state = {"n": 0}
-
-    def predict(x):
-        state["n"] += 1
-        time.sleep(ms[state["n"] % 2] / 1e3)
-        return x
-
-    return predict
-
-
 @pytest.mark.parametrize("others, more_rounds", [(0.0, True), (0.5, False)])
 def test_a_noisy_figure_is_remeasured_unless_other_processes_took_the_cpu(others, more_rounds, monkeypatch):
     cpus = os.cpu_count() or 1
@@ -605,10 +598,13 @@ def test_a_noisy_figure_is_remeasured_unless_other_processes_took_the_cpu(others
         clock["t"] += 1.0
         return clock["t"], clock["t"] * others * cpus, 0.0
 
+    alternating = itertools.cycle([8.0, 1.0])  # rounds of 8 and 1 ms in turns: never within +-10%, whatever the load
+
     monkeypatch.setattr(bench, "cpu_clock", fake_clock)
+    monkeypatch.setattr(bench, "time_round", lambda call, warmup, min_s: next(alternating))
     noisy = Engine("noisy", "noisy", lambda s, t: (None, {}))
     cfg = BenchConfig(input="mnist", batch_sizes=(1,), rounds=2, warmup=0, round_s=0.0, remeasure_s=0.0)
-    rounds, share = measure({noisy: _alternating((1.0, 8.0))}, 1, cfg, remeasure_s=0.3)
+    rounds, share = measure({noisy: lambda x: x}, 1, cfg, remeasure_s=0.3)
     assert (len(rounds["noisy"]) > cfg.rounds) is more_rounds and share == pytest.approx(others)
 
 
