@@ -6,6 +6,7 @@ backend or figure state is touched in the caller's process.
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -87,7 +88,7 @@ def curves_png(runs: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]], title:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("top-1 error (%)")
     error_axis(ax, errors)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(textwrap.fill(title, 90), fontsize=10)  # a long title wraps rather than run off the figure
     ax.grid(alpha=0.3)
     if ax.lines:
         ax.legend(fontsize=7)
